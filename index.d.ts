@@ -1,0 +1,103 @@
+// Hand-written public types of ferrocache (the generated native types are in binding.d.ts).
+
+/** Every `err.code` ferrocache produces. */
+export declare const codes: Readonly<{
+  /** Wrong type, empty key, lone surrogate, bad TTL or option. TypeError (RangeError for an out-of-range TTL). */
+  INVALID_ARG: 'ERR_INVALID_ARG'
+  /** The value cannot be serialized as JSON (circular, BigInt, function, symbol). TypeError. */
+  SERIALIZE: 'ERR_SERIALIZE'
+  /** A key or value over its limit (`limits`). RangeError. */
+  TOO_LARGE: 'ERR_TOO_LARGE'
+  /** The manager was closed. */
+  CLOSED: 'ERR_CLOSED'
+  /** Redis failed and `fallback.enabled` is false. */
+  REDIS_UNAVAILABLE: 'ERR_REDIS_UNAVAILABLE'
+  /** Redis replied with an error that is not an outage (e.g. WRONGTYPE on a foreign key). */
+  REDIS: 'ERR_REDIS'
+}>
+
+/** One of the values of `codes`. */
+export type CacheErrorCode = (typeof codes)[keyof typeof codes]
+
+/** An error thrown or rejected by ferrocache: a TypeError, RangeError or Error with `code`. */
+export interface CacheError extends Error {
+  code: CacheErrorCode
+}
+
+/** Options of `createCacheManager`. Every field is optional. */
+export interface CacheOptions {
+  /**
+   * `redis://[user:password@]host:port[/db]`, or `'memory://'` for the in-process store alone.
+   * Default: `REDIS_URL` for the default instance, else `redis://127.0.0.1:6379`.
+   */
+  url?: string
+  /** Namespace written before every key; default `'fc:'`. */
+  keyPrefix?: string
+  /** Default TTLs in seconds (positive, finite): session 3600, query 300. */
+  ttl?: { session?: number; query?: number }
+  /** A Redis call slower than this (ms) counts as a failure and is served from memory; default 250. */
+  commandTimeoutMs?: number
+  /** Deadline for opening a connection (ms); default 1000. */
+  connectTimeoutMs?: number
+  /** Retries within the call budget: 3 attempts, exponential backoff from 20 ms up to 2000 ms, with jitter. */
+  retry?: { attempts?: number; baseDelayMs?: number; maxDelayMs?: number }
+  /** In-process store: on by default, bounded by `maxBytes` (default 64 MiB). */
+  fallback?: { enabled?: boolean; maxBytes?: number }
+  /** Size limits: key 4096 bytes, value 4 MiB of JSON by default. */
+  limits?: { maxKeyBytes?: number; maxValueBytes?: number }
+}
+
+/** The data methods; on a manager they use its own keys, on a TenantCache the tenant's. */
+export interface CacheScope {
+  /** Stores session data for `ttlSeconds` (default `ttl.session`). */
+  setSession(sessionId: string, data: unknown, ttlSeconds?: number): Promise<void>
+  /** The session's data as a fresh copy, or null on a miss. */
+  getSession<T = unknown>(sessionId: string): Promise<T | null>
+  /** Deletes a session; true if it existed. */
+  deleteSession(sessionId: string): Promise<boolean>
+  /** Caches a query result for `ttlSeconds` (default `ttl.query`). */
+  cacheQueryResult(key: string, data: unknown, ttlSeconds?: number): Promise<void>
+  /** The cached query result as a fresh copy, or null on a miss. */
+  getCachedQuery<T = unknown>(key: string): Promise<T | null>
+  /** Removes the query results whose key starts with `prefix` (literally; an empty prefix is refused); returns how many. */
+  invalidateCache(prefix: string): Promise<number>
+  /** Removes every query result of this scope; returns how many. */
+  invalidateAll(): Promise<number>
+}
+
+/** The data methods isolated to one tenant's keys. */
+export declare class TenantCache implements CacheScope {
+  private constructor()
+  /** The tenant this scope belongs to. */
+  readonly tenantId: string
+  setSession(sessionId: string, data: unknown, ttlSeconds?: number): Promise<void>
+  getSession<T = unknown>(sessionId: string): Promise<T | null>
+  deleteSession(sessionId: string): Promise<boolean>
+  cacheQueryResult(key: string, data: unknown, ttlSeconds?: number): Promise<void>
+  getCachedQuery<T = unknown>(key: string): Promise<T | null>
+  invalidateCache(prefix: string): Promise<number>
+  invalidateAll(): Promise<number>
+}
+
+/** One cache object over Redis with an in-process fallback store. */
+export declare class CacheManager implements CacheScope {
+  /** Same as `createCacheManager(options)`; throws a TypeError with `code` on invalid options. Never connects. */
+  constructor(options?: CacheOptions)
+  setSession(sessionId: string, data: unknown, ttlSeconds?: number): Promise<void>
+  getSession<T = unknown>(sessionId: string): Promise<T | null>
+  deleteSession(sessionId: string): Promise<boolean>
+  cacheQueryResult(key: string, data: unknown, ttlSeconds?: number): Promise<void>
+  getCachedQuery<T = unknown>(key: string): Promise<T | null>
+  invalidateCache(prefix: string): Promise<number>
+  invalidateAll(): Promise<number>
+  /** The data methods isolated to `tenantId`'s keys. */
+  tenant(tenantId: string): TenantCache
+  /** Closes the connection; later data calls reject with `ERR_CLOSED`. Idempotent. */
+  close(): Promise<void>
+}
+
+/** A manager configured by `options`. Throws on invalid options; never connects (the first call does). */
+export declare function createCacheManager(options?: CacheOptions): CacheManager
+
+/** The default instance, configured from `REDIS_URL` (else `redis://127.0.0.1:6379`) on first use. */
+export declare const cacheManager: CacheManager

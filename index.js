@@ -1,0 +1,271 @@
+'use strict'
+// Hand-written public entry point over the generated native binding (binding.js).
+// It owns what must happen on the JS side: argument checks that need V8
+// (types, lone surrogates), V8's JSON once per value (so every read is a fresh
+// copy), errors as TypeError/RangeError with a `code`, and the lazily configured
+// default instance. Everything else is in Rust (src/).
+
+const { NativeCache } = require('./binding.js')
+
+const SESSION = 0
+const QUERY = 1
+const MAX_TTL_SECONDS = 2147483647
+const DEFAULT_URL = 'redis://127.0.0.1:6379'
+
+/** Every `err.code` ferrocache produces. */
+const codes = Object.freeze({
+  INVALID_ARG: 'ERR_INVALID_ARG',
+  SERIALIZE: 'ERR_SERIALIZE',
+  TOO_LARGE: 'ERR_TOO_LARGE',
+  CLOSED: 'ERR_CLOSED',
+  REDIS_UNAVAILABLE: 'ERR_REDIS_UNAVAILABLE',
+  REDIS: 'ERR_REDIS',
+})
+
+// napi's own status codes for arguments it could not convert.
+const NAPI_ARG_STATUSES = new Set([
+  'InvalidArg',
+  'ObjectExpected',
+  'StringExpected',
+  'NameExpected',
+  'FunctionExpected',
+  'NumberExpected',
+  'BooleanExpected',
+  'ArrayExpected',
+  'BigintExpected',
+])
+
+function codedError(Ctor, code, message, cause) {
+  const err = cause === undefined ? new Ctor(message) : new Ctor(message, { cause })
+  err.code = code
+  return err
+}
+
+/** Maps a native error to the JS error class its code calls for. */
+function fromNative(err) {
+  if (!(err instanceof Error)) return err
+  switch (err.code) {
+    case codes.INVALID_ARG:
+    case codes.SERIALIZE:
+      return codedError(TypeError, err.code, err.message)
+    case codes.TOO_LARGE:
+      return codedError(RangeError, err.code, err.message)
+    case codes.CLOSED:
+    case codes.REDIS_UNAVAILABLE:
+    case codes.REDIS:
+      return codedError(Error, err.code, err.message)
+    default:
+      if (NAPI_ARG_STATUSES.has(err.code)) return codedError(TypeError, codes.INVALID_ARG, err.message)
+      return err
+  }
+}
+
+function invalid(message) {
+  return codedError(TypeError, codes.INVALID_ARG, message)
+}
+
+function checkString(name, value) {
+  if (typeof value !== 'string') throw invalid(`${name} must be a string, got ${describe(value)}`)
+  if (value.length === 0) throw invalid(`${name} must not be empty`)
+  if (!value.isWellFormed()) throw invalid(`${name} contains a lone surrogate (not well-formed UTF-16)`)
+  return value
+}
+
+function checkTtl(ttl) {
+  if (ttl === undefined) return undefined
+  if (typeof ttl !== 'number') throw invalid(`ttlSeconds must be a number, got ${describe(ttl)}`)
+  if (!Number.isFinite(ttl) || ttl <= 0 || ttl > MAX_TTL_SECONDS) {
+    throw codedError(RangeError, codes.INVALID_ARG, `ttlSeconds must be positive, finite and at most ${MAX_TTL_SECONDS}, got ${ttl}`)
+  }
+  return ttl
+}
+
+function encode(value) {
+  if (value === undefined) throw invalid('data must not be undefined (use null, or delete the entry)')
+  let json
+  try {
+    json = JSON.stringify(value)
+  } catch (cause) {
+    throw codedError(TypeError, codes.SERIALIZE, `data cannot be serialized to JSON: ${cause && cause.message}`, cause)
+  }
+  if (json === undefined) throw codedError(TypeError, codes.SERIALIZE, `data cannot be serialized to JSON: ${describe(value)}`)
+  return json
+}
+
+function decode(json) {
+  return json === null ? null : JSON.parse(json)
+}
+
+function describe(value) {
+  if (value === null) return 'null'
+  if (typeof value === 'function') return 'a function'
+  if (typeof value === 'symbol') return 'a symbol'
+  return typeof value
+}
+
+function settle(result) {
+  if (result instanceof Error) throw fromNative(result)
+  return result
+}
+
+// One data scope: the manager's own keys (tenant undefined) or one tenant's.
+// `owner` resolves the native handle lazily (the default instance is created on first use).
+class Scope {
+  #owner
+  #tenant
+
+  constructor(owner, tenant) {
+    this.#owner = owner ?? this // a manager is its own owner
+    this.#tenant = tenant
+  }
+
+  async #get(kind, name, key) {
+    checkString(name, key)
+    const native = this.#owner._native()
+    try {
+      if (this.#owner._sync) return decode(native.getSync(kind, key, this.#tenant))
+      return decode(settle(await native.get(kind, key, this.#tenant)))
+    } catch (err) {
+      throw fromNative(err)
+    }
+  }
+
+  async #set(kind, name, key, data, ttlSeconds) {
+    checkString(name, key)
+    const ttl = checkTtl(ttlSeconds)
+    const json = encode(data)
+    const native = this.#owner._native()
+    try {
+      if (this.#owner._sync) native.setSync(kind, key, json, ttl, this.#tenant)
+      else settle(await native.set(kind, key, json, ttl, this.#tenant))
+    } catch (err) {
+      throw fromNative(err)
+    }
+  }
+
+  async #delete(kind, name, key) {
+    checkString(name, key)
+    const native = this.#owner._native()
+    try {
+      if (this.#owner._sync) return native.deleteSync(kind, key, this.#tenant)
+      return settle(await native.delete(kind, key, this.#tenant))
+    } catch (err) {
+      throw fromNative(err)
+    }
+  }
+
+  async #invalidate(prefix, all) {
+    if (!all) checkString('prefix', prefix)
+    const native = this.#owner._native()
+    try {
+      if (this.#owner._sync) return native.invalidateSync(QUERY, prefix, all, this.#tenant)
+      return settle(await native.invalidate(QUERY, prefix, all, this.#tenant))
+    } catch (err) {
+      throw fromNative(err)
+    }
+  }
+
+  /** Stores session data for `ttlSeconds` (default `ttl.session`, 3600). */
+  setSession(sessionId, data, ttlSeconds) {
+    return this.#set(SESSION, 'sessionId', sessionId, data, ttlSeconds)
+  }
+
+  /** The session's data (a fresh copy), or null on a miss. */
+  getSession(sessionId) {
+    return this.#get(SESSION, 'sessionId', sessionId)
+  }
+
+  /** Deletes a session; true if it existed. */
+  deleteSession(sessionId) {
+    return this.#delete(SESSION, 'sessionId', sessionId)
+  }
+
+  /** Caches a query result for `ttlSeconds` (default `ttl.query`, 300). */
+  cacheQueryResult(key, data, ttlSeconds) {
+    return this.#set(QUERY, 'key', key, data, ttlSeconds)
+  }
+
+  /** The cached query result (a fresh copy), or null on a miss. */
+  getCachedQuery(key) {
+    return this.#get(QUERY, 'key', key)
+  }
+
+  /** Removes the query results whose key starts with `prefix` (literally); returns how many. */
+  invalidateCache(prefix) {
+    return this.#invalidate(prefix, false)
+  }
+
+  /** Removes every query result of this scope; returns how many. */
+  invalidateAll() {
+    return this.#invalidate('', true)
+  }
+}
+
+/** The data methods of a manager, isolated to one tenant's keys. */
+class TenantCache extends Scope {
+  /** @internal use `manager.tenant(id)` */
+  constructor(owner, tenantId) {
+    super(owner, tenantId)
+    this.tenantId = tenantId
+  }
+}
+
+/** One cache object over Redis with an in-process fallback store. */
+class CacheManager extends Scope {
+  #native = null
+  #options
+
+  /** Same as `createCacheManager(options)`. `options` may be a function, called on first use. */
+  constructor(options) {
+    super(null, undefined)
+    this.#options = options
+    if (typeof options !== 'function') this._native()
+  }
+
+  /** @internal the native handle, created on first use. */
+  _native() {
+    if (this.#native === null) {
+      const options = typeof this.#options === 'function' ? this.#options() : this.#options
+      if (options !== undefined && options !== null && typeof options !== 'object') {
+        throw invalid(`options must be an object, got ${describe(options)}`)
+      }
+      for (const name of ['url', 'keyPrefix']) {
+        const v = options && options[name]
+        if (v !== undefined && v !== null) checkString(name, v)
+      }
+      try {
+        this.#native = new NativeCache(options ?? undefined)
+      } catch (err) {
+        throw fromNative(err)
+      }
+      this._sync = this.#native.memoryOnly
+    }
+    return this.#native
+  }
+
+  /** The data methods isolated to `tenantId`'s keys. */
+  tenant(tenantId) {
+    checkString('tenantId', tenantId)
+    return new TenantCache(this, tenantId)
+  }
+
+  /** Closes the connection; later data calls reject with `ERR_CLOSED`. Idempotent. */
+  async close() {
+    try {
+      this._native().close()
+    } catch (err) {
+      // A default instance whose environment is invalid has nothing to close.
+      if (err && err.code !== codes.INVALID_ARG) throw err
+    }
+  }
+}
+
+/** A manager configured by `options` (see CacheOptions). Throws on invalid options; never connects. */
+function createCacheManager(options) {
+  return new CacheManager(options ?? {})
+}
+
+/** The default instance: configured from REDIS_URL (else redis://127.0.0.1:6379) on first use. */
+const cacheManager = new CacheManager(() => ({ url: process.env.REDIS_URL || DEFAULT_URL }))
+
+module.exports = { cacheManager, createCacheManager, CacheManager, TenantCache, codes }

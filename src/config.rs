@@ -1,0 +1,407 @@
+//! Options -> validated [`Config`], with every default a named constant.
+//!
+//! [`ConfigBuilder`] mirrors the JS `CacheOptions` (every field optional); the napi
+//! layer fills it and calls [`ConfigBuilder::build`], which rejects impossible values
+//! with [`Error::InvalidArg`] before anything is created. Building does no I/O.
+
+use std::fmt;
+use std::time::Duration;
+
+use crate::error::{Error, Result};
+
+/// URL used when neither `url` nor `REDIS_URL` is given (the JS layer reads the env).
+pub const DEFAULT_URL: &str = "redis://127.0.0.1:6379";
+/// The URL that selects the in-process store only.
+pub const MEMORY_URL: &str = "memory://";
+/// Namespace written before every key.
+pub const DEFAULT_KEY_PREFIX: &str = "fc:";
+/// Default session TTL in seconds.
+pub const DEFAULT_SESSION_TTL_SECS: f64 = 3600.0;
+/// Default query-result TTL in seconds.
+pub const DEFAULT_QUERY_TTL_SECS: f64 = 300.0;
+/// Largest accepted TTL in seconds (~68 years); keeps `PX` far from overflow.
+pub const MAX_TTL_SECS: f64 = 2_147_483_647.0;
+/// A Redis command slower than this counts as a failure.
+pub const DEFAULT_COMMAND_TIMEOUT_MS: u64 = 250;
+/// Deadline for opening a connection.
+pub const DEFAULT_CONNECT_TIMEOUT_MS: u64 = 1000;
+/// Attempts per call (first try included), within the command-timeout budget.
+pub const DEFAULT_RETRY_ATTEMPTS: u32 = 3;
+/// First backoff delay; doubles per attempt, with jitter.
+pub const DEFAULT_RETRY_BASE_DELAY_MS: u64 = 20;
+/// Ceiling of the backoff delay (also of the pause before Redis is tried again).
+pub const DEFAULT_RETRY_MAX_DELAY_MS: u64 = 2000;
+/// Byte budget of the in-process store.
+pub const DEFAULT_FALLBACK_MAX_BYTES: u64 = 64 * 1024 * 1024;
+/// Smallest accepted byte budget.
+pub const MIN_FALLBACK_MAX_BYTES: u64 = 64 * 1024;
+/// Longest key (session id, query key, prefix) in UTF-8 bytes.
+pub const DEFAULT_MAX_KEY_BYTES: usize = 4096;
+/// Largest value in bytes of JSON text.
+pub const DEFAULT_MAX_VALUE_BYTES: usize = 4 * 1024 * 1024;
+/// Redis's own limit on a string value.
+pub const MAX_VALUE_BYTES_CEILING: usize = 512 * 1024 * 1024;
+/// Longest accepted `keyPrefix` in bytes.
+pub const MAX_KEY_PREFIX_BYTES: usize = 256;
+
+/// Where data lives.
+#[derive(Clone, PartialEq, Eq)]
+pub enum Backend {
+  /// Redis at this URL (kept secret: see [`Backend::redacted_url`]).
+  Redis { url: String },
+  /// `memory://`: the in-process store only.
+  Memory,
+}
+
+impl Backend {
+  /// The URL with any password replaced by `***`; safe for health, logs and errors.
+  pub fn redacted_url(&self) -> String {
+    match self {
+      Backend::Redis { url } => redact_url(url),
+      Backend::Memory => MEMORY_URL.to_string(),
+    }
+  }
+}
+
+impl fmt::Debug for Backend {
+  fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+    f.write_str(&self.redacted_url())
+  }
+}
+
+/// Retry policy for one call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetryConfig {
+  /// Attempts including the first, >= 1.
+  pub attempts: u32,
+  /// First delay.
+  pub base_delay: Duration,
+  /// Largest delay.
+  pub max_delay: Duration,
+}
+
+/// In-process store settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FallbackConfig {
+  /// Serve from memory when Redis fails (otherwise reject with `ERR_REDIS_UNAVAILABLE`).
+  pub enabled: bool,
+  /// Byte budget (keys + values + a fixed per-entry overhead).
+  pub max_bytes: u64,
+}
+
+/// Size limits enforced before anything is written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+  /// Longest key in UTF-8 bytes.
+  pub max_key_bytes: usize,
+  /// Largest JSON value in bytes.
+  pub max_value_bytes: usize,
+}
+
+/// Validated configuration. `Debug` never prints a password.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+  pub(crate) backend: Backend,
+  pub(crate) key_prefix: String,
+  pub(crate) session_ttl_ms: u64,
+  pub(crate) query_ttl_ms: u64,
+  pub(crate) command_timeout: Duration,
+  pub(crate) connect_timeout: Duration,
+  pub(crate) retry: RetryConfig,
+  pub(crate) fallback: FallbackConfig,
+  pub(crate) limits: Limits,
+}
+
+impl Config {
+  /// The backend (Redis URL or memory).
+  pub fn backend(&self) -> &Backend {
+    &self.backend
+  }
+  /// The key namespace.
+  pub fn key_prefix(&self) -> &str {
+    &self.key_prefix
+  }
+  /// The fallback settings.
+  pub fn fallback(&self) -> FallbackConfig {
+    self.fallback
+  }
+  /// The size limits.
+  pub fn limits(&self) -> Limits {
+    self.limits
+  }
+  /// The heaviest entry the in-process store must be able to hold.
+  pub fn largest_entry_bytes(&self) -> u64 {
+    largest_entry_bytes(&self.key_prefix, self.limits.max_key_bytes, self.limits.max_value_bytes)
+  }
+}
+
+impl Default for Config {
+  fn default() -> Self {
+    ConfigBuilder::default().build().expect("defaults are valid")
+  }
+}
+
+/// Unvalidated options, one `Option` per JS option; `None` means the default.
+#[derive(Debug, Clone, Default)]
+pub struct ConfigBuilder {
+  pub url: Option<String>,
+  pub key_prefix: Option<String>,
+  pub session_ttl_secs: Option<f64>,
+  pub query_ttl_secs: Option<f64>,
+  pub command_timeout_ms: Option<f64>,
+  pub connect_timeout_ms: Option<f64>,
+  pub retry_attempts: Option<f64>,
+  pub retry_base_delay_ms: Option<f64>,
+  pub retry_max_delay_ms: Option<f64>,
+  pub fallback_enabled: Option<bool>,
+  pub fallback_max_bytes: Option<f64>,
+  pub max_key_bytes: Option<f64>,
+  pub max_value_bytes: Option<f64>,
+}
+
+impl ConfigBuilder {
+  /// Validates every option and applies defaults.
+  pub fn build(&self) -> Result<Config> {
+    let backend = parse_backend(self.url.as_deref().unwrap_or(DEFAULT_URL))?;
+    let key_prefix = self.key_prefix.clone().unwrap_or_else(|| DEFAULT_KEY_PREFIX.into());
+    if key_prefix.is_empty() || key_prefix.len() > MAX_KEY_PREFIX_BYTES {
+      return Err(Error::invalid(format!(
+        "keyPrefix must be a non-empty string of at most {MAX_KEY_PREFIX_BYTES} bytes"
+      )));
+    }
+    let session_ttl_ms = ttl_ms(self.session_ttl_secs.unwrap_or(DEFAULT_SESSION_TTL_SECS))
+      .map_err(|e| Error::invalid(format!("ttl.session: {e}")))?;
+    let query_ttl_ms = ttl_ms(self.query_ttl_secs.unwrap_or(DEFAULT_QUERY_TTL_SECS))
+      .map_err(|e| Error::invalid(format!("ttl.query: {e}")))?;
+    let ms = |v: Option<f64>, default: u64, name: &str, min: u64, max: u64| -> Result<u64> {
+      whole(v, default, name, min, max)
+    };
+    let command_timeout = ms(self.command_timeout_ms, DEFAULT_COMMAND_TIMEOUT_MS, "commandTimeoutMs", 1, 600_000)?;
+    let connect_timeout = ms(self.connect_timeout_ms, DEFAULT_CONNECT_TIMEOUT_MS, "connectTimeoutMs", 1, 600_000)?;
+    let attempts = ms(self.retry_attempts, DEFAULT_RETRY_ATTEMPTS as u64, "retry.attempts", 1, 100)? as u32;
+    let base = ms(self.retry_base_delay_ms, DEFAULT_RETRY_BASE_DELAY_MS, "retry.baseDelayMs", 0, 600_000)?;
+    let max = ms(self.retry_max_delay_ms, DEFAULT_RETRY_MAX_DELAY_MS, "retry.maxDelayMs", 0, 3_600_000)?;
+    if base > max {
+      return Err(Error::invalid("retry.baseDelayMs must not exceed retry.maxDelayMs"));
+    }
+    let max_key_bytes = ms(self.max_key_bytes, DEFAULT_MAX_KEY_BYTES as u64, "limits.maxKeyBytes", 1, 1 << 20)? as usize;
+    let max_value_bytes = ms(
+      self.max_value_bytes,
+      DEFAULT_MAX_VALUE_BYTES as u64,
+      "limits.maxValueBytes",
+      1,
+      MAX_VALUE_BYTES_CEILING as u64,
+    )? as usize;
+    let max_bytes = ms(
+      self.fallback_max_bytes,
+      DEFAULT_FALLBACK_MAX_BYTES,
+      "fallback.maxBytes",
+      MIN_FALLBACK_MAX_BYTES,
+      1 << 50,
+    )?;
+    let enabled = self.fallback_enabled.unwrap_or(true);
+    let memory_needed = enabled || backend == Backend::Memory;
+    let largest_entry = largest_entry_bytes(&key_prefix, max_key_bytes, max_value_bytes);
+    if memory_needed && largest_entry > crate::store::memory::admissible_weight(max_bytes) {
+      return Err(Error::invalid(format!(
+        "fallback.maxBytes ({max_bytes}) must hold at least one entry of limits.maxValueBytes ({max_value_bytes}) plus its key"
+      )));
+    }
+    Ok(Config {
+      backend,
+      key_prefix,
+      session_ttl_ms,
+      query_ttl_ms,
+      command_timeout: Duration::from_millis(command_timeout),
+      connect_timeout: Duration::from_millis(connect_timeout),
+      retry: RetryConfig {
+        attempts,
+        base_delay: Duration::from_millis(base),
+        max_delay: Duration::from_millis(max),
+      },
+      fallback: FallbackConfig { enabled, max_bytes },
+      limits: Limits { max_key_bytes, max_value_bytes },
+    })
+  }
+}
+
+/// The heaviest in-process entry the limits allow: the longest full key (prefix,
+/// tenant part, kind tag, key) plus the largest value plus the per-entry overhead.
+fn largest_entry_bytes(key_prefix: &str, max_key_bytes: usize, max_value_bytes: usize) -> u64 {
+  let tenant_part = crate::keys::MAX_TENANT_BYTES + 8;
+  (key_prefix.len() + tenant_part + 2 + max_key_bytes + max_value_bytes) as u64 + crate::store::memory::ENTRY_OVERHEAD
+}
+
+/// A whole number option within `[min, max]`, or its default.
+fn whole(v: Option<f64>, default: u64, name: &str, min: u64, max: u64) -> Result<u64> {
+  let Some(v) = v else { return Ok(default) };
+  if !v.is_finite() || v.fract() != 0.0 || v < min as f64 || v > max as f64 {
+    return Err(Error::invalid(format!("{name} must be a whole number in [{min}, {max}], got {v}")));
+  }
+  Ok(v as u64)
+}
+
+/// Converts a TTL in seconds (positive, finite, fractions allowed) to whole
+/// milliseconds, rounding up so that a tiny TTL never becomes 0 (= no expiry).
+pub fn ttl_ms(seconds: f64) -> Result<u64> {
+  if !seconds.is_finite() || seconds <= 0.0 || seconds > MAX_TTL_SECS {
+    return Err(Error::invalid(format!(
+      "TTL must be a positive, finite number of seconds up to {MAX_TTL_SECS}, got {seconds}"
+    )));
+  }
+  Ok(((seconds * 1000.0).ceil() as u64).max(1))
+}
+
+fn parse_backend(url: &str) -> Result<Backend> {
+  if url == MEMORY_URL || url == "memory:" {
+    return Ok(Backend::Memory);
+  }
+  let scheme = url.split("://").next().unwrap_or_default();
+  match scheme {
+    "redis" | "redis+unix" | "unix" => {}
+    "rediss" => {
+      return Err(Error::invalid(
+        "rediss:// (TLS) is not supported by this build yet; use redis:// or memory://",
+      ))
+    }
+    _ => {
+      return Err(Error::invalid(format!(
+        "url must start with redis://, unix:// or be memory://, got {}",
+        redact_url(url)
+      )))
+    }
+  }
+  // redis-rs parses without any I/O; a malformed URL is an argument error.
+  redis::Client::open(url)
+    .map_err(|_| Error::invalid(format!("url is not a valid Redis URL: {}", redact_url(url))))?;
+  Ok(Backend::Redis { url: url.to_string() })
+}
+
+/// Replaces the password of `scheme://user:password@host` (and any
+/// `password=` query parameter) with `***`.
+pub fn redact_url(url: &str) -> String {
+  let Some(scheme_end) = url.find("://").map(|i| i + 3) else {
+    return url.to_string();
+  };
+  let (head, rest) = url.split_at(scheme_end);
+  let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+  let (authority, tail) = rest.split_at(authority_end);
+  let authority = match authority.rfind('@') {
+    Some(at) => {
+      let (userinfo, host) = authority.split_at(at);
+      match userinfo.find(':') {
+        Some(colon) => format!("{}:***{}", &userinfo[..colon], host),
+        None => format!("{userinfo}{host}"),
+      }
+    }
+    None => authority.to_string(),
+  };
+  let tail = match tail.find('?') {
+    Some(q) => {
+      let (path, query) = tail.split_at(q + 1);
+      let redacted: Vec<String> = query
+        .split('&')
+        .map(|kv| match kv.split_once('=') {
+          Some((k, _)) if k.eq_ignore_ascii_case("password") => format!("{k}=***"),
+          _ => kv.to_string(),
+        })
+        .collect();
+      format!("{path}{}", redacted.join("&"))
+    }
+    None => tail.to_string(),
+  };
+  format!("{head}{authority}{tail}")
+}
+
+#[cfg(test)]
+mod tests {
+  use super::*;
+
+  #[test]
+  fn defaults() {
+    let c = Config::default();
+    assert_eq!(c.backend, Backend::Redis { url: DEFAULT_URL.into() });
+    assert_eq!(c.key_prefix, "fc:");
+    assert_eq!(c.session_ttl_ms, 3_600_000);
+    assert_eq!(c.query_ttl_ms, 300_000);
+    assert_eq!(c.command_timeout, Duration::from_millis(250));
+    assert_eq!(c.retry.attempts, 3);
+    assert!(c.fallback.enabled);
+    assert_eq!(c.fallback.max_bytes, 64 * 1024 * 1024);
+    assert_eq!(c.limits.max_value_bytes, 4 * 1024 * 1024);
+  }
+
+  #[test]
+  fn memory_url_selects_memory() {
+    let c = ConfigBuilder { url: Some("memory://".into()), ..Default::default() }.build().unwrap();
+    assert_eq!(c.backend, Backend::Memory);
+  }
+
+  #[test]
+  fn rejects_bad_urls() {
+    for url in ["", "http://x", "rediss://h:6379", "redis://:pw@", "mongodb://a"] {
+      let r = ConfigBuilder { url: Some(url.into()), ..Default::default() }.build();
+      assert!(matches!(r, Err(Error::InvalidArg(_))), "{url} accepted");
+    }
+  }
+
+  #[test]
+  fn rejects_bad_numbers() {
+    let bad = [f64::NAN, f64::INFINITY, -1.0, 0.5, 1e12];
+    for v in bad {
+      let r = ConfigBuilder { command_timeout_ms: Some(v), ..Default::default() }.build();
+      assert!(r.is_err(), "commandTimeoutMs {v} accepted");
+    }
+    for v in [f64::NAN, 0.0, -3.0, f64::INFINITY, 1e300] {
+      let r = ConfigBuilder { session_ttl_secs: Some(v), ..Default::default() }.build();
+      assert!(r.is_err(), "ttl {v} accepted");
+    }
+    let r = ConfigBuilder { key_prefix: Some(String::new()), ..Default::default() }.build();
+    assert!(r.is_err());
+    let r = ConfigBuilder {
+      retry_base_delay_ms: Some(500.0),
+      retry_max_delay_ms: Some(100.0),
+      ..Default::default()
+    }
+    .build();
+    assert!(r.is_err());
+  }
+
+  #[test]
+  fn budget_must_hold_the_largest_value() {
+    let small = ConfigBuilder { fallback_max_bytes: Some(1024.0 * 1024.0), ..Default::default() };
+    assert!(small.build().is_err());
+    let fits = ConfigBuilder {
+      fallback_max_bytes: Some(1024.0 * 1024.0),
+      max_value_bytes: Some(65536.0),
+      ..Default::default()
+    };
+    assert!(fits.build().is_ok());
+    let off = ConfigBuilder {
+      fallback_enabled: Some(false),
+      fallback_max_bytes: Some(1024.0 * 1024.0),
+      ..Default::default()
+    };
+    assert!(off.build().is_ok(), "budget is irrelevant without fallback");
+  }
+
+  #[test]
+  fn ttl_rounds_up_to_a_millisecond() {
+    assert_eq!(ttl_ms(0.0001).unwrap(), 1);
+    assert_eq!(ttl_ms(1.5).unwrap(), 1500);
+    assert_eq!(ttl_ms(300.0).unwrap(), 300_000);
+    assert!(ttl_ms(0.0).is_err());
+    assert!(ttl_ms(-0.0).is_err());
+  }
+
+  #[test]
+  fn redacts_passwords() {
+    assert_eq!(redact_url("redis://user:s3cret@h:6379/0"), "redis://user:***@h:6379/0");
+    assert_eq!(redact_url("redis://:s3cret@h"), "redis://:***@h");
+    assert_eq!(redact_url("redis://h:6379"), "redis://h:6379");
+    assert_eq!(redact_url("redis://h/?password=x&db=1"), "redis://h/?password=***&db=1");
+    assert_eq!(redact_url("redis://u:p@ss:w@h"), "redis://u:***@h");
+    let c = ConfigBuilder { url: Some("redis://u:hunter2@h".into()), ..Default::default() }.build().unwrap();
+    assert!(!format!("{c:?}").contains("hunter2"));
+  }
+}

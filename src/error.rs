@@ -1,0 +1,161 @@
+//! The core error type and its stable, documented codes.
+//!
+//! Every fallible core function returns [`Error`]. The napi boundary maps it to a
+//! JS error in exactly one place (`lib.rs`), using [`Error::code`] as `err.code`.
+//! The JS wrapper turns `ERR_INVALID_ARG`/`ERR_SERIALIZE` into `TypeError` and
+//! `ERR_TOO_LARGE` into `RangeError`.
+
+use std::fmt;
+
+/// Result with the core [`Error`].
+pub type Result<T> = std::result::Result<T, Error>;
+
+/// Stable error codes, as seen by JavaScript in `err.code`.
+pub mod codes {
+  /// Wrong type, empty key, malformed option, bad TTL.
+  pub const INVALID_ARG: &str = "ERR_INVALID_ARG";
+  /// The value cannot be represented as JSON (raised by the JS layer).
+  pub const SERIALIZE: &str = "ERR_SERIALIZE";
+  /// A key or value is larger than the configured limit.
+  pub const TOO_LARGE: &str = "ERR_TOO_LARGE";
+  /// The manager was closed.
+  pub const CLOSED: &str = "ERR_CLOSED";
+  /// Redis cannot serve the call and the in-process fallback is disabled.
+  pub const REDIS_UNAVAILABLE: &str = "ERR_REDIS_UNAVAILABLE";
+  /// Redis answered with an error reply that is not an outage (e.g. WRONGTYPE).
+  pub const REDIS: &str = "ERR_REDIS";
+}
+
+/// How a Redis failure is classified by the failover layer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum RedisFailure {
+  /// No answer within the deadline (hung or overloaded server).
+  Timeout,
+  /// Connection refused, reset or dropped; I/O error.
+  Connection,
+  /// Wrong password, unknown ACL user, unknown host, TLS: retrying will not help.
+  Misconfiguration,
+  /// The server replied with an error to a well-formed command.
+  Reply,
+}
+
+/// The core error, by cause.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Error {
+  /// Bad argument or option; the message names it.
+  InvalidArg(String),
+  /// A key or value over its limit; the message names the limit.
+  TooLarge(String),
+  /// The manager was closed.
+  Closed,
+  /// Redis failed and fallback is disabled (or the failure could not be hidden).
+  RedisUnavailable(String),
+  /// A Redis failure, classified.
+  Redis { kind: RedisFailure, message: String },
+}
+
+impl Error {
+  /// The stable `err.code` for JavaScript.
+  pub fn code(&self) -> &'static str {
+    match self {
+      Error::InvalidArg(_) => codes::INVALID_ARG,
+      Error::TooLarge(_) => codes::TOO_LARGE,
+      Error::Closed => codes::CLOSED,
+      Error::RedisUnavailable(_) => codes::REDIS_UNAVAILABLE,
+      Error::Redis { kind: RedisFailure::Reply, .. } => codes::REDIS,
+      Error::Redis { .. } => codes::REDIS_UNAVAILABLE,
+    }
+  }
+
+  /// Shorthand for [`Error::InvalidArg`].
+  pub fn invalid(message: impl Into<String>) -> Self {
+    Error::InvalidArg(message.into())
+  }
+
+  /// True when the failure means "Redis is not serving": a reason to use the fallback store.
+  pub fn is_outage(&self) -> bool {
+    matches!(
+      self,
+      Error::Redis {
+        kind: RedisFailure::Timeout | RedisFailure::Connection | RedisFailure::Misconfiguration,
+        ..
+      }
+    )
+  }
+
+  /// True for a deadline that passed without an answer.
+  pub fn is_timeout(&self) -> bool {
+    matches!(self, Error::Redis { kind: RedisFailure::Timeout, .. })
+  }
+
+  /// True for failures that retrying cannot fix (credentials, TLS, DNS).
+  pub fn is_misconfiguration(&self) -> bool {
+    matches!(self, Error::Redis { kind: RedisFailure::Misconfiguration, .. })
+  }
+
+  pub(crate) fn timeout(what: &str, ms: u64) -> Self {
+    Error::Redis { kind: RedisFailure::Timeout, message: format!("{what} timed out after {ms} ms") }
+  }
+}
+
+impl fmt::Display for Error {
+  fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+    match self {
+      Error::InvalidArg(m) | Error::TooLarge(m) | Error::RedisUnavailable(m) => f.write_str(m),
+      Error::Closed => f.write_str("the cache manager is closed"),
+      Error::Redis { message, .. } => write!(f, "redis: {message}"),
+    }
+  }
+}
+
+impl std::error::Error for Error {}
+
+impl From<redis::RedisError> for Error {
+  fn from(e: redis::RedisError) -> Self {
+    use redis::ErrorKind as K;
+    let kind = if e.is_timeout() {
+      RedisFailure::Timeout
+    } else if matches!(e.kind(), K::AuthenticationFailed | K::InvalidClientConfig)
+      || e.to_string().contains("NOPERM")
+      || e.to_string().contains("failed to lookup address")
+    {
+      RedisFailure::Misconfiguration
+    } else if e.is_io_error() || e.is_connection_refusal() || e.is_connection_dropped() {
+      RedisFailure::Connection
+    } else if matches!(e.kind(), K::Server(_)) {
+      if e.to_string().contains("NOAUTH") || e.to_string().contains("WRONGPASS") {
+        RedisFailure::Misconfiguration
+      } else {
+        RedisFailure::Reply
+      }
+    } else {
+      RedisFailure::Connection
+    };
+    Error::Redis { kind, message: e.to_string() }
+  }
+}
+
+#[cfg(test)]
+mod tests {
+  use super::*;
+
+  #[test]
+  fn codes_are_stable() {
+    assert_eq!(Error::invalid("x").code(), "ERR_INVALID_ARG");
+    assert_eq!(Error::TooLarge("x".into()).code(), "ERR_TOO_LARGE");
+    assert_eq!(Error::Closed.code(), "ERR_CLOSED");
+    assert_eq!(Error::RedisUnavailable("x".into()).code(), "ERR_REDIS_UNAVAILABLE");
+  }
+
+  #[test]
+  fn outage_classification() {
+    assert!(Error::timeout("GET", 5).is_outage());
+    assert!(Error::timeout("GET", 5).is_timeout());
+    let reply = Error::Redis { kind: RedisFailure::Reply, message: "WRONGTYPE".into() };
+    assert!(!reply.is_outage());
+    assert_eq!(reply.code(), "ERR_REDIS");
+    assert!(!Error::invalid("x").is_outage());
+  }
+}

@@ -1,0 +1,226 @@
+//! Key layout: where each (scope, kind, key) lives in Redis and in the
+//! in-process store, and how a literal prefix becomes a Redis `MATCH` pattern.
+//!
+//! # Layout
+//! ```text
+//! <keyPrefix>s:<sessionId>                        session, manager scope
+//! <keyPrefix>q:<queryKey>                         query result, manager scope
+//! <keyPrefix>t:<byteLen(tenant)>:<tenant>:s:<id>  session of a tenant
+//! <keyPrefix>t:<byteLen(tenant)>:<tenant>:q:<key> query result of a tenant
+//! ```
+//! The character after `<keyPrefix>` (`s`, `q` or `t`) separates the manager
+//! scope from tenant scopes, and the byte length before a tenant id makes the
+//! tenant part self-delimiting, so two distinct (scope, kind, key) triples never
+//! produce the same Redis key, whatever characters they contain.
+
+use crate::error::{Error, Result};
+
+/// Longest tenant id in UTF-8 bytes.
+pub const MAX_TENANT_BYTES: usize = 256;
+
+/// What a key holds; each kind has its own namespace and default TTL.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Kind {
+  /// Session data (`s`).
+  Session,
+  /// Query result (`q`).
+  Query,
+}
+
+impl Kind {
+  /// Decodes the number the JS layer passes (0 = session, 1 = query).
+  pub fn from_u32(v: u32) -> Result<Self> {
+    match v {
+      0 => Ok(Kind::Session),
+      1 => Ok(Kind::Query),
+      _ => Err(Error::invalid(format!("unknown key kind {v}"))),
+    }
+  }
+
+  fn tag(self) -> &'static str {
+    match self {
+      Kind::Session => "s:",
+      Kind::Query => "q:",
+    }
+  }
+}
+
+/// Whose keys: the manager's own, or one tenant's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Scope<'a> {
+  /// The manager's own keys.
+  Global,
+  /// One tenant's keys.
+  Tenant(&'a str),
+}
+
+/// Builds full keys from a validated `keyPrefix`.
+#[derive(Debug, Clone)]
+pub struct KeyLayout {
+  prefix: String,
+}
+
+impl KeyLayout {
+  /// A layout under `prefix` (the configured `keyPrefix`).
+  pub fn new(prefix: &str) -> Self {
+    KeyLayout { prefix: prefix.to_string() }
+  }
+
+  /// The full key of `key` of `kind` in `scope`.
+  pub fn key(&self, scope: Scope<'_>, kind: Kind, key: &str) -> String {
+    let mut out = self.namespace(scope, kind);
+    out.push_str(key);
+    out
+  }
+
+  /// The literal string every full key of (`scope`, `kind`) starting with `prefix` begins with.
+  pub fn literal_prefix(&self, scope: Scope<'_>, kind: Kind, prefix: &str) -> String {
+    self.key(scope, kind, prefix)
+  }
+
+  /// The namespace of (`scope`, `kind`): what every one of its keys starts with.
+  pub fn namespace(&self, scope: Scope<'_>, kind: Kind) -> String {
+    let mut out = String::with_capacity(self.prefix.len() + 16);
+    out.push_str(&self.prefix);
+    if let Scope::Tenant(t) = scope {
+      out.push_str("t:");
+      out.push_str(&t.len().to_string());
+      out.push(':');
+      out.push_str(t);
+      out.push(':');
+    }
+    out.push_str(kind.tag());
+    out
+  }
+}
+
+/// A Redis `SCAN MATCH` pattern matching exactly the keys that start with `literal`.
+pub fn match_pattern(literal: &str) -> String {
+  let mut out = glob_escape(literal);
+  out.push('*');
+  out
+}
+
+/// Escapes the glob metacharacters of Redis patterns (`* ? [ ] \`) so they match literally.
+pub fn glob_escape(literal: &str) -> String {
+  let mut out = String::with_capacity(literal.len() + 8);
+  for c in literal.chars() {
+    if matches!(c, '*' | '?' | '[' | ']' | '\\') {
+      out.push('\\');
+    }
+    out.push(c);
+  }
+  out
+}
+
+/// Redis's glob matcher (`stringmatchlen`, byte-wise, case-sensitive), enough of it
+/// to prove in tests that escaped patterns match literally. Supports `*`, `?`,
+/// `[...]` and `\` escapes.
+#[cfg(test)]
+pub(crate) fn redis_glob_match(pattern: &[u8], s: &[u8]) -> bool {
+  match pattern.split_first() {
+    None => s.is_empty(),
+    Some((b'*', rest)) => (0..=s.len()).any(|i| redis_glob_match(rest, &s[i..])),
+    Some((b'?', rest)) => !s.is_empty() && redis_glob_match(rest, &s[1..]),
+    Some((b'\\', rest)) if !rest.is_empty() => {
+      !s.is_empty() && s[0] == rest[0] && redis_glob_match(&rest[1..], &s[1..])
+    }
+    Some((b'[', rest)) => {
+      let Some(end) = rest.iter().position(|&b| b == b']') else { return false };
+      !s.is_empty() && rest[..end].contains(&s[0]) && redis_glob_match(&rest[end + 1..], &s[1..])
+    }
+    Some((&c, rest)) => !s.is_empty() && s[0] == c && redis_glob_match(rest, &s[1..]),
+  }
+}
+
+#[cfg(test)]
+mod tests {
+  use super::*;
+
+  fn layout() -> KeyLayout {
+    KeyLayout::new("fc:")
+  }
+
+  #[test]
+  fn documented_layout() {
+    let l = layout();
+    assert_eq!(l.key(Scope::Global, Kind::Session, "abc"), "fc:s:abc");
+    assert_eq!(l.key(Scope::Global, Kind::Query, "orders_1"), "fc:q:orders_1");
+    assert_eq!(l.key(Scope::Tenant("acme"), Kind::Query, "k"), "fc:t:4:acme:q:k");
+    assert_eq!(l.key(Scope::Tenant("é"), Kind::Session, "k"), "fc:t:2:é:s:k");
+  }
+
+  #[test]
+  fn escapes_every_glob_character() {
+    assert_eq!(glob_escape(r"a*b?c[d]e\f"), r"a\*b\?c\[d\]e\\f");
+    assert_eq!(match_pattern("fc:q:orders_"), "fc:q:orders_*");
+  }
+
+  #[test]
+  fn escaped_pattern_matches_literally() {
+    let cases: &[(&str, &str, bool)] = &[
+      ("orders_", "orders_2024", true),
+      ("orders_", "ordersX", false),
+      ("a*", "a*b", true),
+      ("a*", "ab", false),
+      ("a?", "a?", true),
+      ("a?", "ax", false),
+      ("[ab]", "[ab]c", true),
+      ("[ab]", "a", false),
+      (r"x\y", r"x\yz", true),
+      (r"x\y", "xy", false),
+      ("ключ", "ключ-1", true),
+      ("🔑", "🔑x", true),
+      ("🔑", "🔒", false),
+      ("", "anything", true),
+    ];
+    for &(prefix, key, expected) in cases {
+      let pattern = match_pattern(prefix);
+      assert_eq!(
+        redis_glob_match(pattern.as_bytes(), key.as_bytes()),
+        expected,
+        "prefix {prefix:?} vs key {key:?}"
+      );
+      assert_eq!(key.starts_with(prefix), expected, "memory store rule disagrees for {prefix:?}/{key:?}");
+    }
+  }
+
+  #[test]
+  fn scopes_and_kinds_never_collide() {
+    let l = layout();
+    let tenants = ["", "a", "a:", "a:s", "s", "q", "t", "1:a", "4:acme", ":", "*", "{x}", "\\", "é"];
+    let keys = ["", "k", "s:k", "q:k", ":k", "t:1:a:s:k", "1:a:s:k", "*", "é"];
+    let mut seen = std::collections::HashMap::new();
+    let mut scopes = vec![Scope::Global];
+    scopes.extend(tenants.iter().map(|t| Scope::Tenant(t)));
+    for scope in &scopes {
+      for kind in [Kind::Session, Kind::Query] {
+        for key in keys {
+          let full = l.key(*scope, kind, key);
+          if let Some(prev) = seen.insert(full.clone(), (*scope, kind, key)) {
+            panic!("{full} produced by both {prev:?} and {:?}", (scope, kind, key));
+          }
+        }
+      }
+    }
+  }
+
+  #[test]
+  fn a_scope_prefix_never_matches_another_scope() {
+    let l = layout();
+    let other = l.key(Scope::Tenant("acme"), Kind::Query, "orders_1");
+    for scope in [Scope::Global, Scope::Tenant("acm"), Scope::Tenant("acme2"), Scope::Tenant("4:acme")] {
+      let p = l.literal_prefix(scope, Kind::Query, "");
+      assert!(!other.starts_with(&p), "{p} matches {other}");
+    }
+    let session = l.key(Scope::Global, Kind::Session, "orders_1");
+    assert!(!session.starts_with(&l.literal_prefix(Scope::Global, Kind::Query, "orders_")));
+  }
+
+  #[test]
+  fn kind_decoding() {
+    assert_eq!(Kind::from_u32(0).unwrap(), Kind::Session);
+    assert_eq!(Kind::from_u32(1).unwrap(), Kind::Query);
+    assert!(Kind::from_u32(2).is_err());
+  }
+}

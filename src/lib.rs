@@ -1,0 +1,291 @@
+#![deny(clippy::all)]
+//! ferrocache: one cache object for Node.js sessions and query results, over
+//! Redis, with an in-process store that takes over when Redis fails.
+//!
+//! # Architecture
+//! - `lib.rs` (this file) is the napi boundary only: JS options become a
+//!   [`config::ConfigBuilder`], calls go to [`cache::Cache`], core errors become JS
+//!   errors with a stable `code`. No cache logic lives here.
+//! - The core ([`cache`], [`config`], [`keys`], [`store`], [`failover`],
+//!   [`error`]) never touches napi and is tested by `cargo test` without Node.
+//! - Values cross the boundary as JSON text: the JS wrapper (`index.js`) runs
+//!   V8's `JSON.stringify`/`JSON.parse` once per value, so every read is a fresh
+//!   copy and Redis holds plain UTF-8 JSON any client can read.
+//!
+//! # Failure model
+//! See [`failover`]: Redis calls have a budget; outages are served by the
+//! in-process store ([`store::memory`]), bounded in bytes.
+
+pub mod cache;
+pub mod config;
+pub mod error;
+pub mod failover;
+pub mod keys;
+pub mod store;
+
+use std::sync::Arc;
+
+use napi::bindgen_prelude::*;
+use napi_derive::napi;
+
+use crate::cache::{Cache, Mode};
+use crate::config::ConfigBuilder;
+use crate::keys::{Kind, Scope};
+
+/// `err.code` of errors thrown into JavaScript.
+pub struct Code(&'static str);
+
+impl AsRef<str> for Code {
+  fn as_ref(&self) -> &str {
+    self.0
+  }
+}
+
+
+
+fn js_error(e: error::Error) -> napi::Error<Code> {
+  napi::Error::new(Code(e.code()), e.to_string())
+}
+
+/// What an async method resolves with: the value, or an `Error` object carrying
+/// `code`. napi rejects async methods only with its own status codes, so failures
+/// resolve as an `Error` that the JS wrapper throws (one `instanceof` per call).
+type Settled<T> = Either<T, napi::Error<Code>>;
+
+fn settle<T>(r: error::Result<T>) -> Result<Settled<T>> {
+  Ok(match r {
+    Ok(v) => Either::A(v),
+    Err(e) => Either::B(js_error(e)),
+  })
+}
+
+fn kind_of(k: u32) -> error::Result<Kind> {
+  Kind::from_u32(k)
+}
+
+fn scope(tenant: &Option<String>) -> Scope<'_> {
+  match tenant {
+    Some(t) => Scope::Tenant(t),
+    None => Scope::Global,
+  }
+}
+
+/// Default TTLs in seconds.
+#[napi(object)]
+pub struct TtlOptions {
+  /// Session TTL in seconds; default 3600. Positive and finite.
+  pub session: Option<f64>,
+  /// Query-result TTL in seconds; default 300. Positive and finite.
+  pub query: Option<f64>,
+}
+
+/// Retry policy of one Redis call, within `commandTimeoutMs`.
+#[napi(object)]
+pub struct RetryOptions {
+  /// Attempts including the first; default 3, range 1..=100.
+  pub attempts: Option<f64>,
+  /// First backoff delay in ms (doubles per attempt, with jitter); default 20.
+  pub base_delay_ms: Option<f64>,
+  /// Largest backoff delay in ms, also the longest pause before Redis is tried again; default 2000.
+  pub max_delay_ms: Option<f64>,
+}
+
+/// The in-process store.
+#[napi(object)]
+pub struct FallbackOptions {
+  /// Serve from memory while Redis fails; default true. When false, calls reject with `ERR_REDIS_UNAVAILABLE`.
+  pub enabled: Option<bool>,
+  /// Byte budget of the in-process store (keys + values + 64 bytes per entry); default 64 MiB.
+  pub max_bytes: Option<f64>,
+}
+
+/// Size limits, enforced before anything is written (`ERR_TOO_LARGE`).
+#[napi(object)]
+pub struct LimitOptions {
+  /// Longest key, session id or prefix in UTF-8 bytes; default 4096.
+  pub max_key_bytes: Option<f64>,
+  /// Largest value in bytes of JSON text; default 4 MiB, at most 512 MiB.
+  pub max_value_bytes: Option<f64>,
+}
+
+/// Options of `createCacheManager`.
+#[napi(object)]
+pub struct CacheOptions {
+  /// `redis://[user:password@]host:port[/db]`, or `memory://` for the in-process store alone.
+  /// Default `redis://127.0.0.1:6379` (the JS layer reads `REDIS_URL` first).
+  pub url: Option<String>,
+  /// Namespace written before every key; default `fc:`.
+  pub key_prefix: Option<String>,
+  /// Default TTLs in seconds.
+  pub ttl: Option<TtlOptions>,
+  /// A Redis call slower than this (ms) counts as a failure and is served from memory; default 250.
+  pub command_timeout_ms: Option<f64>,
+  /// Deadline for opening a connection (ms); default 1000.
+  pub connect_timeout_ms: Option<f64>,
+  /// Retry policy within the call budget.
+  pub retry: Option<RetryOptions>,
+  /// The in-process store.
+  pub fallback: Option<FallbackOptions>,
+  /// Key and value size limits.
+  pub limits: Option<LimitOptions>,
+}
+
+impl From<CacheOptions> for ConfigBuilder {
+  fn from(o: CacheOptions) -> Self {
+    ConfigBuilder {
+      url: o.url,
+      key_prefix: o.key_prefix,
+      session_ttl_secs: o.ttl.as_ref().and_then(|t| t.session),
+      query_ttl_secs: o.ttl.as_ref().and_then(|t| t.query),
+      command_timeout_ms: o.command_timeout_ms,
+      connect_timeout_ms: o.connect_timeout_ms,
+      retry_attempts: o.retry.as_ref().and_then(|r| r.attempts),
+      retry_base_delay_ms: o.retry.as_ref().and_then(|r| r.base_delay_ms),
+      retry_max_delay_ms: o.retry.as_ref().and_then(|r| r.max_delay_ms),
+      fallback_enabled: o.fallback.as_ref().and_then(|f| f.enabled),
+      fallback_max_bytes: o.fallback.as_ref().and_then(|f| f.max_bytes),
+      max_key_bytes: o.limits.as_ref().and_then(|l| l.max_key_bytes),
+      max_value_bytes: o.limits.as_ref().and_then(|l| l.max_value_bytes),
+    }
+  }
+}
+
+/// The native half of `CacheManager`. Applications use the `CacheManager`
+/// class of `index.js`, which validates arguments and does the JSON.
+/// `kind`: 0 = session, 1 = query. `tenant`: a tenant id, or undefined for the manager's own keys.
+#[napi]
+pub struct NativeCache {
+  inner: Arc<Cache>,
+}
+
+#[napi]
+impl NativeCache {
+  /// Validates `options` and builds the cache; no I/O.
+  #[napi(constructor, catch_unwind)]
+  pub fn new(options: Option<CacheOptions>) -> Result<Self, Code> {
+    let builder: ConfigBuilder = options.map(Into::into).unwrap_or_default();
+    let config = builder.build().map_err(js_error)?;
+    Ok(NativeCache { inner: Arc::new(Cache::new(config).map_err(js_error)?) })
+  }
+
+  /// True for `memory://`: the `*Sync` methods may be used.
+  #[napi(getter)]
+  pub fn memory_only(&self) -> bool {
+    self.inner.is_memory_only()
+  }
+
+  /// `'redis'` or `'memory'`: which store serves calls now.
+  #[napi(getter, ts_return_type = "'redis' | 'memory'")]
+  pub fn mode(&self) -> &'static str {
+    match self.inner.mode() {
+      Mode::Redis => "redis",
+      Mode::Memory => "memory",
+    }
+  }
+
+  /// True once `close()` was called.
+  #[napi(getter)]
+  pub fn closed(&self) -> bool {
+    self.inner.is_closed()
+  }
+
+  /// The Redis URL with its password redacted, or `memory://`.
+  #[napi(getter)]
+  pub fn url(&self) -> String {
+    self.inner.config().backend().redacted_url()
+  }
+
+  /// The last Redis failure (password-free), or null.
+  #[napi(getter)]
+  pub fn last_error(&self) -> Option<String> {
+    self.inner.last_error()
+  }
+
+  /// Reads the JSON text of a key.
+  #[napi(ts_return_type = "Promise<string | null | Error>")]
+  pub async fn get(&self, kind_id: u32, key: String, tenant: Option<String>) -> Result<Settled<Option<String>>> {
+    settle(async { self.inner.get(scope(&tenant), kind_of(kind_id)?, &key).await }.await)
+  }
+
+  /// Writes JSON text under a key; `ttl_seconds` undefined = the kind's default.
+  #[napi(ts_return_type = "Promise<undefined | Error>")]
+  pub async fn set(
+    &self,
+    kind_id: u32,
+    key: String,
+    json: String,
+    ttl_seconds: Option<f64>,
+    tenant: Option<String>,
+  ) -> Result<Settled<()>> {
+    settle(async { self.inner.set(scope(&tenant), kind_of(kind_id)?, &key, &json, ttl_seconds).await }.await)
+  }
+
+  /// Deletes a key; true if it existed.
+  #[napi(ts_return_type = "Promise<boolean | Error>")]
+  pub async fn delete(&self, kind_id: u32, key: String, tenant: Option<String>) -> Result<Settled<bool>> {
+    settle(async { self.inner.delete(scope(&tenant), kind_of(kind_id)?, &key).await }.await)
+  }
+
+  /// Removes every key of the kind starting with `prefix` (every key when `all`); returns the count.
+  #[napi(ts_return_type = "Promise<number | Error>")]
+  pub async fn invalidate(&self, kind_id: u32, prefix: String, all: bool, tenant: Option<String>) -> Result<Settled<i64>> {
+    settle(async { Ok(self.inner.invalidate(scope(&tenant), kind_of(kind_id)?, &prefix, all).await? as i64) }.await)
+  }
+
+  /// `get` on the calling thread (memory:// only).
+  #[napi(catch_unwind)]
+  pub fn get_sync(&self, kind_id: u32, key: String, tenant: Option<String>) -> Result<Option<String>, Code> {
+    let v = self.inner.get_local(scope(&tenant), kind_of(kind_id).map_err(js_error)?, &key).map_err(js_error)?;
+    Ok(v.map(|s| s.to_string()))
+  }
+
+  /// `set` on the calling thread (memory:// only).
+  #[napi(catch_unwind)]
+  pub fn set_sync(
+    &self,
+    kind_id: u32,
+    key: String,
+    json: String,
+    ttl_seconds: Option<f64>,
+    tenant: Option<String>,
+  ) -> Result<(), Code> {
+    self.inner.set_local(scope(&tenant), kind_of(kind_id).map_err(js_error)?, &key, &json, ttl_seconds).map_err(js_error)
+  }
+
+  /// `delete` on the calling thread (memory:// only).
+  #[napi(catch_unwind)]
+  pub fn delete_sync(&self, kind_id: u32, key: String, tenant: Option<String>) -> Result<bool, Code> {
+    self.inner.delete_local(scope(&tenant), kind_of(kind_id).map_err(js_error)?, &key).map_err(js_error)
+  }
+
+  /// `invalidate` on the calling thread (memory:// only).
+  #[napi(catch_unwind)]
+  pub fn invalidate_sync(&self, kind_id: u32, prefix: String, all: bool, tenant: Option<String>) -> Result<i64, Code> {
+    let n = self.inner.invalidate_local(scope(&tenant), kind_of(kind_id).map_err(js_error)?, &prefix, all).map_err(js_error)?;
+    Ok(n as i64)
+  }
+
+  /// Entries, bytes and byte budget of the in-process store.
+  #[napi(catch_unwind)]
+  pub fn memory_stats(&self) -> MemoryStats {
+    let s = self.inner.memory_stats();
+    MemoryStats { entries: s.entries as f64, bytes: s.bytes as f64, max_bytes: s.max_bytes as f64 }
+  }
+
+  /// Closes the connection and drops the in-process data. Idempotent.
+  #[napi(catch_unwind)]
+  pub fn close(&self) {
+    self.inner.close();
+  }
+}
+
+/// Size of the in-process store.
+#[napi(object)]
+pub struct MemoryStats {
+  /// Entries held.
+  pub entries: f64,
+  /// Bytes charged to the budget.
+  pub bytes: f64,
+  /// The byte budget.
+  pub max_bytes: f64,
+}

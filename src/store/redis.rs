@@ -1,0 +1,193 @@
+//! The Redis store: one lazily opened multiplexed connection, a deadline on
+//! every command.
+//!
+//! ## Behavior
+//! - Constructing does no I/O; the connection opens on first use (bounded by the
+//!   connect timeout) and is shared by all concurrent calls. Callers waiting for
+//!   it share one attempt.
+//! - A connection that fails with an I/O error or a timeout is dropped (only if
+//!   it is still the current one, so a burst of failures reconnects once) and the
+//!   next call opens a new one.
+//! - Errors are returned classified ([`crate::error::RedisFailure`]); retries,
+//!   budgets and fallback belong to the caller.
+//! - Values are `SET key value PX ttl`; prefix removal is `SCAN MATCH <escaped>*`
+//!   with `UNLINK` per page, so Redis never blocks and only live keys are counted.
+
+use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use futures_util::future::{BoxFuture, FutureExt, Shared};
+use redis::aio::MultiplexedConnection;
+use redis::{AsyncConnectionConfig, Client, Cmd};
+
+use crate::error::{Error, Result};
+use crate::keys::match_pattern;
+use crate::store::Store;
+
+/// Keys asked for per `SCAN` page.
+pub const SCAN_COUNT: usize = 1000;
+
+/// Deadlines for the Redis store.
+#[derive(Debug, Clone, Copy)]
+pub struct RedisTimeouts {
+  /// Per command.
+  pub command: Duration,
+  /// Per connection attempt.
+  pub connect: Duration,
+}
+
+struct Current {
+  generation: u64,
+  conn: MultiplexedConnection,
+}
+
+type Connecting = Shared<BoxFuture<'static, Result<Arc<Current>>>>;
+
+/// A Redis-backed [`Store`].
+pub struct RedisStore {
+  client: Client,
+  timeouts: RedisTimeouts,
+  current: Arc<RwLock<Option<Arc<Current>>>>,
+  connecting: Mutex<Option<Connecting>>,
+  generations: Arc<AtomicU64>,
+}
+
+impl RedisStore {
+  /// A store for `url`; validates the URL but does not connect.
+  pub fn new(url: &str, timeouts: RedisTimeouts) -> Result<Self> {
+    let client = Client::open(url).map_err(|_| Error::invalid("url is not a valid Redis URL"))?;
+    Ok(RedisStore {
+      client,
+      timeouts,
+      current: Arc::new(RwLock::new(None)),
+      connecting: Mutex::new(None),
+      generations: Arc::new(AtomicU64::new(0)),
+    })
+  }
+
+  /// Drops the connection (pending commands fail); the next call reconnects.
+  pub fn disconnect(&self) {
+    *self.current.write().unwrap_or_else(|p| p.into_inner()) = None;
+  }
+
+  /// True while a connection is open.
+  pub fn is_connected(&self) -> bool {
+    self.current.read().unwrap_or_else(|p| p.into_inner()).is_some()
+  }
+
+  fn current(&self) -> Option<Arc<Current>> {
+    self.current.read().unwrap_or_else(|p| p.into_inner()).clone()
+  }
+
+  /// The open connection, or the one being opened. Every caller waiting for a
+  /// connection shares one attempt; a caller that gives up (its own deadline)
+  /// does not cancel it for the others.
+  async fn connection(&self) -> Result<Arc<Current>> {
+    if let Some(c) = self.current() {
+      return Ok(c);
+    }
+    let attempt = {
+      let mut slot = self.connecting.lock().unwrap_or_else(|p| p.into_inner());
+      match slot.as_ref() {
+        Some(pending) if pending.peek().is_none() => pending.clone(),
+        _ => {
+          let fresh = self.open().boxed().shared();
+          *slot = Some(fresh.clone());
+          fresh
+        }
+      }
+    };
+    attempt.await
+  }
+
+  /// One connection attempt, bounded by the connect timeout; publishes its result.
+  fn open(&self) -> impl Future<Output = Result<Arc<Current>>> + Send + 'static {
+    let client = self.client.clone();
+    let timeouts = self.timeouts;
+    let slot = self.current.clone();
+    let generations = self.generations.clone();
+    async move {
+      let config = AsyncConnectionConfig::new()
+        .set_connection_timeout(Some(timeouts.connect))
+        .set_response_timeout(Some(timeouts.command));
+      let ms = timeouts.connect.as_millis() as u64;
+      let conn = tokio::time::timeout(timeouts.connect, client.get_multiplexed_async_connection_with_config(&config))
+        .await
+        .map_err(|_| Error::timeout("connect", ms))??;
+      let fresh = Arc::new(Current { generation: generations.fetch_add(1, Ordering::Relaxed), conn });
+      *slot.write().unwrap_or_else(|p| p.into_inner()) = Some(fresh.clone());
+      Ok(fresh)
+    }
+  }
+
+  fn forget(&self, generation: u64) {
+    let mut slot = self.current.write().unwrap_or_else(|p| p.into_inner());
+    if slot.as_ref().is_some_and(|c| c.generation == generation) {
+      *slot = None;
+    }
+  }
+
+  /// Runs one command under the command deadline; drops a broken connection.
+  async fn query<T: redis::FromRedisValue>(&self, cmd: &Cmd) -> Result<T> {
+    let current = self.connection().await?;
+    let mut conn = current.conn.clone();
+    let ms = self.timeouts.command.as_millis() as u64;
+    let result = match tokio::time::timeout(self.timeouts.command, cmd.query_async::<T>(&mut conn)).await {
+      Ok(r) => r.map_err(Error::from),
+      Err(_) => Err(Error::timeout("command", ms)),
+    };
+    if let Err(e) = &result {
+      if e.is_outage() {
+        self.forget(current.generation);
+      }
+    }
+    result
+  }
+}
+
+impl Store for RedisStore {
+  fn get(&self, key: &str) -> impl Future<Output = Result<Option<String>>> + Send {
+    let cmd = redis::cmd("GET").arg(key).to_owned();
+    async move { self.query(&cmd).await }
+  }
+
+  fn set(&self, key: &str, value: &str, ttl_ms: u64) -> impl Future<Output = Result<()>> + Send {
+    let cmd = redis::cmd("SET").arg(key).arg(value).arg("PX").arg(ttl_ms).to_owned();
+    async move { self.query::<()>(&cmd).await }
+  }
+
+  fn delete(&self, key: &str) -> impl Future<Output = Result<bool>> + Send {
+    let cmd = redis::cmd("UNLINK").arg(key).to_owned();
+    async move { Ok(self.query::<u64>(&cmd).await? > 0) }
+  }
+
+  fn invalidate_prefix(&self, literal_prefix: &str) -> impl Future<Output = Result<u64>> + Send {
+    let pattern = match_pattern(literal_prefix);
+    async move {
+      let mut cursor: u64 = 0;
+      let mut removed = 0;
+      loop {
+        let scan = redis::cmd("SCAN").arg(cursor).arg("MATCH").arg(&pattern).arg("COUNT").arg(SCAN_COUNT).to_owned();
+        let (next, keys): (u64, Vec<Vec<u8>>) = self.query(&scan).await?;
+        if !keys.is_empty() {
+          let unlink = redis::cmd("UNLINK").arg(&keys).to_owned();
+          removed += self.query::<u64>(&unlink).await?;
+        }
+        if next == 0 {
+          return Ok(removed);
+        }
+        cursor = next;
+      }
+    }
+  }
+
+  fn ping(&self) -> impl Future<Output = Result<Duration>> + Send {
+    async move {
+      let started = Instant::now();
+      self.query::<String>(&redis::cmd("PING")).await?;
+      Ok(started.elapsed())
+    }
+  }
+}
