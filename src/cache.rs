@@ -21,7 +21,7 @@ use std::sync::Arc;
 use crate::config::{ttl_ms, Backend, Config};
 use crate::error::{Error, Result};
 use crate::failover::{with_retry, Gate};
-use crate::keys::{Kind, KeyLayout, Scope, MAX_TENANT_BYTES};
+use crate::keys::{KeyLayout, Kind, Scope, MAX_TENANT_BYTES};
 use crate::store::redis::RedisTimeouts;
 use crate::store::{MemoryStats, MemoryStore, RedisStore, Store};
 
@@ -50,7 +50,10 @@ impl Cache {
     let redis = match config.backend() {
       Backend::Redis { url } => Some(RedisStore::new(
         url,
-        RedisTimeouts { command: config.command_timeout, connect: config.connect_timeout },
+        RedisTimeouts {
+          command: config.command_timeout,
+          connect: config.connect_timeout,
+        },
       )?),
       Backend::Memory => None,
     };
@@ -124,7 +127,10 @@ impl Cache {
     }
     let max = self.config.limits().max_key_bytes;
     if key.len() > max {
-      return Err(Error::TooLarge(format!("{what} is {} bytes; the limit is {max} (limits.maxKeyBytes)", key.len())));
+      return Err(Error::TooLarge(format!(
+        "{what} is {} bytes; the limit is {max} (limits.maxKeyBytes)",
+        key.len()
+      )));
     }
     Ok(())
   }
@@ -132,7 +138,9 @@ impl Cache {
   fn check_scope(&self, scope: Scope<'_>) -> Result<()> {
     if let Scope::Tenant(t) = scope {
       if t.is_empty() || t.len() > MAX_TENANT_BYTES {
-        return Err(Error::invalid(format!("tenantId must be a non-empty string of at most {MAX_TENANT_BYTES} bytes")));
+        return Err(Error::invalid(format!(
+          "tenantId must be a non-empty string of at most {MAX_TENANT_BYTES} bytes"
+        )));
       }
     }
     Ok(())
@@ -145,7 +153,13 @@ impl Cache {
     Ok(self.layout.key(scope, kind, key))
   }
 
-  fn prefix_key(&self, scope: Scope<'_>, kind: Kind, prefix: &str, allow_empty: bool) -> Result<String> {
+  fn prefix_key(
+    &self,
+    scope: Scope<'_>,
+    kind: Kind,
+    prefix: &str,
+    allow_empty: bool,
+  ) -> Result<String> {
     self.check_open()?;
     self.check_scope(scope)?;
     if !(allow_empty && prefix.is_empty()) {
@@ -184,7 +198,14 @@ impl Cache {
   }
 
   /// Writes to the in-process store on the calling thread.
-  pub fn set_local(&self, scope: Scope<'_>, kind: Kind, key: &str, json: &str, ttl_secs: Option<f64>) -> Result<()> {
+  pub fn set_local(
+    &self,
+    scope: Scope<'_>,
+    kind: Kind,
+    key: &str,
+    json: &str,
+    ttl_secs: Option<f64>,
+  ) -> Result<()> {
     let key = self.full_key(scope, kind, key)?;
     let ttl = self.ttl(kind, ttl_secs)?;
     self.check_value(json)?;
@@ -199,7 +220,13 @@ impl Cache {
 
   /// Prefix invalidation in the in-process store on the calling thread; an
   /// empty prefix is accepted only with `all`.
-  pub fn invalidate_local(&self, scope: Scope<'_>, kind: Kind, prefix: &str, all: bool) -> Result<u64> {
+  pub fn invalidate_local(
+    &self,
+    scope: Scope<'_>,
+    kind: Kind,
+    prefix: &str,
+    all: bool,
+  ) -> Result<u64> {
     let literal = self.prefix_key(scope, kind, prefix, all)?;
     Ok(self.memory.invalidate_prefix_now(&literal))
   }
@@ -209,18 +236,35 @@ impl Cache {
   /// Reads `key`.
   pub async fn get(&self, scope: Scope<'_>, kind: Kind, key: &str) -> Result<Option<String>> {
     let key = self.full_key(scope, kind, key)?;
-    self.run(|r| r.get(&key), |m| Ok(m.get_now(&key).map(|v| v.to_string())), |_| {}).await
+    self
+      .run(
+        |r| r.get(&key),
+        |m| Ok(m.get_now(&key).map(|v| v.to_string())),
+        |_| {},
+      )
+      .await
   }
 
   /// Writes `json` under `key` for `ttl_secs` (or the kind's default).
-  pub async fn set(&self, scope: Scope<'_>, kind: Kind, key: &str, json: &str, ttl_secs: Option<f64>) -> Result<()> {
+  pub async fn set(
+    &self,
+    scope: Scope<'_>,
+    kind: Kind,
+    key: &str,
+    json: &str,
+    ttl_secs: Option<f64>,
+  ) -> Result<()> {
     let key = self.full_key(scope, kind, key)?;
     let ttl = self.ttl(kind, ttl_secs)?;
     self.check_value(json)?;
     self
-      .run(|r| r.set(&key, json, ttl), |m| m.set_now(&key, json.into(), ttl), |m| {
-        m.delete_now(&key);
-      })
+      .run(
+        |r| r.set(&key, json, ttl),
+        |m| m.set_now(&key, json.into(), ttl),
+        |m| {
+          m.delete_now(&key);
+        },
+      )
       .await
   }
 
@@ -228,20 +272,34 @@ impl Cache {
   pub async fn delete(&self, scope: Scope<'_>, kind: Kind, key: &str) -> Result<bool> {
     let key = self.full_key(scope, kind, key)?;
     self
-      .run(|r| r.delete(&key), |m| Ok(m.delete_now(&key)), |m| {
-        m.delete_now(&key);
-      })
+      .run(
+        |r| r.delete(&key),
+        |m| Ok(m.delete_now(&key)),
+        |m| {
+          m.delete_now(&key);
+        },
+      )
       .await
   }
 
   /// Removes every entry of (`scope`, `kind`) whose key starts with `prefix`
   /// (every entry when `all`); returns how many.
-  pub async fn invalidate(&self, scope: Scope<'_>, kind: Kind, prefix: &str, all: bool) -> Result<u64> {
+  pub async fn invalidate(
+    &self,
+    scope: Scope<'_>,
+    kind: Kind,
+    prefix: &str,
+    all: bool,
+  ) -> Result<u64> {
     let literal = self.prefix_key(scope, kind, prefix, all)?;
     self
-      .run(|r| r.invalidate_prefix(&literal), |m| Ok(m.invalidate_prefix_now(&literal)), |m| {
-        m.invalidate_prefix_now(&literal);
-      })
+      .run(
+        |r| r.invalidate_prefix(&literal),
+        |m| Ok(m.invalidate_prefix_now(&literal)),
+        |m| {
+          m.invalidate_prefix_now(&literal);
+        },
+      )
       .await
   }
 
@@ -254,7 +312,9 @@ impl Cache {
     M: FnOnce(&MemoryStore) -> Result<T>,
     A: FnOnce(&MemoryStore),
   {
-    let Some(redis) = &self.redis else { return on_memory(&self.memory) };
+    let Some(redis) = &self.redis else {
+      return on_memory(&self.memory);
+    };
     if self.gate.allows_redis() {
       let budget = self.config.command_timeout;
       let attempt = with_retry(&self.config.retry, budget, || on_redis(redis));
@@ -271,14 +331,18 @@ impl Cache {
         Err(e) if e.is_outage() => {
           self.gate.on_failure(&e);
           if !self.config.fallback().enabled {
-            return Err(Error::RedisUnavailable(format!("Redis is unavailable and fallback is disabled: {e}")));
+            return Err(Error::RedisUnavailable(format!(
+              "Redis is unavailable and fallback is disabled: {e}"
+            )));
           }
         }
         Err(e) => return Err(e),
       }
     } else if !self.config.fallback().enabled {
       let cause = self.gate.last_error().unwrap_or_default();
-      return Err(Error::RedisUnavailable(format!("Redis is unavailable and fallback is disabled: {cause}")));
+      return Err(Error::RedisUnavailable(format!(
+        "Redis is unavailable and fallback is disabled: {cause}"
+      )));
     }
     self.check_open()?;
     on_memory(&self.memory)
@@ -298,7 +362,15 @@ mod tests {
   use crate::config::ConfigBuilder;
 
   fn memory_cache() -> Cache {
-    Cache::new(ConfigBuilder { url: Some("memory://".into()), ..Default::default() }.build().unwrap()).unwrap()
+    Cache::new(
+      ConfigBuilder {
+        url: Some("memory://".into()),
+        ..Default::default()
+      }
+      .build()
+      .unwrap(),
+    )
+    .unwrap()
   }
 
   /// A Redis URL where nothing listens (a port just released by the OS).
@@ -313,40 +385,128 @@ mod tests {
   async fn memory_mode_round_trip() {
     let c = memory_cache();
     assert!(c.is_memory_only());
-    c.set(Scope::Global, Kind::Session, "s1", "{\"a\":1}", None).await.unwrap();
-    assert_eq!(c.get(Scope::Global, Kind::Session, "s1").await.unwrap().as_deref(), Some("{\"a\":1}"));
-    assert_eq!(c.get(Scope::Global, Kind::Query, "s1").await.unwrap(), None, "kinds are separate");
-    assert_eq!(c.get_local(Scope::Global, Kind::Session, "s1").unwrap().as_deref(), Some("{\"a\":1}"));
+    c.set(Scope::Global, Kind::Session, "s1", "{\"a\":1}", None)
+      .await
+      .unwrap();
+    assert_eq!(
+      c.get(Scope::Global, Kind::Session, "s1")
+        .await
+        .unwrap()
+        .as_deref(),
+      Some("{\"a\":1}")
+    );
+    assert_eq!(
+      c.get(Scope::Global, Kind::Query, "s1").await.unwrap(),
+      None,
+      "kinds are separate"
+    );
+    assert_eq!(
+      c.get_local(Scope::Global, Kind::Session, "s1")
+        .unwrap()
+        .as_deref(),
+      Some("{\"a\":1}")
+    );
     assert!(c.delete(Scope::Global, Kind::Session, "s1").await.unwrap());
   }
 
   #[tokio::test]
   async fn bad_input_changes_nothing() {
     let c = memory_cache();
-    c.set(Scope::Global, Kind::Query, "k", "1", None).await.unwrap();
+    c.set(Scope::Global, Kind::Query, "k", "1", None)
+      .await
+      .unwrap();
     let long = "k".repeat(5000);
     let big = "1".repeat(5 * 1024 * 1024);
-    assert_eq!(c.set(Scope::Global, Kind::Query, "", "2", None).await.unwrap_err().code(), "ERR_INVALID_ARG");
-    assert_eq!(c.set(Scope::Global, Kind::Query, &long, "2", None).await.unwrap_err().code(), "ERR_TOO_LARGE");
-    assert_eq!(c.set(Scope::Global, Kind::Query, "k", &big, None).await.unwrap_err().code(), "ERR_TOO_LARGE");
+    assert_eq!(
+      c.set(Scope::Global, Kind::Query, "", "2", None)
+        .await
+        .unwrap_err()
+        .code(),
+      "ERR_INVALID_ARG"
+    );
+    assert_eq!(
+      c.set(Scope::Global, Kind::Query, &long, "2", None)
+        .await
+        .unwrap_err()
+        .code(),
+      "ERR_TOO_LARGE"
+    );
+    assert_eq!(
+      c.set(Scope::Global, Kind::Query, "k", &big, None)
+        .await
+        .unwrap_err()
+        .code(),
+      "ERR_TOO_LARGE"
+    );
     for ttl in [0.0, -1.0, f64::NAN, f64::INFINITY] {
-      assert_eq!(c.set(Scope::Global, Kind::Query, "k", "2", Some(ttl)).await.unwrap_err().code(), "ERR_INVALID_ARG");
+      assert_eq!(
+        c.set(Scope::Global, Kind::Query, "k", "2", Some(ttl))
+          .await
+          .unwrap_err()
+          .code(),
+        "ERR_INVALID_ARG"
+      );
     }
-    assert_eq!(c.invalidate(Scope::Global, Kind::Query, "", false).await.unwrap_err().code(), "ERR_INVALID_ARG");
-    assert_eq!(c.get(Scope::Tenant(""), Kind::Query, "k").await.unwrap_err().code(), "ERR_INVALID_ARG");
-    assert_eq!(c.get(Scope::Global, Kind::Query, "k").await.unwrap().as_deref(), Some("1"));
+    assert_eq!(
+      c.invalidate(Scope::Global, Kind::Query, "", false)
+        .await
+        .unwrap_err()
+        .code(),
+      "ERR_INVALID_ARG"
+    );
+    assert_eq!(
+      c.get(Scope::Tenant(""), Kind::Query, "k")
+        .await
+        .unwrap_err()
+        .code(),
+      "ERR_INVALID_ARG"
+    );
+    assert_eq!(
+      c.get(Scope::Global, Kind::Query, "k")
+        .await
+        .unwrap()
+        .as_deref(),
+      Some("1")
+    );
   }
 
   #[tokio::test]
   async fn tenants_are_isolated() {
     let c = memory_cache();
-    c.set(Scope::Tenant("a"), Kind::Query, "orders_1", "\"a\"", None).await.unwrap();
-    c.set(Scope::Tenant("b"), Kind::Query, "orders_1", "\"b\"", None).await.unwrap();
-    c.set(Scope::Global, Kind::Query, "orders_1", "\"g\"", None).await.unwrap();
-    assert_eq!(c.invalidate(Scope::Tenant("a"), Kind::Query, "orders_", false).await.unwrap(), 1);
-    assert_eq!(c.get(Scope::Tenant("b"), Kind::Query, "orders_1").await.unwrap().as_deref(), Some("\"b\""));
-    assert_eq!(c.invalidate(Scope::Global, Kind::Query, "", true).await.unwrap(), 1, "invalidateAll stays in scope");
-    assert!(c.get(Scope::Tenant("b"), Kind::Query, "orders_1").await.unwrap().is_some());
+    c.set(Scope::Tenant("a"), Kind::Query, "orders_1", "\"a\"", None)
+      .await
+      .unwrap();
+    c.set(Scope::Tenant("b"), Kind::Query, "orders_1", "\"b\"", None)
+      .await
+      .unwrap();
+    c.set(Scope::Global, Kind::Query, "orders_1", "\"g\"", None)
+      .await
+      .unwrap();
+    assert_eq!(
+      c.invalidate(Scope::Tenant("a"), Kind::Query, "orders_", false)
+        .await
+        .unwrap(),
+      1
+    );
+    assert_eq!(
+      c.get(Scope::Tenant("b"), Kind::Query, "orders_1")
+        .await
+        .unwrap()
+        .as_deref(),
+      Some("\"b\"")
+    );
+    assert_eq!(
+      c.invalidate(Scope::Global, Kind::Query, "", true)
+        .await
+        .unwrap(),
+      1,
+      "invalidateAll stays in scope"
+    );
+    assert!(c
+      .get(Scope::Tenant("b"), Kind::Query, "orders_1")
+      .await
+      .unwrap()
+      .is_some());
   }
 
   #[tokio::test]
@@ -354,28 +514,60 @@ mod tests {
     let c = memory_cache();
     c.close();
     c.close();
-    assert_eq!(c.get(Scope::Global, Kind::Query, "k").await.unwrap_err(), Error::Closed);
-    assert_eq!(c.set_local(Scope::Global, Kind::Query, "k", "1", None).unwrap_err(), Error::Closed);
+    assert_eq!(
+      c.get(Scope::Global, Kind::Query, "k").await.unwrap_err(),
+      Error::Closed
+    );
+    assert_eq!(
+      c.set_local(Scope::Global, Kind::Query, "k", "1", None)
+        .unwrap_err(),
+      Error::Closed
+    );
   }
 
   #[tokio::test]
   async fn falls_back_when_redis_is_unreachable() {
-    let config = ConfigBuilder { url: Some(dead_url()), ..Default::default() }.build().unwrap();
+    let config = ConfigBuilder {
+      url: Some(dead_url()),
+      ..Default::default()
+    }
+    .build()
+    .unwrap();
     let c = Cache::new(config).unwrap();
-    c.set(Scope::Global, Kind::Session, "s", "1", None).await.unwrap();
+    c.set(Scope::Global, Kind::Session, "s", "1", None)
+      .await
+      .unwrap();
     assert_eq!(c.mode(), Mode::Memory);
     assert!(c.last_error().is_some());
-    assert_eq!(c.get(Scope::Global, Kind::Session, "s").await.unwrap().as_deref(), Some("1"));
+    assert_eq!(
+      c.get(Scope::Global, Kind::Session, "s")
+        .await
+        .unwrap()
+        .as_deref(),
+      Some("1")
+    );
   }
 
   #[tokio::test]
   async fn without_fallback_an_outage_is_an_error() {
-    let config =
-      ConfigBuilder { url: Some(dead_url()), fallback_enabled: Some(false), ..Default::default() }.build().unwrap();
+    let config = ConfigBuilder {
+      url: Some(dead_url()),
+      fallback_enabled: Some(false),
+      ..Default::default()
+    }
+    .build()
+    .unwrap();
     let c = Cache::new(config).unwrap();
-    let err = c.set(Scope::Global, Kind::Session, "s", "1", None).await.unwrap_err();
+    let err = c
+      .set(Scope::Global, Kind::Session, "s", "1", None)
+      .await
+      .unwrap_err();
     assert_eq!(err.code(), "ERR_REDIS_UNAVAILABLE");
     let err = c.get(Scope::Global, Kind::Session, "s").await.unwrap_err();
-    assert_eq!(err.code(), "ERR_REDIS_UNAVAILABLE", "also while the gate is closed");
+    assert_eq!(
+      err.code(),
+      "ERR_REDIS_UNAVAILABLE",
+      "also while the gate is closed"
+    );
   }
 }

@@ -131,13 +131,19 @@ impl Config {
   }
   /// The heaviest entry the in-process store must be able to hold.
   pub fn largest_entry_bytes(&self) -> u64 {
-    largest_entry_bytes(&self.key_prefix, self.limits.max_key_bytes, self.limits.max_value_bytes)
+    largest_entry_bytes(
+      &self.key_prefix,
+      self.limits.max_key_bytes,
+      self.limits.max_value_bytes,
+    )
   }
 }
 
 impl Default for Config {
   fn default() -> Self {
-    ConfigBuilder::default().build().expect("defaults are valid")
+    ConfigBuilder::default()
+      .build()
+      .expect("defaults are valid")
   }
 }
 
@@ -163,7 +169,10 @@ impl ConfigBuilder {
   /// Validates every option and applies defaults.
   pub fn build(&self) -> Result<Config> {
     let backend = parse_backend(self.url.as_deref().unwrap_or(DEFAULT_URL))?;
-    let key_prefix = self.key_prefix.clone().unwrap_or_else(|| DEFAULT_KEY_PREFIX.into());
+    let key_prefix = self
+      .key_prefix
+      .clone()
+      .unwrap_or_else(|| DEFAULT_KEY_PREFIX.into());
     if key_prefix.is_empty() || key_prefix.len() > MAX_KEY_PREFIX_BYTES {
       return Err(Error::invalid(format!(
         "keyPrefix must be a non-empty string of at most {MAX_KEY_PREFIX_BYTES} bytes"
@@ -176,15 +185,53 @@ impl ConfigBuilder {
     let ms = |v: Option<f64>, default: u64, name: &str, min: u64, max: u64| -> Result<u64> {
       whole(v, default, name, min, max)
     };
-    let command_timeout = ms(self.command_timeout_ms, DEFAULT_COMMAND_TIMEOUT_MS, "commandTimeoutMs", 1, 600_000)?;
-    let connect_timeout = ms(self.connect_timeout_ms, DEFAULT_CONNECT_TIMEOUT_MS, "connectTimeoutMs", 1, 600_000)?;
-    let attempts = ms(self.retry_attempts, DEFAULT_RETRY_ATTEMPTS as u64, "retry.attempts", 1, 100)? as u32;
-    let base = ms(self.retry_base_delay_ms, DEFAULT_RETRY_BASE_DELAY_MS, "retry.baseDelayMs", 0, 600_000)?;
-    let max = ms(self.retry_max_delay_ms, DEFAULT_RETRY_MAX_DELAY_MS, "retry.maxDelayMs", 0, 3_600_000)?;
+    let command_timeout = ms(
+      self.command_timeout_ms,
+      DEFAULT_COMMAND_TIMEOUT_MS,
+      "commandTimeoutMs",
+      1,
+      600_000,
+    )?;
+    let connect_timeout = ms(
+      self.connect_timeout_ms,
+      DEFAULT_CONNECT_TIMEOUT_MS,
+      "connectTimeoutMs",
+      1,
+      600_000,
+    )?;
+    let attempts = ms(
+      self.retry_attempts,
+      DEFAULT_RETRY_ATTEMPTS as u64,
+      "retry.attempts",
+      1,
+      100,
+    )? as u32;
+    let base = ms(
+      self.retry_base_delay_ms,
+      DEFAULT_RETRY_BASE_DELAY_MS,
+      "retry.baseDelayMs",
+      0,
+      600_000,
+    )?;
+    let max = ms(
+      self.retry_max_delay_ms,
+      DEFAULT_RETRY_MAX_DELAY_MS,
+      "retry.maxDelayMs",
+      0,
+      3_600_000,
+    )?;
     if base > max {
-      return Err(Error::invalid("retry.baseDelayMs must not exceed retry.maxDelayMs"));
+      return Err(Error::invalid(
+        "retry.baseDelayMs must not exceed retry.maxDelayMs",
+      ));
     }
-    let max_key_bytes = ms(self.max_key_bytes, DEFAULT_MAX_KEY_BYTES as u64, "limits.maxKeyBytes", 1, 1 << 20)? as usize;
+    let max_key_bytes = ms(
+      self.max_key_bytes,
+      DEFAULT_MAX_KEY_BYTES as u64,
+      "limits.maxKeyBytes",
+      1,
+      1 << 20,
+    )? as usize;
     let max_value_bytes = ms(
       self.max_value_bytes,
       DEFAULT_MAX_VALUE_BYTES as u64,
@@ -220,7 +267,10 @@ impl ConfigBuilder {
         max_delay: Duration::from_millis(max),
       },
       fallback: FallbackConfig { enabled, max_bytes },
-      limits: Limits { max_key_bytes, max_value_bytes },
+      limits: Limits {
+        max_key_bytes,
+        max_value_bytes,
+      },
     })
   }
 }
@@ -229,14 +279,17 @@ impl ConfigBuilder {
 /// tenant part, kind tag, key) plus the largest value plus the per-entry overhead.
 fn largest_entry_bytes(key_prefix: &str, max_key_bytes: usize, max_value_bytes: usize) -> u64 {
   let tenant_part = crate::keys::MAX_TENANT_BYTES + 8;
-  (key_prefix.len() + tenant_part + 2 + max_key_bytes + max_value_bytes) as u64 + crate::store::memory::ENTRY_OVERHEAD
+  (key_prefix.len() + tenant_part + 2 + max_key_bytes + max_value_bytes) as u64
+    + crate::store::memory::ENTRY_OVERHEAD
 }
 
 /// A whole number option within `[min, max]`, or its default.
 fn whole(v: Option<f64>, default: u64, name: &str, min: u64, max: u64) -> Result<u64> {
   let Some(v) = v else { return Ok(default) };
   if !v.is_finite() || v.fract() != 0.0 || v < min as f64 || v > max as f64 {
-    return Err(Error::invalid(format!("{name} must be a whole number in [{min}, {max}], got {v}")));
+    return Err(Error::invalid(format!(
+      "{name} must be a whole number in [{min}, {max}], got {v}"
+    )));
   }
   Ok(v as u64)
 }
@@ -274,7 +327,9 @@ fn parse_backend(url: &str) -> Result<Backend> {
   // redis-rs parses without any I/O; a malformed URL is an argument error.
   redis::Client::open(url)
     .map_err(|_| Error::invalid(format!("url is not a valid Redis URL: {}", redact_url(url))))?;
-  Ok(Backend::Redis { url: url.to_string() })
+  Ok(Backend::Redis {
+    url: url.to_string(),
+  })
 }
 
 /// Replaces the password of `scheme://user:password@host` (and any
@@ -320,7 +375,12 @@ mod tests {
   #[test]
   fn defaults() {
     let c = Config::default();
-    assert_eq!(c.backend, Backend::Redis { url: DEFAULT_URL.into() });
+    assert_eq!(
+      c.backend,
+      Backend::Redis {
+        url: DEFAULT_URL.into()
+      }
+    );
     assert_eq!(c.key_prefix, "fc:");
     assert_eq!(c.session_ttl_ms, 3_600_000);
     assert_eq!(c.query_ttl_ms, 300_000);
@@ -333,14 +393,29 @@ mod tests {
 
   #[test]
   fn memory_url_selects_memory() {
-    let c = ConfigBuilder { url: Some("memory://".into()), ..Default::default() }.build().unwrap();
+    let c = ConfigBuilder {
+      url: Some("memory://".into()),
+      ..Default::default()
+    }
+    .build()
+    .unwrap();
     assert_eq!(c.backend, Backend::Memory);
   }
 
   #[test]
   fn rejects_bad_urls() {
-    for url in ["", "http://x", "rediss://h:6379", "redis://:pw@", "mongodb://a"] {
-      let r = ConfigBuilder { url: Some(url.into()), ..Default::default() }.build();
+    for url in [
+      "",
+      "http://x",
+      "rediss://h:6379",
+      "redis://:pw@",
+      "mongodb://a",
+    ] {
+      let r = ConfigBuilder {
+        url: Some(url.into()),
+        ..Default::default()
+      }
+      .build();
       assert!(matches!(r, Err(Error::InvalidArg(_))), "{url} accepted");
     }
   }
@@ -349,14 +424,26 @@ mod tests {
   fn rejects_bad_numbers() {
     let bad = [f64::NAN, f64::INFINITY, -1.0, 0.5, 1e12];
     for v in bad {
-      let r = ConfigBuilder { command_timeout_ms: Some(v), ..Default::default() }.build();
+      let r = ConfigBuilder {
+        command_timeout_ms: Some(v),
+        ..Default::default()
+      }
+      .build();
       assert!(r.is_err(), "commandTimeoutMs {v} accepted");
     }
     for v in [f64::NAN, 0.0, -3.0, f64::INFINITY, 1e300] {
-      let r = ConfigBuilder { session_ttl_secs: Some(v), ..Default::default() }.build();
+      let r = ConfigBuilder {
+        session_ttl_secs: Some(v),
+        ..Default::default()
+      }
+      .build();
       assert!(r.is_err(), "ttl {v} accepted");
     }
-    let r = ConfigBuilder { key_prefix: Some(String::new()), ..Default::default() }.build();
+    let r = ConfigBuilder {
+      key_prefix: Some(String::new()),
+      ..Default::default()
+    }
+    .build();
     assert!(r.is_err());
     let r = ConfigBuilder {
       retry_base_delay_ms: Some(500.0),
@@ -369,7 +456,10 @@ mod tests {
 
   #[test]
   fn budget_must_hold_the_largest_value() {
-    let small = ConfigBuilder { fallback_max_bytes: Some(1024.0 * 1024.0), ..Default::default() };
+    let small = ConfigBuilder {
+      fallback_max_bytes: Some(1024.0 * 1024.0),
+      ..Default::default()
+    };
     assert!(small.build().is_err());
     let fits = ConfigBuilder {
       fallback_max_bytes: Some(1024.0 * 1024.0),
@@ -396,12 +486,23 @@ mod tests {
 
   #[test]
   fn redacts_passwords() {
-    assert_eq!(redact_url("redis://user:s3cret@h:6379/0"), "redis://user:***@h:6379/0");
+    assert_eq!(
+      redact_url("redis://user:s3cret@h:6379/0"),
+      "redis://user:***@h:6379/0"
+    );
     assert_eq!(redact_url("redis://:s3cret@h"), "redis://:***@h");
     assert_eq!(redact_url("redis://h:6379"), "redis://h:6379");
-    assert_eq!(redact_url("redis://h/?password=x&db=1"), "redis://h/?password=***&db=1");
+    assert_eq!(
+      redact_url("redis://h/?password=x&db=1"),
+      "redis://h/?password=***&db=1"
+    );
     assert_eq!(redact_url("redis://u:p@ss:w@h"), "redis://u:***@h");
-    let c = ConfigBuilder { url: Some("redis://u:hunter2@h".into()), ..Default::default() }.build().unwrap();
+    let c = ConfigBuilder {
+      url: Some("redis://u:hunter2@h".into()),
+      ..Default::default()
+    }
+    .build()
+    .unwrap();
     assert!(!format!("{c:?}").contains("hunter2"));
   }
 }

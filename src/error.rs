@@ -64,7 +64,10 @@ impl Error {
       Error::TooLarge(_) => codes::TOO_LARGE,
       Error::Closed => codes::CLOSED,
       Error::RedisUnavailable(_) => codes::REDIS_UNAVAILABLE,
-      Error::Redis { kind: RedisFailure::Reply, .. } => codes::REDIS,
+      Error::Redis {
+        kind: RedisFailure::Reply,
+        ..
+      } => codes::REDIS,
       Error::Redis { .. } => codes::REDIS_UNAVAILABLE,
     }
   }
@@ -87,16 +90,31 @@ impl Error {
 
   /// True for a deadline that passed without an answer.
   pub fn is_timeout(&self) -> bool {
-    matches!(self, Error::Redis { kind: RedisFailure::Timeout, .. })
+    matches!(
+      self,
+      Error::Redis {
+        kind: RedisFailure::Timeout,
+        ..
+      }
+    )
   }
 
   /// True for failures that retrying cannot fix (credentials, TLS, DNS).
   pub fn is_misconfiguration(&self) -> bool {
-    matches!(self, Error::Redis { kind: RedisFailure::Misconfiguration, .. })
+    matches!(
+      self,
+      Error::Redis {
+        kind: RedisFailure::Misconfiguration,
+        ..
+      }
+    )
   }
 
   pub(crate) fn timeout(what: &str, ms: u64) -> Self {
-    Error::Redis { kind: RedisFailure::Timeout, message: format!("{what} timed out after {ms} ms") }
+    Error::Redis {
+      kind: RedisFailure::Timeout,
+      message: format!("{what} timed out after {ms} ms"),
+    }
   }
 }
 
@@ -133,7 +151,10 @@ impl From<redis::RedisError> for Error {
     } else {
       RedisFailure::Connection
     };
-    Error::Redis { kind, message: e.to_string() }
+    Error::Redis {
+      kind,
+      message: e.to_string(),
+    }
   }
 }
 
@@ -146,14 +167,20 @@ mod tests {
     assert_eq!(Error::invalid("x").code(), "ERR_INVALID_ARG");
     assert_eq!(Error::TooLarge("x".into()).code(), "ERR_TOO_LARGE");
     assert_eq!(Error::Closed.code(), "ERR_CLOSED");
-    assert_eq!(Error::RedisUnavailable("x".into()).code(), "ERR_REDIS_UNAVAILABLE");
+    assert_eq!(
+      Error::RedisUnavailable("x".into()).code(),
+      "ERR_REDIS_UNAVAILABLE"
+    );
   }
 
   #[test]
   fn outage_classification() {
     assert!(Error::timeout("GET", 5).is_outage());
     assert!(Error::timeout("GET", 5).is_timeout());
-    let reply = Error::Redis { kind: RedisFailure::Reply, message: "WRONGTYPE".into() };
+    let reply = Error::Redis {
+      kind: RedisFailure::Reply,
+      message: "WRONGTYPE".into(),
+    };
     assert!(!reply.is_outage());
     assert_eq!(reply.code(), "ERR_REDIS");
     assert!(!Error::invalid("x").is_outage());

@@ -112,13 +112,19 @@ impl Gate {
   pub fn on_failure(&self, err: &Error) {
     let n = self.consecutive_failures.fetch_add(1, Ordering::Relaxed) + 1;
     let pause = backoff(n, self.base, self.max, jitter());
-    self.closed_until_ms.store(self.now_ms() + pause.as_millis() as u64, Ordering::Relaxed);
+    self
+      .closed_until_ms
+      .store(self.now_ms() + pause.as_millis() as u64, Ordering::Relaxed);
     *self.last_error.lock().unwrap_or_else(|p| p.into_inner()) = Some(err.to_string());
   }
 
   /// The message of the last failure, if any.
   pub fn last_error(&self) -> Option<String> {
-    self.last_error.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    self
+      .last_error
+      .lock()
+      .unwrap_or_else(|p| p.into_inner())
+      .clone()
   }
 }
 
@@ -131,7 +137,10 @@ mod tests {
   const MS: Duration = Duration::from_millis(1);
 
   fn refused() -> Error {
-    Error::Redis { kind: RedisFailure::Connection, message: "refused".into() }
+    Error::Redis {
+      kind: RedisFailure::Connection,
+      message: "refused".into(),
+    }
   }
 
   #[test]
@@ -153,7 +162,11 @@ mod tests {
 
   #[tokio::test]
   async fn retries_outages_up_to_the_attempt_count() {
-    let policy = RetryConfig { attempts: 3, base_delay: MS, max_delay: 2 * MS };
+    let policy = RetryConfig {
+      attempts: 3,
+      base_delay: MS,
+      max_delay: 2 * MS,
+    };
     let calls = Cell::new(0);
     let r: Result<()> = with_retry(&policy, Duration::from_secs(5), || {
       calls.set(calls.get() + 1);
@@ -166,12 +179,22 @@ mod tests {
 
   #[tokio::test]
   async fn succeeds_after_a_transient_failure() {
-    let policy = RetryConfig { attempts: 3, base_delay: MS, max_delay: 2 * MS };
+    let policy = RetryConfig {
+      attempts: 3,
+      base_delay: MS,
+      max_delay: 2 * MS,
+    };
     let calls = Cell::new(0);
     let r = with_retry(&policy, Duration::from_secs(5), || {
       calls.set(calls.get() + 1);
       let n = calls.get();
-      async move { if n == 1 { Err(refused()) } else { Ok(n) } }
+      async move {
+        if n == 1 {
+          Err(refused())
+        } else {
+          Ok(n)
+        }
+      }
     })
     .await;
     assert_eq!(r.unwrap(), 2);
@@ -179,18 +202,31 @@ mod tests {
 
   #[tokio::test]
   async fn never_retries_past_the_budget_or_on_reply_errors() {
-    let policy = RetryConfig { attempts: 10, base_delay: 50 * MS, max_delay: 50 * MS };
+    let policy = RetryConfig {
+      attempts: 10,
+      base_delay: 50 * MS,
+      max_delay: 50 * MS,
+    };
     let calls = Cell::new(0);
     let _ = with_retry::<(), _, _>(&policy, 10 * MS, || {
       calls.set(calls.get() + 1);
       async { Err(refused()) }
     })
     .await;
-    assert_eq!(calls.get(), 1, "a 50 ms backoff does not fit a 10 ms budget");
+    assert_eq!(
+      calls.get(),
+      1,
+      "a 50 ms backoff does not fit a 10 ms budget"
+    );
     calls.set(0);
     let _ = with_retry::<(), _, _>(&policy, Duration::from_secs(5), || {
       calls.set(calls.get() + 1);
-      async { Err(Error::Redis { kind: RedisFailure::Reply, message: "WRONGTYPE".into() }) }
+      async {
+        Err(Error::Redis {
+          kind: RedisFailure::Reply,
+          message: "WRONGTYPE".into(),
+        })
+      }
     })
     .await;
     assert_eq!(calls.get(), 1);

@@ -63,7 +63,9 @@ pub struct KeyLayout {
 impl KeyLayout {
   /// A layout under `prefix` (the configured `keyPrefix`).
   pub fn new(prefix: &str) -> Self {
-    KeyLayout { prefix: prefix.to_string() }
+    KeyLayout {
+      prefix: prefix.to_string(),
+    }
   }
 
   /// The full key of `key` of `kind` in `scope`.
@@ -126,7 +128,9 @@ pub(crate) fn redis_glob_match(pattern: &[u8], s: &[u8]) -> bool {
       !s.is_empty() && s[0] == rest[0] && redis_glob_match(&rest[1..], &s[1..])
     }
     Some((b'[', rest)) => {
-      let Some(end) = rest.iter().position(|&b| b == b']') else { return false };
+      let Some(end) = rest.iter().position(|&b| b == b']') else {
+        return false;
+      };
       !s.is_empty() && rest[..end].contains(&s[0]) && redis_glob_match(&rest[end + 1..], &s[1..])
     }
     Some((&c, rest)) => !s.is_empty() && s[0] == c && redis_glob_match(rest, &s[1..]),
@@ -145,9 +149,18 @@ mod tests {
   fn documented_layout() {
     let l = layout();
     assert_eq!(l.key(Scope::Global, Kind::Session, "abc"), "fc:s:abc");
-    assert_eq!(l.key(Scope::Global, Kind::Query, "orders_1"), "fc:q:orders_1");
-    assert_eq!(l.key(Scope::Tenant("acme"), Kind::Query, "k"), "fc:t:4:acme:q:k");
-    assert_eq!(l.key(Scope::Tenant("é"), Kind::Session, "k"), "fc:t:2:é:s:k");
+    assert_eq!(
+      l.key(Scope::Global, Kind::Query, "orders_1"),
+      "fc:q:orders_1"
+    );
+    assert_eq!(
+      l.key(Scope::Tenant("acme"), Kind::Query, "k"),
+      "fc:t:4:acme:q:k"
+    );
+    assert_eq!(
+      l.key(Scope::Tenant("é"), Kind::Session, "k"),
+      "fc:t:2:é:s:k"
+    );
   }
 
   #[test]
@@ -181,15 +194,31 @@ mod tests {
         expected,
         "prefix {prefix:?} vs key {key:?}"
       );
-      assert_eq!(key.starts_with(prefix), expected, "memory store rule disagrees for {prefix:?}/{key:?}");
+      assert_eq!(
+        key.starts_with(prefix),
+        expected,
+        "memory store rule disagrees for {prefix:?}/{key:?}"
+      );
     }
   }
 
   #[test]
   fn scopes_and_kinds_never_collide() {
     let l = layout();
-    let tenants = ["", "a", "a:", "a:s", "s", "q", "t", "1:a", "4:acme", ":", "*", "{x}", "\\", "é"];
-    let keys = ["", "k", "s:k", "q:k", ":k", "t:1:a:s:k", "1:a:s:k", "*", "é"];
+    let tenants = [
+      "", "a", "a:", "a:s", "s", "q", "t", "1:a", "4:acme", ":", "*", "{x}", "\\", "é",
+    ];
+    let keys = [
+      "",
+      "k",
+      "s:k",
+      "q:k",
+      ":k",
+      "t:1:a:s:k",
+      "1:a:s:k",
+      "*",
+      "é",
+    ];
     let mut seen = std::collections::HashMap::new();
     let mut scopes = vec![Scope::Global];
     scopes.extend(tenants.iter().map(|t| Scope::Tenant(t)));
@@ -198,7 +227,10 @@ mod tests {
         for key in keys {
           let full = l.key(*scope, kind, key);
           if let Some(prev) = seen.insert(full.clone(), (*scope, kind, key)) {
-            panic!("{full} produced by both {prev:?} and {:?}", (scope, kind, key));
+            panic!(
+              "{full} produced by both {prev:?} and {:?}",
+              (scope, kind, key)
+            );
           }
         }
       }
@@ -209,7 +241,12 @@ mod tests {
   fn a_scope_prefix_never_matches_another_scope() {
     let l = layout();
     let other = l.key(Scope::Tenant("acme"), Kind::Query, "orders_1");
-    for scope in [Scope::Global, Scope::Tenant("acm"), Scope::Tenant("acme2"), Scope::Tenant("4:acme")] {
+    for scope in [
+      Scope::Global,
+      Scope::Tenant("acm"),
+      Scope::Tenant("acme2"),
+      Scope::Tenant("4:acme"),
+    ] {
       let p = l.literal_prefix(scope, Kind::Query, "");
       assert!(!other.starts_with(&p), "{p} matches {other}");
     }

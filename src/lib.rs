@@ -41,8 +41,6 @@ impl AsRef<str> for Code {
   }
 }
 
-
-
 fn js_error(e: error::Error) -> napi::Error<Code> {
   napi::Error::new(Code(e.code()), e.to_string())
 }
@@ -165,7 +163,9 @@ impl NativeCache {
   pub fn new(options: Option<CacheOptions>) -> Result<Self, Code> {
     let builder: ConfigBuilder = options.map(Into::into).unwrap_or_default();
     let config = builder.build().map_err(js_error)?;
-    Ok(NativeCache { inner: Arc::new(Cache::new(config).map_err(js_error)?) })
+    Ok(NativeCache {
+      inner: Arc::new(Cache::new(config).map_err(js_error)?),
+    })
   }
 
   /// True for `memory://`: the `*Sync` methods may be used.
@@ -203,8 +203,21 @@ impl NativeCache {
 
   /// Reads the JSON text of a key.
   #[napi(ts_return_type = "Promise<string | null | Error>")]
-  pub async fn get(&self, kind_id: u32, key: String, tenant: Option<String>) -> Result<Settled<Option<String>>> {
-    settle(async { self.inner.get(scope(&tenant), kind_of(kind_id)?, &key).await }.await)
+  pub async fn get(
+    &self,
+    kind_id: u32,
+    key: String,
+    tenant: Option<String>,
+  ) -> Result<Settled<Option<String>>> {
+    settle(
+      async {
+        self
+          .inner
+          .get(scope(&tenant), kind_of(kind_id)?, &key)
+          .await
+      }
+      .await,
+    )
   }
 
   /// Writes JSON text under a key; `ttl_seconds` undefined = the kind's default.
@@ -217,25 +230,70 @@ impl NativeCache {
     ttl_seconds: Option<f64>,
     tenant: Option<String>,
   ) -> Result<Settled<()>> {
-    settle(async { self.inner.set(scope(&tenant), kind_of(kind_id)?, &key, &json, ttl_seconds).await }.await)
+    settle(
+      async {
+        self
+          .inner
+          .set(scope(&tenant), kind_of(kind_id)?, &key, &json, ttl_seconds)
+          .await
+      }
+      .await,
+    )
   }
 
   /// Deletes a key; true if it existed.
   #[napi(ts_return_type = "Promise<boolean | Error>")]
-  pub async fn delete(&self, kind_id: u32, key: String, tenant: Option<String>) -> Result<Settled<bool>> {
-    settle(async { self.inner.delete(scope(&tenant), kind_of(kind_id)?, &key).await }.await)
+  pub async fn delete(
+    &self,
+    kind_id: u32,
+    key: String,
+    tenant: Option<String>,
+  ) -> Result<Settled<bool>> {
+    settle(
+      async {
+        self
+          .inner
+          .delete(scope(&tenant), kind_of(kind_id)?, &key)
+          .await
+      }
+      .await,
+    )
   }
 
   /// Removes every key of the kind starting with `prefix` (every key when `all`); returns the count.
   #[napi(ts_return_type = "Promise<number | Error>")]
-  pub async fn invalidate(&self, kind_id: u32, prefix: String, all: bool, tenant: Option<String>) -> Result<Settled<i64>> {
-    settle(async { Ok(self.inner.invalidate(scope(&tenant), kind_of(kind_id)?, &prefix, all).await? as i64) }.await)
+  pub async fn invalidate(
+    &self,
+    kind_id: u32,
+    prefix: String,
+    all: bool,
+    tenant: Option<String>,
+  ) -> Result<Settled<i64>> {
+    settle(
+      async {
+        Ok(
+          self
+            .inner
+            .invalidate(scope(&tenant), kind_of(kind_id)?, &prefix, all)
+            .await? as i64,
+        )
+      }
+      .await,
+    )
   }
 
   /// `get` on the calling thread (memory:// only).
   #[napi(catch_unwind)]
-  pub fn get_sync(&self, kind_id: u32, key: String, tenant: Option<String>) -> Result<Option<String>, Code> {
-    let v = self.inner.get_local(scope(&tenant), kind_of(kind_id).map_err(js_error)?, &key).map_err(js_error)?;
+  pub fn get_sync(
+    &self,
+    kind_id: u32,
+    key: String,
+    tenant: Option<String>,
+  ) -> Result<Option<String>, Code> {
+    let v = self
+      .inner
+      .get_local(scope(&tenant), kind_of(kind_id).map_err(js_error)?, &key)
+      .map_err(js_error)?;
     Ok(v.map(|s| s.to_string()))
   }
 
@@ -249,19 +307,50 @@ impl NativeCache {
     ttl_seconds: Option<f64>,
     tenant: Option<String>,
   ) -> Result<(), Code> {
-    self.inner.set_local(scope(&tenant), kind_of(kind_id).map_err(js_error)?, &key, &json, ttl_seconds).map_err(js_error)
+    self
+      .inner
+      .set_local(
+        scope(&tenant),
+        kind_of(kind_id).map_err(js_error)?,
+        &key,
+        &json,
+        ttl_seconds,
+      )
+      .map_err(js_error)
   }
 
   /// `delete` on the calling thread (memory:// only).
   #[napi(catch_unwind)]
-  pub fn delete_sync(&self, kind_id: u32, key: String, tenant: Option<String>) -> Result<bool, Code> {
-    self.inner.delete_local(scope(&tenant), kind_of(kind_id).map_err(js_error)?, &key).map_err(js_error)
+  pub fn delete_sync(
+    &self,
+    kind_id: u32,
+    key: String,
+    tenant: Option<String>,
+  ) -> Result<bool, Code> {
+    self
+      .inner
+      .delete_local(scope(&tenant), kind_of(kind_id).map_err(js_error)?, &key)
+      .map_err(js_error)
   }
 
   /// `invalidate` on the calling thread (memory:// only).
   #[napi(catch_unwind)]
-  pub fn invalidate_sync(&self, kind_id: u32, prefix: String, all: bool, tenant: Option<String>) -> Result<i64, Code> {
-    let n = self.inner.invalidate_local(scope(&tenant), kind_of(kind_id).map_err(js_error)?, &prefix, all).map_err(js_error)?;
+  pub fn invalidate_sync(
+    &self,
+    kind_id: u32,
+    prefix: String,
+    all: bool,
+    tenant: Option<String>,
+  ) -> Result<i64, Code> {
+    let n = self
+      .inner
+      .invalidate_local(
+        scope(&tenant),
+        kind_of(kind_id).map_err(js_error)?,
+        &prefix,
+        all,
+      )
+      .map_err(js_error)?;
     Ok(n as i64)
   }
 
@@ -269,7 +358,11 @@ impl NativeCache {
   #[napi(catch_unwind)]
   pub fn memory_stats(&self) -> MemoryStats {
     let s = self.inner.memory_stats();
-    MemoryStats { entries: s.entries as f64, bytes: s.bytes as f64, max_bytes: s.max_bytes as f64 }
+    MemoryStats {
+      entries: s.entries as f64,
+      bytes: s.bytes as f64,
+      max_bytes: s.max_bytes as f64,
+    }
   }
 
   /// Closes the connection and drops the in-process data. Idempotent.

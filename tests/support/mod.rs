@@ -1,0 +1,93 @@
+//! Test support: a private `redis-server` on a free loopback port, stopped by pid.
+#![allow(dead_code)] // each test crate uses part of the support code
+
+pub mod contract;
+
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A redis-server owned by one test; killed when dropped.
+pub struct RedisServer {
+  pub port: u16,
+  child: Child,
+}
+
+impl RedisServer {
+  /// Starts redis-server on a free port and waits until it answers.
+  pub fn start() -> Self {
+    let port = free_port();
+    Self::start_on(port)
+  }
+
+  /// Starts redis-server on `port` and waits until it answers.
+  pub fn start_on(port: u16) -> Self {
+    let child = Command::new("redis-server")
+      .args([
+        "--port",
+        &port.to_string(),
+        "--bind",
+        "127.0.0.1",
+        "--save",
+        "",
+        "--appendonly",
+        "no",
+      ])
+      .stdout(Stdio::null())
+      .stderr(Stdio::null())
+      .spawn()
+      .expect("redis-server must be installed (see .ci/run)");
+    let server = RedisServer { port, child };
+    server.wait_ready();
+    server
+  }
+
+  /// `redis://127.0.0.1:<port>`
+  pub fn url(&self) -> String {
+    format!("redis://127.0.0.1:{}", self.port)
+  }
+
+  /// Runs `redis-cli` against this server and returns its trimmed output.
+  pub fn cli(&self, args: &[&str]) -> String {
+    let out = Command::new("redis-cli")
+      .args(["-p", &self.port.to_string()])
+      .args(args)
+      .output()
+      .unwrap();
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+  }
+
+  fn wait_ready(&self) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+      if self.cli(&["PING"]) == "PONG" {
+        return;
+      }
+      std::thread::sleep(Duration::from_millis(20));
+    }
+    panic!("redis-server on port {} did not start", self.port);
+  }
+
+  /// Kills the server (SIGKILL) and waits for it.
+  pub fn kill(mut self) -> u16 {
+    let _ = self.child.kill();
+    let _ = self.child.wait();
+    self.port
+  }
+}
+
+impl Drop for RedisServer {
+  fn drop(&mut self) {
+    let _ = self.child.kill();
+    let _ = self.child.wait();
+  }
+}
+
+/// A loopback port nothing listens on right now.
+pub fn free_port() -> u16 {
+  TcpListener::bind("127.0.0.1:0")
+    .unwrap()
+    .local_addr()
+    .unwrap()
+    .port()
+}
