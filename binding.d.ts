@@ -49,6 +49,18 @@ export declare class NativeCache {
   close(): void
 }
 
+/**
+ * Test hook (not part of the API): panics inside an async native call, to prove
+ * that it becomes a rejected promise instead of aborting Node.
+ */
+export declare function __asyncPanicForTests(): Promise<void>
+
+/**
+ * Test hook (not part of the API): panics inside a synchronous native call, to
+ * prove that a Rust panic becomes a thrown JS error instead of aborting Node.
+ */
+export declare function __panicForTests(): void
+
 /** Options of `createCacheManager`. */
 export interface CacheOptions {
   /**

@@ -5,6 +5,7 @@
 // copy), errors as TypeError/RangeError with a `code`, and the lazily configured
 // default instance. Everything else is in Rust (src/).
 
+const { isNativeError } = require('node:util').types
 const { NativeCache } = require('./binding.js')
 
 const SESSION = 0
@@ -41,9 +42,16 @@ function codedError(Ctor, code, message, cause) {
   return err
 }
 
+// Errors made by the addon belong to Node's main realm: under Jest (a VM context)
+// `instanceof Error` is false for them, so they are recognised by shape and
+// re-created here, in the caller's realm, as the class their code calls for.
+function isError(value) {
+  return typeof value === 'object' && value !== null && isNativeError(value)
+}
+
 /** Maps a native error to the JS error class its code calls for. */
 function fromNative(err) {
-  if (!(err instanceof Error)) return err
+  if (!isError(err)) return err
   switch (err.code) {
     case codes.INVALID_ARG:
     case codes.SERIALIZE:
@@ -56,7 +64,9 @@ function fromNative(err) {
       return codedError(Error, err.code, err.message)
     default:
       if (NAPI_ARG_STATUSES.has(err.code)) return codedError(TypeError, codes.INVALID_ARG, err.message)
-      return err
+      // not one of ours (a caught Rust panic, say): keep message and code, in this realm
+      if (err instanceof Error) return err
+      return codedError(Error, err.code, err.message, err)
   }
 }
 
@@ -93,7 +103,12 @@ function encode(value) {
 }
 
 function decode(json) {
-  return json === null ? null : JSON.parse(json)
+  if (json === null) return null
+  try {
+    return JSON.parse(json)
+  } catch (cause) {
+    throw codedError(Error, codes.REDIS, 'the value stored at this key is not valid JSON (written by another client?)', cause)
+  }
 }
 
 function describe(value) {
@@ -103,8 +118,10 @@ function describe(value) {
   return typeof value
 }
 
+// Async native methods resolve with their value (string, null, boolean, number,
+// undefined) or with an Error carrying `code`: any object is an error.
 function settle(result) {
-  if (result instanceof Error) throw fromNative(result)
+  if (typeof result === 'object' && result !== null) throw fromNative(result)
   return result
 }
 

@@ -132,29 +132,41 @@ impl std::error::Error for Error {}
 
 impl From<redis::RedisError> for Error {
   fn from(e: redis::RedisError) -> Self {
-    use redis::ErrorKind as K;
-    let kind = if e.is_timeout() {
-      RedisFailure::Timeout
-    } else if matches!(e.kind(), K::AuthenticationFailed | K::InvalidClientConfig)
-      || e.to_string().contains("NOPERM")
-      || e.to_string().contains("failed to lookup address")
-    {
-      RedisFailure::Misconfiguration
-    } else if e.is_io_error() || e.is_connection_refusal() || e.is_connection_dropped() {
-      RedisFailure::Connection
-    } else if matches!(e.kind(), K::Server(_)) {
-      if e.to_string().contains("NOAUTH") || e.to_string().contains("WRONGPASS") {
-        RedisFailure::Misconfiguration
-      } else {
-        RedisFailure::Reply
-      }
-    } else {
-      RedisFailure::Connection
-    };
     Error::Redis {
-      kind,
+      kind: classify(&e),
       message: e.to_string(),
     }
+  }
+}
+
+/// Sorts a redis-rs error into the failure classes the failover layer acts on.
+fn classify(e: &redis::RedisError) -> RedisFailure {
+  use redis::{ErrorKind as K, ServerErrorKind as S};
+  let text = e.to_string();
+  if e.is_timeout() {
+    RedisFailure::Timeout
+  } else if matches!(
+    e.kind(),
+    K::AuthenticationFailed | K::InvalidClientConfig | K::Server(S::NoPerm)
+  ) || ["NOAUTH", "WRONGPASS", "NOPERM", "failed to lookup address"]
+    .iter()
+    .any(|m| text.contains(m))
+  {
+    RedisFailure::Misconfiguration
+  } else if e.is_io_error()
+    || e.is_connection_refusal()
+    || e.is_connection_dropped()
+    || matches!(
+      e.kind(),
+      K::Io
+        | K::Parse
+        | K::Server(S::BusyLoading | S::TryAgain | S::ClusterDown | S::MasterDown | S::ReadOnly)
+    )
+  {
+    // not serving: refused, reset, protocol garbage, loading, read-only replica
+    RedisFailure::Connection
+  } else {
+    RedisFailure::Reply
   }
 }
 
@@ -171,6 +183,29 @@ mod tests {
       Error::RedisUnavailable("x".into()).code(),
       "ERR_REDIS_UNAVAILABLE"
     );
+  }
+
+  #[test]
+  fn redis_errors_are_classified_by_cause() {
+    use redis::{ErrorKind as K, RedisError, ServerErrorKind as S};
+    let of = |kind, desc: &'static str| Error::from(RedisError::from((kind, desc)));
+    let refused = RedisError::from(std::io::Error::from(std::io::ErrorKind::ConnectionRefused));
+    assert!(Error::from(refused).is_outage());
+    assert!(of(K::AuthenticationFailed, "bad password").is_misconfiguration());
+    assert!(of(
+      K::Server(S::ResponseError),
+      "WRONGPASS invalid username-password pair"
+    )
+    .is_misconfiguration());
+    assert!(of(K::Server(S::BusyLoading), "LOADING").is_outage());
+    assert!(of(K::Server(S::ReadOnly), "READONLY").is_outage());
+    let wrongtype = of(
+      K::Server(S::ResponseError),
+      "WRONGTYPE Operation against a key",
+    );
+    assert!(!wrongtype.is_outage());
+    assert_eq!(wrongtype.code(), "ERR_REDIS");
+    assert!(!of(K::UnexpectedReturnType, "type error").is_outage());
   }
 
   #[test]

@@ -382,3 +382,19 @@ pub struct MemoryStats {
   /// The byte budget.
   pub max_bytes: f64,
 }
+
+/// Test hook (not part of the API): panics inside a synchronous native call, to
+/// prove that a Rust panic becomes a thrown JS error instead of aborting Node.
+#[doc(hidden)]
+#[napi(catch_unwind, js_name = "__panicForTests")]
+pub fn panic_for_tests() {
+  panic!("ferrocache test panic (sync)");
+}
+
+/// Test hook (not part of the API): panics inside an async native call, to prove
+/// that it becomes a rejected promise instead of aborting Node.
+#[doc(hidden)]
+#[napi(js_name = "__asyncPanicForTests")]
+pub async fn async_panic_for_tests() -> Result<()> {
+  panic!("ferrocache test panic (async)");
+}

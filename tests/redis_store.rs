@@ -226,3 +226,34 @@ fn signal(pid: u32, sig: &str) {
     .unwrap();
   assert!(status.success());
 }
+
+#[tokio::test]
+async fn foreign_values_are_reply_errors_not_outages() {
+  let server = RedisServer::start();
+  let cache = cache_for(&server.url());
+  server.cli(&["RPUSH", "fc:q:list", "x"]);
+  let err = cache
+    .get(Scope::Global, Kind::Query, "list")
+    .await
+    .unwrap_err();
+  assert_eq!(err.code(), "ERR_REDIS", "{err}");
+  let status = std::process::Command::new("sh")
+    .arg("-c")
+    .arg(format!(
+      "printf '\\377\\376' | redis-cli -p {} -x SET fc:q:bin",
+      server.port
+    ))
+    .status()
+    .unwrap();
+  assert!(status.success());
+  let err = cache
+    .get(Scope::Global, Kind::Query, "bin")
+    .await
+    .unwrap_err();
+  assert_eq!(err.code(), "ERR_REDIS", "{err}");
+  assert_eq!(
+    cache.mode(),
+    Mode::Redis,
+    "a foreign value is not an outage"
+  );
+}

@@ -22,7 +22,7 @@ use futures_util::future::{BoxFuture, FutureExt, Shared};
 use redis::aio::MultiplexedConnection;
 use redis::{AsyncConnectionConfig, Client, Cmd};
 
-use crate::error::{Error, Result};
+use crate::error::{Error, RedisFailure, Result};
 use crate::keys::match_pattern;
 use crate::store::Store;
 
@@ -165,7 +165,17 @@ impl RedisStore {
 impl Store for RedisStore {
   fn get(&self, key: &str) -> impl Future<Output = Result<Option<String>>> + Send {
     let cmd = redis::cmd("GET").arg(key).to_owned();
-    async move { self.query(&cmd).await }
+    async move {
+      let bytes: Option<Vec<u8>> = self.query(&cmd).await?;
+      bytes
+        .map(String::from_utf8)
+        .transpose()
+        .map_err(|_| Error::Redis {
+          kind: RedisFailure::Reply,
+          message: "the value stored at this key is not UTF-8 text (written by another client?)"
+            .into(),
+        })
+    }
   }
 
   fn set(&self, key: &str, value: &str, ttl_ms: u64) -> impl Future<Output = Result<()>> + Send {
