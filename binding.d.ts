@@ -21,6 +21,8 @@ export declare class NativeCache {
   get memoryOnly(): boolean
   /** `'redis'` or `'memory'`: which store serves calls now. */
   get mode(): 'redis' | 'memory'
+  /** True when calls fall back to the in-process store during an outage. */
+  get fallbackEnabled(): boolean
   /** True once `close()` was called. */
   get closed(): boolean
   /** The Redis URL with its password redacted, or `memory://`. */
@@ -47,6 +49,20 @@ export declare class NativeCache {
   memoryStats(): MemoryStats
   /** Closes the connection and drops the in-process data. Idempotent. */
   close(): void
+  /**
+   * Receives every event (`fallback`, `recovered`, `error`). The callback never
+   * keeps the process alive (weak threadsafe function).
+   */
+  setEventListener(listener: (event: CacheEvent) => void): void
+  /** Starts a simulated outage (`'refuse'` or `'hang'`) or ends it (`'none'`). */
+  simulateOutage(mode: 'refuse' | 'hang' | 'none'): void
+  /** Failover state: mode, breaker state, journal depth, activations, time in memory mode. */
+  failoverStatus(): FailoverStatus
+  /**
+   * Live round trip to Redis within the command timeout: latency in ms, or an
+   * Error with the (password-free) cause. `memory://` answers 0.
+   */
+  ping(): Promise<number | Error>
 }
 
 /**
@@ -60,6 +76,22 @@ export declare function __asyncPanicForTests(): Promise<void>
  * prove that a Rust panic becomes a thrown JS error instead of aborting Node.
  */
 export declare function __panicForTests(): void
+
+/** An event for `on(...)` listeners. */
+export interface CacheEvent {
+  /** `'fallback' | 'recovered' | 'error'` */
+  type: 'fallback' | 'recovered' | 'error'
+  /** fallback: the failure that opened the breaker. */
+  cause?: string
+  /** fallback: `timeout | connection | misconfiguration | simulated`; error: `misconfiguration | replay`. */
+  kind?: string
+  /** recovered: how long the outage lasted (ms). */
+  outageMs?: number
+  /** recovered: journal operations applied to Redis. */
+  replayed?: number
+  /** error: what went wrong. */
+  message?: string
+}
 
 /** Options of `createCacheManager`. */
 export interface CacheOptions {
@@ -82,6 +114,24 @@ export interface CacheOptions {
   fallback?: FallbackOptions
   /** Key and value size limits. */
   limits?: LimitOptions
+}
+
+/** Failover state of a manager. */
+export interface FailoverStatus {
+  /** `'redis' | 'memory'` */
+  mode: 'redis' | 'memory'
+  /** `'closed' | 'open' | 'half-open'` */
+  breaker: 'closed' | 'open' | 'half-open'
+  /** Operations made during an outage, waiting for replay to Redis. */
+  journalDepth: number
+  /** Times the manager switched to memory mode. */
+  fallbackActivations: number
+  /** Total time in memory mode (ms), the current outage included. */
+  memoryModeMs: number
+  /** Journal operations replayed to Redis since the last recovery. */
+  replayed: number
+  /** The last Redis failure (password-free), or null. */
+  lastError?: string
 }
 
 /** The in-process store. */

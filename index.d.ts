@@ -79,6 +79,60 @@ export declare class TenantCache implements CacheScope {
   invalidateAll(): Promise<number>
 }
 
+/** `health()`: a live check. Never rejects. */
+export interface CacheHealth {
+  /**
+   * healthy = the configured store serves (Redis, or memory:// by choice);
+   * degraded = the in-process store serves because Redis failed;
+   * unhealthy = cannot serve (closed, or Redis down with fallback off).
+   */
+  status: 'healthy' | 'degraded' | 'unhealthy'
+  /** Which store serves calls now. */
+  mode: 'redis' | 'memory'
+  redis: {
+    /** The PING of this check answered. */
+    connected: boolean
+    /** Round trip of that PING in ms, null when it failed (or memory://). */
+    latencyMs: number | null
+    /** The configured URL, password redacted. */
+    url: string | null
+    /** The last Redis failure (password-free), or null. */
+    lastError: string | null
+  }
+  /** The in-process store. */
+  fallback: { entries: number; bytes: number; maxBytes: number }
+  /** Failover state (absent when the manager could not be created). */
+  failover?: {
+    breaker: 'closed' | 'open' | 'half-open'
+    /** Operations made during an outage, waiting for replay to Redis. */
+    journalDepth: number
+    /** Times the manager switched to memory mode. */
+    fallbackActivations: number
+    /** Total time spent in memory mode (ms), the current outage included. */
+    memoryModeMs: number
+  }
+}
+
+/** `fallback` event: switched to the in-process store. */
+export interface FallbackEvent {
+  /** The failure that opened the circuit (password-free). */
+  cause: string
+  kind: 'timeout' | 'connection' | 'misconfiguration' | 'simulated'
+}
+
+/** `recovered` event: back on Redis after the outage journal was replayed. */
+export interface RecoveredEvent {
+  outageMs: number
+  /** Journal operations applied to Redis. */
+  replayed: number
+}
+
+/** `error` event: a failure retrying cannot fix, or a failed replay (retried). */
+export interface ErrorEvent {
+  message: string
+  kind: 'misconfiguration' | 'replay'
+}
+
 /** One cache object over Redis with an in-process fallback store. */
 export declare class CacheManager implements CacheScope {
   /** Same as `createCacheManager(options)`; throws a TypeError with `code` on invalid options. Never connects. */
@@ -92,6 +146,22 @@ export declare class CacheManager implements CacheScope {
   invalidateAll(): Promise<number>
   /** The data methods isolated to `tenantId`'s keys. */
   tenant(tenantId: string): TenantCache
+  /** Live check: pings Redis within commandTimeoutMs. Never rejects. */
+  health(): Promise<CacheHealth>
+  /** Event listeners; they never keep the process alive. A listener that throws is reported via process.emitWarning. */
+  on(event: 'fallback', listener: (info: FallbackEvent) => void): this
+  on(event: 'recovered', listener: (info: RecoveredEvent) => void): this
+  on(event: 'error', listener: (info: ErrorEvent) => void): this
+  /** Removes a listener added with `on`. */
+  off(event: 'fallback' | 'recovered' | 'error', listener: (info: any) => void): this
+  /**
+   * For your own tests: every Redis call fails as if Redis refused connections ('refuse') or hung
+   * ('hang'), through the real failover path (memory mode, journal, replay on `endSimulatedOutage()`).
+   * No effect with memory://.
+   */
+  simulateOutage(options: { mode: 'refuse' | 'hang' }): void
+  /** Ends a simulated outage; the manager recovers as from a real one. */
+  endSimulatedOutage(): void
   /** Closes the connection; later data calls reject with `ERR_CLOSED`. Idempotent. */
   close(): Promise<void>
 }

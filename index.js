@@ -227,10 +227,25 @@ class TenantCache extends Scope {
   }
 }
 
+const EVENTS = ['fallback', 'recovered', 'error']
+
+function eventInfo(e) {
+  switch (e.type) {
+    case 'fallback':
+      return { cause: e.cause, kind: e.kind }
+    case 'recovered':
+      return { outageMs: e.outageMs, replayed: e.replayed }
+    default:
+      return { message: e.message, kind: e.kind }
+  }
+}
+
 /** One cache object over Redis with an in-process fallback store. */
 class CacheManager extends Scope {
   #native = null
   #options
+  #listeners = new Map(EVENTS.map((name) => [name, new Set()]))
+  #subscribed = false
 
   /** Same as `createCacheManager(options)`. `options` may be a function, called on first use. */
   constructor(options) {
@@ -266,6 +281,115 @@ class CacheManager extends Scope {
     return new TenantCache(this, tenantId)
   }
 
+  /**
+   * Listens to `fallback` ({cause, kind}: switched to the in-process store),
+   * `recovered` ({outageMs, replayed}: back on Redis after replaying the outage
+   * journal) and `error` ({message, kind}: misconfiguration or failed replay).
+   * Listeners never keep the process alive; one that throws is reported with
+   * `process.emitWarning` and does not affect the others.
+   */
+  on(event, listener) {
+    if (!EVENTS.includes(event)) throw invalid(`event must be one of ${EVENTS.join(', ')}, got ${String(event)}`)
+    if (typeof listener !== 'function') throw invalid(`listener must be a function, got ${describe(listener)}`)
+    this.#listeners.get(event).add(listener)
+    if (!this.#subscribed) {
+      try {
+        this._native().setEventListener((e) => this.#dispatch(e))
+      } catch (err) {
+        throw fromNative(err)
+      }
+      this.#subscribed = true
+    }
+    return this
+  }
+
+  /** Removes a listener added with `on`. */
+  off(event, listener) {
+    const set = this.#listeners.get(event)
+    if (set) set.delete(listener)
+    return this
+  }
+
+  #dispatch(e) {
+    const listeners = this.#listeners.get(e.type)
+    if (!listeners || listeners.size === 0) return
+    const info = eventInfo(e)
+    for (const listener of [...listeners]) {
+      try {
+        listener(info)
+      } catch (err) {
+        process.emitWarning(`ferrocache '${e.type}' listener threw: ${err && err.stack ? err.stack : err}`)
+      }
+    }
+  }
+
+  /**
+   * Live check: pings Redis (within commandTimeoutMs) and reports the state.
+   * Never rejects: a closed manager is 'unhealthy'.
+   */
+  async health() {
+    let native
+    try {
+      native = this._native()
+    } catch (err) {
+      return unhealthy('memory', String(err && err.message), 0)
+    }
+    const memoryOnly = this._sync
+    const stats = native.memoryStats()
+    const fallback = { entries: stats.entries, bytes: stats.bytes, maxBytes: stats.maxBytes }
+    if (native.closed) return { ...unhealthy(native.mode, 'closed', 0, native.url), fallback }
+    let connected = false
+    let latencyMs = null
+    let pingError = null
+    if (!memoryOnly) {
+      try {
+        const r = await native.ping()
+        if (typeof r === 'number') {
+          connected = true
+          latencyMs = Math.round(r * 1000) / 1000
+        } else {
+          pingError = String(r && r.message)
+        }
+      } catch (err) {
+        pingError = String(err && err.message)
+      }
+    }
+    const st = native.failoverStatus()
+    let status
+    if (memoryOnly || (st.mode === 'redis' && connected)) status = 'healthy'
+    else if (native.fallbackEnabled) status = 'degraded'
+    else status = 'unhealthy'
+    return {
+      status,
+      mode: st.mode,
+      redis: { connected, latencyMs, url: native.url, lastError: memoryOnly ? null : (pingError ?? st.lastError ?? null) },
+      fallback,
+      failover: {
+        breaker: st.breaker,
+        journalDepth: st.journalDepth,
+        fallbackActivations: st.fallbackActivations,
+        memoryModeMs: st.memoryModeMs,
+      },
+    }
+  }
+
+  /**
+   * Makes every Redis call of this manager fail as if Redis refused connections
+   * (`mode: 'refuse'`) or hung (`'hang'`: calls wait out commandTimeoutMs), through
+   * the real failover path: the manager switches to the in-process store, journals
+   * changes, and replays them after `endSimulatedOutage()`. For your own tests.
+   */
+  simulateOutage(options) {
+    const mode = options && options.mode
+    if (mode !== 'refuse' && mode !== 'hang') throw invalid(`simulateOutage: mode must be 'refuse' or 'hang', got ${String(mode)}`)
+    this._native().simulateOutage(mode)
+  }
+
+  /** Ends a simulated outage; the manager recovers as it would from a real one. */
+  endSimulatedOutage() {
+    this._native().simulateOutage('none')
+  }
+
   /** Closes the connection; later data calls reject with `ERR_CLOSED`. Idempotent. */
   async close() {
     try {
@@ -274,6 +398,15 @@ class CacheManager extends Scope {
       // A default instance whose environment is invalid has nothing to close.
       if (err && err.code !== codes.INVALID_ARG) throw err
     }
+  }
+}
+
+function unhealthy(mode, lastError, maxBytes, url = null) {
+  return {
+    status: 'unhealthy',
+    mode,
+    redis: { connected: false, latencyMs: null, url, lastError },
+    fallback: { entries: 0, bytes: 0, maxBytes },
   }
 }
 

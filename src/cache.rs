@@ -6,26 +6,34 @@
 //!   changes nothing when they are bad.
 //! - `memory://`: the in-process store alone; the `*_local` functions answer
 //!   synchronously on the calling thread.
-//! - Redis mode: each call tries Redis within the `commandTimeoutMs` budget
-//!   (see [`crate::failover`]); on an outage it is served by the in-process
-//!   store (or rejected with `ERR_REDIS_UNAVAILABLE` when fallback is off).
-//! - The in-process store only holds what was written while Redis failed. A
-//!   successful Redis write or delete removes the key's in-process copy and every
-//!   invalidation is applied to both, so an older fallback copy is never served later.
+//! - Redis mode: a call goes to Redis while the [breaker](crate::breaker) is closed,
+//!   within the `commandTimeoutMs` budget (see [`crate::failover`]). When Redis
+//!   fails, or the breaker is open, the call is served by the in-process store and,
+//!   if it changes anything, recorded in the [journal](crate::journal), which is
+//!   replayed to Redis by the background recovery task before Redis is trusted again.
+//! - A key with a pending journal entry (or under a pending invalidation) is read
+//!   from the journal and written through it, never from/to Redis directly, until
+//!   replay applied it: nothing deleted or invalidated during an outage is read back.
+//! - Without fallback, an outage rejects with `ERR_REDIS_UNAVAILABLE` instead.
+//! - The in-process store only holds outage data; it is emptied on recovery and a
+//!   successful Redis write drops the key's copy, so nothing stale is served later.
 //! - After [`Cache::close`] every operation fails with `ERR_CLOSED`.
 
-use std::future::Future;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::{Duration, Instant};
 
+use crate::breaker::{Breaker, State, DEFAULT_FAILURE_THRESHOLD, DEFAULT_PROBE_SUCCESSES};
 use crate::config::{ttl_ms, Backend, Config};
 use crate::error::{Error, Result};
-use crate::failover::{with_retry, Gate};
+use crate::events::{EventSink, Events};
+use crate::failover::Simulation;
+use crate::journal::{Journal, Lookup, DEFAULT_MAX_ENTRIES};
 use crate::keys::{KeyLayout, Kind, Scope, MAX_TENANT_BYTES};
 use crate::store::redis::RedisTimeouts;
 use crate::store::{MemoryStats, MemoryStore, RedisStore, Store};
 
-/// Which store answered a call.
+/// Which store serves calls.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
   /// Redis.
@@ -34,19 +42,49 @@ pub enum Mode {
   Memory,
 }
 
+/// A point-in-time view of the failover state.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FailoverStatus {
+  /// Which store serves calls.
+  pub mode: Mode,
+  /// Breaker state.
+  pub state: State,
+  /// Operations waiting for replay.
+  pub journal_depth: u64,
+  /// Times the breaker opened.
+  pub fallback_activations: u64,
+  /// Total time in memory mode (ms), the current outage included.
+  pub memory_mode_ms: u64,
+  /// Since when the current mode holds (ms since the cache was created).
+  pub mode_since_ms: u64,
+  /// Journal operations replayed to Redis so far.
+  pub replayed: u64,
+  /// The last Redis failure, password-free.
+  pub last_error: Option<String>,
+}
+
 /// The cache: one per `CacheManager`.
 pub struct Cache {
-  config: Config,
-  layout: KeyLayout,
-  memory: MemoryStore,
-  redis: Option<RedisStore>,
-  gate: Gate,
+  pub(crate) config: Config,
+  pub(crate) layout: KeyLayout,
+  pub(crate) memory: MemoryStore,
+  pub(crate) redis: Option<RedisStore>,
+  pub(crate) breaker: Breaker,
+  pub(crate) journal: Journal,
+  pub(crate) events: Events,
+  pub(crate) epoch: Instant,
+  pub(crate) me: Weak<Cache>,
+  pub(crate) recovering: AtomicBool,
+  pub(crate) simulation: AtomicU8,
+  pub(crate) replayed: AtomicU64,
+  pub(crate) mode_since_ms: AtomicU64,
+  pub(crate) last_error: Mutex<Option<String>>,
   closed: AtomicBool,
 }
 
 impl Cache {
   /// A cache for `config`; does no I/O.
-  pub fn new(config: Config) -> Result<Self> {
+  pub fn new(config: Config) -> Result<Arc<Self>> {
     let redis = match config.backend() {
       Backend::Redis { url } => Some(RedisStore::new(
         url,
@@ -58,14 +96,23 @@ impl Cache {
       Backend::Memory => None,
     };
     let memory = MemoryStore::new(config.fallback().max_bytes, config.largest_entry_bytes());
-    Ok(Cache {
+    Ok(Arc::new_cyclic(|me| Cache {
       layout: KeyLayout::new(config.key_prefix()),
-      gate: Gate::new(config.retry.base_delay, config.retry.max_delay),
+      breaker: Breaker::new(DEFAULT_FAILURE_THRESHOLD, DEFAULT_PROBE_SUCCESSES),
+      journal: Journal::new(DEFAULT_MAX_ENTRIES, config.key_prefix()),
+      events: Events::default(),
+      epoch: Instant::now(),
+      me: me.clone(),
+      recovering: AtomicBool::new(false),
+      simulation: AtomicU8::new(Simulation::None as u8),
+      replayed: AtomicU64::new(0),
+      mode_since_ms: AtomicU64::new(0),
+      last_error: Mutex::new(None),
       config,
       memory,
       redis,
       closed: AtomicBool::new(false),
-    })
+    }))
   }
 
   /// The configuration in use.
@@ -80,10 +127,25 @@ impl Cache {
 
   /// Which store serves calls now.
   pub fn mode(&self) -> Mode {
-    if self.redis.is_none() || self.gate.is_degraded() {
+    if self.redis.is_none() || !self.breaker.allows_calls() {
       Mode::Memory
     } else {
       Mode::Redis
+    }
+  }
+
+  /// The failover state, for health and metrics.
+  pub fn failover_status(&self) -> FailoverStatus {
+    let now = self.now_ms();
+    FailoverStatus {
+      mode: self.mode(),
+      state: self.breaker.state(),
+      journal_depth: self.journal.depth() as u64,
+      fallback_activations: self.breaker.times_opened(),
+      memory_mode_ms: self.breaker.open_ms_total(now),
+      mode_since_ms: self.mode_since_ms.load(Ordering::Relaxed),
+      replayed: self.replayed.load(Ordering::Relaxed),
+      last_error: self.last_error(),
     }
   }
 
@@ -94,7 +156,26 @@ impl Cache {
 
   /// The last Redis failure, password-free.
   pub fn last_error(&self) -> Option<String> {
-    self.gate.last_error()
+    self
+      .last_error
+      .lock()
+      .unwrap_or_else(|p| p.into_inner())
+      .clone()
+  }
+
+  /// A live round trip to Redis within the command timeout (no retries,
+  /// regardless of the breaker, honouring a simulated outage); zero for `memory://`.
+  pub async fn ping(&self) -> Result<Duration> {
+    self.check_open()?;
+    match &self.redis {
+      None => Ok(Duration::ZERO),
+      Some(redis) => self.simulated_failure_or_timeout(redis.ping()).await,
+    }
+  }
+
+  /// Installs the receiver of [`crate::events::Event`]s.
+  pub fn set_event_sink(&self, sink: Arc<dyn EventSink>) {
+    self.events.set_sink(sink);
   }
 
   /// True once closed.
@@ -102,14 +183,20 @@ impl Cache {
     self.closed.load(Ordering::Acquire)
   }
 
-  /// Closes: drops the connection and the in-process data. Idempotent.
+  /// Closes: drops the connection, the in-process data and the event sink. Idempotent.
   pub fn close(&self) {
     if !self.closed.swap(true, Ordering::AcqRel) {
       if let Some(r) = &self.redis {
         r.disconnect();
       }
       self.memory.clear();
+      self.events.clear();
     }
+  }
+
+  /// Milliseconds since this cache was created (the breaker's clock).
+  pub(crate) fn now_ms(&self) -> u64 {
+    self.epoch.elapsed().as_millis() as u64
   }
 
   // ----- validation -------------------------------------------------------
@@ -236,13 +323,23 @@ impl Cache {
   /// Reads `key`.
   pub async fn get(&self, scope: Scope<'_>, kind: Kind, key: &str) -> Result<Option<String>> {
     let key = self.full_key(scope, kind, key)?;
-    self
-      .run(
-        |r| r.get(&key),
-        |m| Ok(m.get_now(&key).map(|v| v.to_string())),
-        |_| {},
-      )
-      .await
+    let Some(redis) = &self.redis else {
+      return Ok(self.memory.get_now(&key).map(|v| v.to_string()));
+    };
+    if self.breaker.allows_calls() {
+      match self.journal.lookup(&key, Instant::now()) {
+        Lookup::Value(v) => return Ok(Some(v.to_string())),
+        Lookup::Gone => return Ok(None),
+        Lookup::Unknown => {}
+      }
+      match self.redis_call(|| redis.get(&key)).await {
+        Ok(v) => return Ok(v),
+        Err(e) => self.on_redis_failure(e)?,
+      }
+    } else {
+      self.refuse_without_fallback()?;
+    }
+    Ok(self.read_outage(&key))
   }
 
   /// Writes `json` under `key` for `ttl_secs` (or the kind's default).
@@ -254,32 +351,62 @@ impl Cache {
     json: &str,
     ttl_secs: Option<f64>,
   ) -> Result<()> {
-    let key = self.full_key(scope, kind, key)?;
+    let full = self.full_key(scope, kind, key)?;
     let ttl = self.ttl(kind, ttl_secs)?;
     self.check_value(json)?;
-    self
-      .run(
-        |r| r.set(&key, json, ttl),
-        |m| m.set_now(&key, json.into(), ttl),
-        |m| {
-          m.delete_now(&key);
-        },
-      )
-      .await
+    if let Some(redis) = &self.redis {
+      if self.routes_to_redis(&full) {
+        match self.redis_call(|| redis.set(&full, json, ttl)).await {
+          Ok(()) => {
+            self.memory.delete_now(&full);
+            return Ok(());
+          }
+          Err(e) => self.on_redis_failure(e)?,
+        }
+      } else {
+        self.refuse_without_fallback()?;
+      }
+    }
+    let expires_at = Instant::now() + Duration::from_millis(ttl);
+    let value: Arc<str> = json.into();
+    self.memory.set_until(&full, value.clone(), expires_at)?;
+    if self.redis.is_some() {
+      self.journal.record_set(
+        &full,
+        value,
+        expires_at,
+        &self.layout.namespace(scope, kind),
+      );
+      self.ensure_recovery();
+    }
+    Ok(())
   }
 
   /// Deletes `key`; true if it existed.
   pub async fn delete(&self, scope: Scope<'_>, kind: Kind, key: &str) -> Result<bool> {
-    let key = self.full_key(scope, kind, key)?;
-    self
-      .run(
-        |r| r.delete(&key),
-        |m| Ok(m.delete_now(&key)),
-        |m| {
-          m.delete_now(&key);
-        },
-      )
-      .await
+    let full = self.full_key(scope, kind, key)?;
+    if let Some(redis) = &self.redis {
+      if self.routes_to_redis(&full) {
+        match self.redis_call(|| redis.delete(&full)).await {
+          Ok(existed) => {
+            self.memory.delete_now(&full);
+            return Ok(existed);
+          }
+          Err(e) => self.on_redis_failure(e)?,
+        }
+      } else {
+        self.refuse_without_fallback()?;
+      }
+    }
+    let existed = self.read_outage(&full).is_some();
+    self.memory.delete_now(&full);
+    if self.redis.is_some() {
+      self
+        .journal
+        .record_delete(&full, &self.layout.namespace(scope, kind));
+      self.ensure_recovery();
+    }
+    Ok(existed)
   }
 
   /// Removes every entry of (`scope`, `kind`) whose key starts with `prefix`
@@ -292,60 +419,51 @@ impl Cache {
     all: bool,
   ) -> Result<u64> {
     let literal = self.prefix_key(scope, kind, prefix, all)?;
-    self
-      .run(
-        |r| r.invalidate_prefix(&literal),
-        |m| Ok(m.invalidate_prefix_now(&literal)),
-        |m| {
-          m.invalidate_prefix_now(&literal);
-        },
-      )
-      .await
+    if let Some(redis) = &self.redis {
+      if self.breaker.allows_calls() && self.journal.is_empty() {
+        match self.redis_call(|| redis.invalidate_prefix(&literal)).await {
+          Ok(n) => {
+            self.memory.invalidate_prefix_now(&literal);
+            return Ok(n);
+          }
+          Err(e) => self.on_redis_failure(e)?,
+        }
+      } else {
+        self.refuse_without_fallback()?;
+      }
+    }
+    let removed = self.memory.invalidate_prefix_now(&literal);
+    if self.redis.is_some() {
+      self.journal.record_invalidate(&literal);
+      self.ensure_recovery();
+    }
+    Ok(removed)
   }
 
-  /// Runs `on_redis` within the call budget, or `on_memory` when Redis is out;
-  /// `after_redis` keeps the in-process store consistent after a Redis success.
-  async fn run<'a, T, R, RF, M, A>(&'a self, on_redis: R, on_memory: M, after_redis: A) -> Result<T>
-  where
-    R: Fn(&'a RedisStore) -> RF,
-    RF: Future<Output = Result<T>>,
-    M: FnOnce(&MemoryStore) -> Result<T>,
-    A: FnOnce(&MemoryStore),
-  {
-    let Some(redis) = &self.redis else {
-      return on_memory(&self.memory);
-    };
-    if self.gate.allows_redis() {
-      let budget = self.config.command_timeout;
-      let attempt = with_retry(&self.config.retry, budget, || on_redis(redis));
-      let result = match tokio::time::timeout(budget, attempt).await {
-        Ok(r) => r,
-        Err(_) => Err(Error::timeout("call", budget.as_millis() as u64)),
-      };
-      match result {
-        Ok(v) => {
-          self.gate.on_success();
-          after_redis(&self.memory);
-          return Ok(v);
-        }
-        Err(e) if e.is_outage() => {
-          self.gate.on_failure(&e);
-          if !self.config.fallback().enabled {
-            return Err(Error::RedisUnavailable(format!(
-              "Redis is unavailable and fallback is disabled: {e}"
-            )));
-          }
-        }
-        Err(e) => return Err(e),
-      }
-    } else if !self.config.fallback().enabled {
-      let cause = self.gate.last_error().unwrap_or_default();
-      return Err(Error::RedisUnavailable(format!(
-        "Redis is unavailable and fallback is disabled: {cause}"
-      )));
+  /// A write or delete of `key` may go to Redis: breaker closed and no pending
+  /// journal entry that must reach Redis first.
+  fn routes_to_redis(&self, key: &str) -> bool {
+    self.breaker.allows_calls() && self.journal.lookup(key, Instant::now()) == Lookup::Unknown
+  }
+
+  /// A read served during an outage: the journal, then the in-process store.
+  fn read_outage(&self, key: &str) -> Option<String> {
+    match self.journal.lookup(key, Instant::now()) {
+      Lookup::Value(v) => Some(v.to_string()),
+      Lookup::Gone => None,
+      Lookup::Unknown => self.memory.get_now(key).map(|v| v.to_string()),
     }
+  }
+
+  fn refuse_without_fallback(&self) -> Result<()> {
     self.check_open()?;
-    on_memory(&self.memory)
+    if self.config.fallback().enabled {
+      return Ok(());
+    }
+    let cause = self.last_error().unwrap_or_else(|| "circuit open".into());
+    Err(Error::RedisUnavailable(format!(
+      "Redis is unavailable and fallback is disabled: {cause}"
+    )))
   }
 }
 
@@ -361,7 +479,7 @@ mod tests {
   use super::*;
   use crate::config::ConfigBuilder;
 
-  fn memory_cache() -> Cache {
+  fn memory_cache() -> Arc<Cache> {
     Cache::new(
       ConfigBuilder {
         url: Some("memory://".into()),
@@ -374,7 +492,7 @@ mod tests {
   }
 
   /// A Redis URL where nothing listens (a port just released by the OS).
-  fn dead_url() -> String {
+  pub(crate) fn dead_url() -> String {
     let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = l.local_addr().unwrap().port();
     drop(l);
@@ -407,6 +525,7 @@ mod tests {
       Some("{\"a\":1}")
     );
     assert!(c.delete(Scope::Global, Kind::Session, "s1").await.unwrap());
+    assert_eq!(c.journal.depth(), 0, "memory:// keeps no journal");
   }
 
   #[tokio::test]
@@ -526,7 +645,7 @@ mod tests {
   }
 
   #[tokio::test]
-  async fn falls_back_when_redis_is_unreachable() {
+  async fn falls_back_and_journals_when_redis_is_unreachable() {
     let config = ConfigBuilder {
       url: Some(dead_url()),
       ..Default::default()
@@ -537,7 +656,6 @@ mod tests {
     c.set(Scope::Global, Kind::Session, "s", "1", None)
       .await
       .unwrap();
-    assert_eq!(c.mode(), Mode::Memory);
     assert!(c.last_error().is_some());
     assert_eq!(
       c.get(Scope::Global, Kind::Session, "s")
@@ -546,6 +664,13 @@ mod tests {
         .as_deref(),
       Some("1")
     );
+    assert_eq!(c.journal.depth(), 1, "the write waits for replay");
+    assert!(c.delete(Scope::Global, Kind::Session, "s").await.unwrap());
+    assert_eq!(
+      c.get(Scope::Global, Kind::Session, "s").await.unwrap(),
+      None
+    );
+    assert_eq!(c.journal.depth(), 1, "latest operation per key");
   }
 
   #[tokio::test]
@@ -558,16 +683,20 @@ mod tests {
     .build()
     .unwrap();
     let c = Cache::new(config).unwrap();
-    let err = c
-      .set(Scope::Global, Kind::Session, "s", "1", None)
-      .await
-      .unwrap_err();
-    assert_eq!(err.code(), "ERR_REDIS_UNAVAILABLE");
+    for _ in 0..5 {
+      let err = c
+        .set(Scope::Global, Kind::Session, "s", "1", None)
+        .await
+        .unwrap_err();
+      assert_eq!(err.code(), "ERR_REDIS_UNAVAILABLE");
+    }
+    assert_eq!(c.mode(), Mode::Memory, "the breaker opened");
     let err = c.get(Scope::Global, Kind::Session, "s").await.unwrap_err();
     assert_eq!(
       err.code(),
       "ERR_REDIS_UNAVAILABLE",
-      "also while the gate is closed"
+      "also while the breaker is open"
     );
+    assert_eq!(c.journal.depth(), 0);
   }
 }

@@ -1,24 +1,35 @@
-//! Deciding, per call, whether Redis is tried, and how a failing call is retried.
+//! Failover: the Redis call budget, what a failure does, and recovery.
 //!
-//! This is the first, simple version of the failure model (DESIGN.md section 3):
-//! a call tries Redis, retrying with jittered exponential backoff only while its
-//! budget (`commandTimeoutMs`) lasts; an outage-class failure closes the [`Gate`]
-//! for a backoff pause during which calls go straight to the in-process store, so
-//! only one call per pause waits for a dead Redis.
-//!
-//! ## Behavior
-//! - Consecutive failures lengthen the pause (`baseDelayMs * 2^n`, capped at
-//!   `maxDelayMs`, with jitter); the first success resets it.
-//! - Reply errors (e.g. `WRONGTYPE`) are not outages and are neither retried nor
-//!   counted; misconfiguration is an outage but is never retried within a call.
+//! DESIGN.md section 3, as built here:
+//! - A call tries Redis, retrying with jittered exponential backoff only while its
+//!   budget (`commandTimeoutMs`) lasts ([`with_retry`]); past it the call is served
+//!   by the in-process store.
+//! - Outage-class failures (timeout, refused/reset, protocol, misconfiguration)
+//!   feed the [breaker](crate::breaker); reply errors (e.g. `WRONGTYPE`) are not
+//!   outages and are neither retried nor counted. Misconfiguration is reported
+//!   (`error` event, last error) and never retried within a call.
+//! - One background recovery task per cache (a tokio task holding only a `Weak`
+//!   reference, so it never keeps the cache or Node alive) probes Redis with
+//!   backoff while the breaker is open, replays the journal when Redis answers,
+//!   closes the breaker, and keeps replaying whatever single failed calls journal
+//!   while it is closed.
+//! - [`Simulation`] makes every Redis call of the cache fail as if Redis refused
+//!   or hung, through exactly the same path (for applications' own tests).
 
 use std::future::Future;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Weak;
 use std::time::{Duration, Instant};
 
+use futures_util::future::try_join_all;
+
+use crate::breaker::{FailureKind, State, Transition};
+use crate::cache::Cache;
 use crate::config::RetryConfig;
-use crate::error::{Error, Result};
+use crate::error::{Error, RedisFailure, Result};
+use crate::events::Event;
+use crate::journal::{Batch, KeyOp};
+use crate::store::{RedisStore, Store};
 
 /// The delay before attempt `attempt + 1` (attempt >= 1): `base * 2^(attempt-1)`
 /// capped at `max`, scaled by `jitter` in `[0.5, 1.0]` ("equal jitter").
@@ -64,67 +75,322 @@ where
   }
 }
 
-/// Whether Redis may be tried now, and what went wrong last.
-pub struct Gate {
-  epoch: Instant,
-  closed_until_ms: AtomicU64,
-  consecutive_failures: AtomicU32,
-  base: Duration,
-  max: Duration,
-  last_error: Mutex<Option<String>>,
+/// A simulated outage (`simulateOutage` in JS): the same failure path without Redis.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Simulation {
+  /// Real Redis.
+  None = 0,
+  /// Every call fails at once as if the connection were refused.
+  Refuse = 1,
+  /// Every call hangs until its budget runs out.
+  Hang = 2,
 }
 
-impl Gate {
-  /// An open gate; pauses grow from `base` to `max`.
-  pub fn new(base: Duration, max: Duration) -> Self {
-    Gate {
-      epoch: Instant::now(),
-      closed_until_ms: AtomicU64::new(0),
-      consecutive_failures: AtomicU32::new(0),
-      base: base.max(Duration::from_millis(1)),
-      max: max.max(Duration::from_millis(1)),
-      last_error: Mutex::new(None),
+/// Fastest probe interval while the breaker is open.
+pub const PROBE_MIN_DELAY: Duration = Duration::from_millis(50);
+/// Slowest probe interval while the breaker is open (recovery is seen within about
+/// twice this after Redis returns, two healthy probes being needed).
+pub const PROBE_MAX_DELAY: Duration = Duration::from_millis(500);
+/// Journal operations applied to Redis concurrently during replay.
+pub const REPLAY_CONCURRENCY: usize = 64;
+
+enum Step {
+  /// Nothing left to do: the task ends.
+  Done,
+  /// Go on at once.
+  Continue,
+  /// Wait for the next probe.
+  Wait,
+}
+
+impl Cache {
+  /// Runs one Redis operation within the call budget, with retries, honouring a
+  /// simulated outage.
+  pub(crate) async fn redis_call<T, F, Fut>(&self, op: F) -> Result<T>
+  where
+    F: Fn() -> Fut,
+    Fut: Future<Output = Result<T>>,
+  {
+    let attempt = with_retry(&self.config.retry, self.config.command_timeout, || {
+      self.unless_simulated(op())
+    });
+    self.within_budget("call", attempt).await
+  }
+
+  /// `fut` bounded by the command timeout.
+  async fn within_budget<T>(&self, what: &str, fut: impl Future<Output = Result<T>>) -> Result<T> {
+    let budget = self.config.command_timeout;
+    match tokio::time::timeout(budget, fut).await {
+      Ok(r) => r,
+      Err(_) => Err(Error::timeout(what, budget.as_millis() as u64)),
     }
   }
 
-  fn now_ms(&self) -> u64 {
-    self.epoch.elapsed().as_millis() as u64
+  /// `fut`, unless a simulated outage makes the call fail (or hang) first.
+  async fn unless_simulated<T>(&self, fut: impl Future<Output = Result<T>>) -> Result<T> {
+    self.simulated_failure().await?;
+    fut.await
   }
 
-  /// True when a call should try Redis.
-  pub fn allows_redis(&self) -> bool {
-    self.now_ms() >= self.closed_until_ms.load(Ordering::Relaxed)
-  }
-
-  /// True after a failure that no success has followed yet.
-  pub fn is_degraded(&self) -> bool {
-    self.consecutive_failures.load(Ordering::Relaxed) > 0
-  }
-
-  /// Records a successful Redis call.
-  pub fn on_success(&self) {
-    if self.consecutive_failures.swap(0, Ordering::Relaxed) > 0 {
-      self.closed_until_ms.store(0, Ordering::Relaxed);
+  async fn simulated_failure(&self) -> Result<()> {
+    match self.simulation() {
+      Simulation::None => Ok(()),
+      Simulation::Refuse => Err(Error::Redis {
+        kind: RedisFailure::Connection,
+        message: "simulated outage: connection refused".into(),
+      }),
+      Simulation::Hang => std::future::pending().await,
     }
   }
 
-  /// Records an outage-class failure and closes the gate for a backoff pause.
-  pub fn on_failure(&self, err: &Error) {
-    let n = self.consecutive_failures.fetch_add(1, Ordering::Relaxed) + 1;
-    let pause = backoff(n, self.base, self.max, jitter());
-    self
-      .closed_until_ms
-      .store(self.now_ms() + pause.as_millis() as u64, Ordering::Relaxed);
+  /// The simulated outage in force.
+  pub fn simulation(&self) -> Simulation {
+    match self.simulation.load(Ordering::Relaxed) {
+      1 => Simulation::Refuse,
+      2 => Simulation::Hang,
+      _ => Simulation::None,
+    }
+  }
+
+  /// Starts (or, with `Simulation::None`, ends) a simulated outage. Starting one
+  /// opens the breaker at once, as repeated failures would.
+  pub fn simulate_outage(&self, mode: Simulation) {
+    self.simulation.store(mode as u8, Ordering::Relaxed);
+    if mode != Simulation::None && self.redis.is_some() {
+      let cause = Error::Redis {
+        kind: RedisFailure::Connection,
+        message: format!("simulated outage ({mode:?})"),
+      };
+      self.set_last_error(&cause);
+      if self.breaker.force_open(self.now_ms()) {
+        self.on_opened(&cause, "simulated");
+      }
+    }
+  }
+
+  /// Classifies a failed Redis call: `Ok(())` means "serve it from memory",
+  /// `Err` is what the caller gets (a reply error, or an outage without fallback).
+  pub(crate) fn on_redis_failure(&self, err: Error) -> Result<()> {
+    if !err.is_outage() {
+      return Err(err);
+    }
+    self.set_last_error(&err);
+    let kind = if err.is_misconfiguration() {
+      FailureKind::Misconfiguration
+    } else {
+      FailureKind::Transient
+    };
+    if self.breaker.on_failure(kind, self.now_ms()) == Some(Transition::Opened) {
+      self.on_opened(&err, failure_kind_name(&err));
+    }
+    if err.is_misconfiguration() {
+      self.events.emit(Event::Error {
+        message: err.to_string(),
+        kind: "misconfiguration",
+      });
+    }
+    if !self.config.fallback().enabled {
+      return Err(Error::RedisUnavailable(format!(
+        "Redis is unavailable and fallback is disabled: {err}"
+      )));
+    }
+    self.ensure_recovery();
+    Ok(())
+  }
+
+  fn on_opened(&self, cause: &Error, kind: &'static str) {
+    self.mode_since_ms.store(self.now_ms(), Ordering::Relaxed);
+    self.events.emit(Event::Fallback {
+      cause: cause.to_string(),
+      kind,
+    });
+    self.ensure_recovery();
+  }
+
+  pub(crate) fn set_last_error(&self, err: &Error) {
     *self.last_error.lock().unwrap_or_else(|p| p.into_inner()) = Some(err.to_string());
   }
 
-  /// The message of the last failure, if any.
-  pub fn last_error(&self) -> Option<String> {
+  /// Starts the recovery task unless it runs already (needs a tokio runtime).
+  pub(crate) fn ensure_recovery(&self) {
+    if self.redis.is_none() || self.recovering.swap(true, Ordering::AcqRel) {
+      return;
+    }
+    let Ok(handle) = tokio::runtime::Handle::try_current() else {
+      self.recovering.store(false, Ordering::Release);
+      return;
+    };
+    handle.spawn(recovery_loop(self.me.clone()));
+  }
+
+  fn needs_recovery(&self) -> bool {
+    !self.is_closed() && (!self.journal.is_empty() || self.breaker.state() != State::Closed)
+  }
+
+  async fn recovery_step(&self) -> Step {
+    match self.breaker.state() {
+      State::Open => {
+        let healthy = match self.probe().await {
+          Ok(()) => true,
+          Err(e) => {
+            self.set_last_error(&e);
+            false
+          }
+        };
+        if self.breaker.on_probe(healthy) {
+          Step::Continue
+        } else {
+          Step::Wait
+        }
+      }
+      State::HalfOpen => match self.replay().await {
+        Ok(()) => {
+          if let Some(outage_ms) = self.breaker.close(self.now_ms()) {
+            self.mode_since_ms.store(self.now_ms(), Ordering::Relaxed);
+            self.memory.clear();
+            let replayed = self.replayed.swap(0, Ordering::Relaxed);
+            self.events.emit(Event::Recovered {
+              outage_ms,
+              replayed,
+            });
+          }
+          Step::Continue
+        }
+        Err(e) => {
+          self.set_last_error(&e);
+          self.breaker.reopen();
+          Step::Wait
+        }
+      },
+      State::Closed if self.journal.is_empty() => Step::Done,
+      State::Closed => match self.replay().await {
+        Ok(()) => Step::Continue,
+        Err(e) => {
+          let _ = self.on_redis_failure(e);
+          Step::Wait
+        }
+      },
+    }
+  }
+
+  async fn probe(&self) -> Result<()> {
+    let redis = self.redis.as_ref().ok_or(Error::Closed)?;
     self
-      .last_error
-      .lock()
-      .unwrap_or_else(|p| p.into_inner())
-      .clone()
+      .simulated_failure_or_timeout(redis.ping())
+      .await
+      .map(|_| ())
+  }
+
+  /// Like [`Cache::redis_call`] without retries: one attempt within the budget.
+  pub(crate) async fn simulated_failure_or_timeout<T>(
+    &self,
+    fut: impl Future<Output = Result<T>>,
+  ) -> Result<T> {
+    self
+      .within_budget("probe", self.unless_simulated(fut))
+      .await
+  }
+
+  /// Applies the journal to Redis; entries leave the journal only once applied.
+  async fn replay(&self) -> Result<()> {
+    let batch = self.journal.snapshot(Instant::now());
+    if batch.is_empty() {
+      return Ok(());
+    }
+    match self.apply(&batch).await {
+      Ok(()) => {
+        self.journal.commit(&batch);
+        self
+          .replayed
+          .fetch_add(batch.len() as u64, Ordering::Relaxed);
+        Ok(())
+      }
+      Err(e) => {
+        self.events.emit(Event::Error {
+          message: format!("replay failed, will retry: {e}"),
+          kind: "replay",
+        });
+        Err(e)
+      }
+    }
+  }
+
+  async fn apply(&self, batch: &Batch) -> Result<()> {
+    let redis = self.redis.as_ref().ok_or(Error::Closed)?;
+    for prefix in batch.wipes.iter().chain(batch.prefixes.iter()) {
+      self.simulated_failure_or_timeout(async { Ok(()) }).await?;
+      redis.invalidate_prefix(prefix).await?;
+    }
+    let now = Instant::now();
+    for chunk in batch.keys.chunks(REPLAY_CONCURRENCY) {
+      let pending: Vec<_> = chunk
+        .iter()
+        .map(|(key, op)| self.apply_one(redis, key, op, now))
+        .collect();
+      try_join_all(pending).await?;
+    }
+    Ok(())
+  }
+
+  async fn apply_one(&self, redis: &RedisStore, key: &str, op: &KeyOp, now: Instant) -> Result<()> {
+    let write = async {
+      match op {
+        KeyOp::Set { value, expires_at } if *expires_at > now => {
+          let ms = (*expires_at - now).as_millis().max(1) as u64;
+          redis.set_if_later(key, value, ms).await.map(|_| ())
+        }
+        _ => redis.delete(key).await.map(|_| ()),
+      }
+    };
+    self.simulated_failure_or_timeout(write).await
+  }
+}
+
+fn failure_kind_name(err: &Error) -> &'static str {
+  if err.is_timeout() {
+    "timeout"
+  } else if err.is_misconfiguration() {
+    "misconfiguration"
+  } else {
+    "connection"
+  }
+}
+
+/// The recovery task: holds only a `Weak` reference between steps, so a dropped
+/// cache ends it, and it never keeps the process alive.
+async fn recovery_loop(weak: Weak<Cache>) {
+  let mut waits = 0u32;
+  loop {
+    let delay = {
+      let Some(cache) = weak.upgrade() else { return };
+      if cache.is_closed() {
+        cache.recovering.store(false, Ordering::Release);
+        return;
+      }
+      match cache.recovery_step().await {
+        Step::Done => {
+          cache.recovering.store(false, Ordering::Release);
+          // something may have been journaled between the check and the store
+          if cache.needs_recovery() && !cache.recovering.swap(true, Ordering::AcqRel) {
+            continue;
+          }
+          return;
+        }
+        Step::Continue => {
+          waits = 0;
+          Duration::ZERO
+        }
+        Step::Wait => {
+          waits += 1;
+          backoff(waits, PROBE_MIN_DELAY, PROBE_MAX_DELAY, jitter())
+        }
+      }
+    };
+    if delay.is_zero() {
+      tokio::task::yield_now().await;
+    } else {
+      tokio::time::sleep(delay).await;
+    }
   }
 }
 
@@ -230,26 +496,5 @@ mod tests {
     })
     .await;
     assert_eq!(calls.get(), 1);
-  }
-
-  #[test]
-  fn gate_closes_on_failure_and_reopens_on_success() {
-    let gate = Gate::new(Duration::from_secs(60), Duration::from_secs(60));
-    assert!(gate.allows_redis());
-    gate.on_failure(&refused());
-    assert!(!gate.allows_redis());
-    assert!(gate.is_degraded());
-    assert_eq!(gate.last_error().as_deref(), Some("redis: refused"));
-    gate.on_success();
-    assert!(gate.allows_redis());
-    assert!(!gate.is_degraded());
-  }
-
-  #[test]
-  fn gate_pause_ends() {
-    let gate = Gate::new(MS, 2 * MS);
-    gate.on_failure(&refused());
-    std::thread::sleep(5 * MS);
-    assert!(gate.allows_redis());
   }
 }

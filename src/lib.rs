@@ -16,20 +16,27 @@
 //! See [`failover`]: Redis calls have a budget; outages are served by the
 //! in-process store ([`store::memory`]), bounded in bytes.
 
+pub mod breaker;
 pub mod cache;
 pub mod config;
 pub mod error;
+pub mod events;
 pub mod failover;
+pub mod journal;
 pub mod keys;
 pub mod store;
 
 use std::sync::Arc;
 
 use napi::bindgen_prelude::*;
+use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode};
 use napi_derive::napi;
 
+use crate::breaker::State;
 use crate::cache::{Cache, Mode};
 use crate::config::ConfigBuilder;
+use crate::events::{Event, EventSink};
+use crate::failover::Simulation;
 use crate::keys::{Kind, Scope};
 
 /// `err.code` of errors thrown into JavaScript.
@@ -164,7 +171,7 @@ impl NativeCache {
     let builder: ConfigBuilder = options.map(Into::into).unwrap_or_default();
     let config = builder.build().map_err(js_error)?;
     Ok(NativeCache {
-      inner: Arc::new(Cache::new(config).map_err(js_error)?),
+      inner: Cache::new(config).map_err(js_error)?,
     })
   }
 
@@ -177,10 +184,13 @@ impl NativeCache {
   /// `'redis'` or `'memory'`: which store serves calls now.
   #[napi(getter, ts_return_type = "'redis' | 'memory'")]
   pub fn mode(&self) -> &'static str {
-    match self.inner.mode() {
-      Mode::Redis => "redis",
-      Mode::Memory => "memory",
-    }
+    mode_name(self.inner.mode())
+  }
+
+  /// True when calls fall back to the in-process store during an outage.
+  #[napi(getter)]
+  pub fn fallback_enabled(&self) -> bool {
+    self.inner.config().fallback().enabled
   }
 
   /// True once `close()` was called.
@@ -370,6 +380,153 @@ impl NativeCache {
   pub fn close(&self) {
     self.inner.close();
   }
+
+  /// Receives every event (`fallback`, `recovered`, `error`). The callback never
+  /// keeps the process alive (weak threadsafe function).
+  #[napi(catch_unwind, ts_args_type = "listener: (event: CacheEvent) => void")]
+  pub fn set_event_listener(&self, listener: Function<CacheEvent, ()>) -> Result<()> {
+    let tsfn = listener
+      .build_threadsafe_function::<CacheEvent>()
+      .callee_handled::<false>()
+      .weak::<true>()
+      .build()?;
+    self.inner.set_event_sink(Arc::new(JsEventSink(tsfn)));
+    Ok(())
+  }
+
+  /// Starts a simulated outage (`'refuse'` or `'hang'`) or ends it (`'none'`).
+  #[napi(catch_unwind, ts_args_type = "mode: 'refuse' | 'hang' | 'none'")]
+  pub fn simulate_outage(&self, mode: String) -> Result<(), Code> {
+    let mode = match mode.as_str() {
+      "refuse" => Simulation::Refuse,
+      "hang" => Simulation::Hang,
+      "none" => Simulation::None,
+      other => {
+        return Err(js_error(error::Error::invalid(format!(
+          "mode must be 'refuse' or 'hang', got '{other}'"
+        ))))
+      }
+    };
+    self.inner.simulate_outage(mode);
+    Ok(())
+  }
+
+  /// Failover state: mode, breaker state, journal depth, activations, time in memory mode.
+  #[napi(catch_unwind)]
+  pub fn failover_status(&self) -> FailoverStatus {
+    let s = self.inner.failover_status();
+    FailoverStatus {
+      mode: mode_name(s.mode).into(),
+      breaker: match s.state {
+        State::Closed => "closed",
+        State::Open => "open",
+        State::HalfOpen => "half-open",
+      }
+      .into(),
+      journal_depth: s.journal_depth as f64,
+      fallback_activations: s.fallback_activations as f64,
+      memory_mode_ms: s.memory_mode_ms as f64,
+      replayed: s.replayed as f64,
+      last_error: s.last_error,
+    }
+  }
+
+  /// Live round trip to Redis within the command timeout: latency in ms, or an
+  /// Error with the (password-free) cause. `memory://` answers 0.
+  #[napi(ts_return_type = "Promise<number | Error>")]
+  pub async fn ping(&self) -> Result<Settled<f64>> {
+    settle(self.inner.ping().await.map(|d| d.as_secs_f64() * 1000.0))
+  }
+}
+
+fn mode_name(mode: Mode) -> &'static str {
+  match mode {
+    Mode::Redis => "redis",
+    Mode::Memory => "memory",
+  }
+}
+
+/// An event for `on(...)` listeners.
+#[napi(object)]
+pub struct CacheEvent {
+  /// `'fallback' | 'recovered' | 'error'`
+  #[napi(js_name = "type", ts_type = "'fallback' | 'recovered' | 'error'")]
+  pub event_type: String,
+  /// fallback: the failure that opened the breaker.
+  pub cause: Option<String>,
+  /// fallback: `timeout | connection | misconfiguration | simulated`; error: `misconfiguration | replay`.
+  pub kind: Option<String>,
+  /// recovered: how long the outage lasted (ms).
+  pub outage_ms: Option<f64>,
+  /// recovered: journal operations applied to Redis.
+  pub replayed: Option<f64>,
+  /// error: what went wrong.
+  pub message: Option<String>,
+}
+
+impl From<Event> for CacheEvent {
+  fn from(e: Event) -> Self {
+    let empty = |t: &str| CacheEvent {
+      event_type: t.into(),
+      cause: None,
+      kind: None,
+      outage_ms: None,
+      replayed: None,
+      message: None,
+    };
+    match e {
+      Event::Fallback { cause, kind } => CacheEvent {
+        cause: Some(cause),
+        kind: Some(kind.into()),
+        ..empty("fallback")
+      },
+      Event::Recovered {
+        outage_ms,
+        replayed,
+      } => CacheEvent {
+        outage_ms: Some(outage_ms as f64),
+        replayed: Some(replayed as f64),
+        ..empty("recovered")
+      },
+      Event::Error { message, kind } => CacheEvent {
+        message: Some(message),
+        kind: Some(kind.into()),
+        ..empty("error")
+      },
+    }
+  }
+}
+
+struct JsEventSink(ThreadsafeFunction<CacheEvent, (), CacheEvent, Status, false, true>);
+
+impl EventSink for JsEventSink {
+  fn emit(&self, event: Event) {
+    // NonBlocking: never wait for the JS thread; a closing environment just drops it
+    let _ = self
+      .0
+      .call(event.into(), ThreadsafeFunctionCallMode::NonBlocking);
+  }
+}
+
+/// Failover state of a manager.
+#[napi(object)]
+pub struct FailoverStatus {
+  /// `'redis' | 'memory'`
+  #[napi(ts_type = "'redis' | 'memory'")]
+  pub mode: String,
+  /// `'closed' | 'open' | 'half-open'`
+  #[napi(ts_type = "'closed' | 'open' | 'half-open'")]
+  pub breaker: String,
+  /// Operations made during an outage, waiting for replay to Redis.
+  pub journal_depth: f64,
+  /// Times the manager switched to memory mode.
+  pub fallback_activations: f64,
+  /// Total time in memory mode (ms), the current outage included.
+  pub memory_mode_ms: f64,
+  /// Journal operations replayed to Redis since the last recovery.
+  pub replayed: f64,
+  /// The last Redis failure (password-free), or null.
+  pub last_error: Option<String>,
 }
 
 /// Size of the in-process store.

@@ -2,6 +2,7 @@
 
 mod support;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use ferrocache::cache::{Cache, Mode};
@@ -9,7 +10,7 @@ use ferrocache::config::ConfigBuilder;
 use ferrocache::keys::{Kind, Scope};
 use support::RedisServer;
 
-fn cache_for(url: &str) -> Cache {
+fn cache_for(url: &str) -> Arc<Cache> {
   Cache::new(
     ConfigBuilder {
       url: Some(url.into()),
@@ -88,7 +89,7 @@ async fn invalidation_is_exact_across_many_pages() {
 #[tokio::test]
 async fn invalidation_counts_only_live_keys_while_others_expire_and_arrive() {
   let server = RedisServer::start();
-  let cache = std::sync::Arc::new(cache_for(&server.url()));
+  let cache = cache_for(&server.url());
   for i in 0..300 {
     let ttl = if i % 2 == 0 { Some(0.05) } else { None };
     cache
@@ -133,45 +134,101 @@ async fn invalidation_counts_only_live_keys_while_others_expire_and_arrive() {
 }
 
 #[tokio::test]
-async fn serves_from_memory_while_redis_is_down_and_returns_to_redis() {
+async fn serves_from_memory_while_redis_is_down_and_replays_on_recovery() {
   let server = RedisServer::start();
-  let url = server.url();
-  let cache = cache_for(&url);
+  let cache = cache_for(&server.url());
   cache
     .set(Scope::Global, Kind::Session, "before", "1", None)
     .await
     .unwrap();
-  let port = server.kill();
   cache
-    .set(Scope::Global, Kind::Session, "during", "2", None)
+    .set(Scope::Global, Kind::Session, "deleted", "1", None)
     .await
     .unwrap();
-  assert_eq!(
+  cache
+    .set(Scope::Global, Kind::Query, "orders_1", "1", None)
+    .await
+    .unwrap();
+  let port = server.kill();
+  for i in 0..3 {
     cache
-      .get(Scope::Global, Kind::Session, "during")
-      .await
-      .unwrap()
-      .as_deref(),
-    Some("2")
-  );
-  assert_eq!(cache.mode(), Mode::Memory);
-  let server = RedisServer::start_on(port);
-  let deadline = std::time::Instant::now() + Duration::from_secs(5);
-  loop {
-    cache
-      .set(Scope::Global, Kind::Session, "after", "3", None)
+      .set(
+        Scope::Global,
+        Kind::Session,
+        &format!("during{i}"),
+        "2",
+        None,
+      )
       .await
       .unwrap();
-    if cache.mode() == Mode::Redis {
-      break;
-    }
+  }
+  let status = cache.failover_status();
+  assert_eq!(
+    cache.mode(),
+    Mode::Memory,
+    "three refused calls opened the breaker: {status:?}"
+  );
+  let during = cache
+    .get(Scope::Global, Kind::Session, "during0")
+    .await
+    .unwrap();
+  assert_eq!(during.as_deref(), Some("2"));
+  assert!(
+    !cache
+      .delete(Scope::Global, Kind::Session, "deleted")
+      .await
+      .unwrap(),
+    "not in memory"
+  );
+  assert_eq!(
+    cache
+      .invalidate(Scope::Global, Kind::Query, "orders_", false)
+      .await
+      .unwrap(),
+    0
+  );
+  assert_eq!(cache.failover_status().journal_depth, 5);
+  let server = RedisServer::start_on(port);
+  // the restarted server is empty: put back what "survived" in Redis
+  server.cli(&["SET", "fc:s:deleted", "1"]);
+  server.cli(&["SET", "fc:q:orders_1", "1"]);
+  let deadline = std::time::Instant::now() + Duration::from_secs(5);
+  while cache.failover_status().journal_depth > 0 || cache.mode() != Mode::Redis {
+    let status = cache.failover_status();
     assert!(
       std::time::Instant::now() < deadline,
-      "never returned to Redis"
+      "never returned to Redis: {status:?}"
     );
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    tokio::time::sleep(Duration::from_millis(20)).await;
   }
+  assert_eq!(
+    server.cli(&["MGET", "fc:s:during0", "fc:s:during2"]),
+    "2\n2",
+    "outage writes replayed"
+  );
+  assert_eq!(
+    server.cli(&["EXISTS", "fc:s:deleted", "fc:q:orders_1"]),
+    "0",
+    "outage deletes replayed"
+  );
+  assert_eq!(
+    cache
+      .get(Scope::Global, Kind::Session, "deleted")
+      .await
+      .unwrap(),
+    None
+  );
+  let pttl: u64 = server.cli(&["PTTL", "fc:s:during1"]).parse().unwrap();
+  assert!(
+    pttl > 3_500_000 && pttl <= 3_600_000,
+    "replayed with its remaining TTL: {pttl}"
+  );
+  cache
+    .set(Scope::Global, Kind::Session, "after", "3", None)
+    .await
+    .unwrap();
   assert_eq!(server.cli(&["GET", "fc:s:after"]), "3");
+  assert_eq!(cache.failover_status().fallback_activations, 1);
 }
 
 #[tokio::test]
@@ -189,25 +246,62 @@ async fn a_hung_server_costs_at_most_the_call_budget() {
     .unwrap();
   let pid = server_pid(&server);
   signal(pid, "-STOP");
+  for i in 0..5 {
+    let started = std::time::Instant::now();
+    cache
+      .set(
+        Scope::Global,
+        Kind::Query,
+        &format!("k{i}"),
+        &i.to_string(),
+        None,
+      )
+      .await
+      .unwrap();
+    let took = started.elapsed();
+    assert!(took < Duration::from_millis(400), "call {i} took {took:?}");
+  }
+  assert_eq!(
+    cache.mode(),
+    Mode::Memory,
+    "repeated timeouts opened the breaker"
+  );
   let started = std::time::Instant::now();
-  cache
-    .set(Scope::Global, Kind::Query, "k", "2", None)
-    .await
-    .unwrap();
-  let took = started.elapsed();
-  signal(pid, "-CONT");
-  assert!(took < Duration::from_millis(400), "took {took:?}");
-  assert_eq!(cache.mode(), Mode::Memory);
   assert_eq!(
     cache
-      .get(Scope::Global, Kind::Query, "k")
+      .get(Scope::Global, Kind::Query, "k4")
       .await
       .unwrap()
       .as_deref(),
-    Some("2")
+    Some("4")
+  );
+  let before = cache.get(Scope::Global, Kind::Query, "k").await.unwrap();
+  assert_eq!(before, None, "written before the outage: not in memory");
+  assert!(
+    started.elapsed() < Duration::from_millis(50),
+    "an open breaker does not wait for Redis"
+  );
+  signal(pid, "-CONT");
+  let deadline = std::time::Instant::now() + Duration::from_secs(5);
+  while cache.mode() != Mode::Redis || cache.failover_status().journal_depth > 0 {
+    assert!(
+      std::time::Instant::now() < deadline,
+      "did not recover: {:?}",
+      cache.failover_status()
+    );
+    tokio::time::sleep(Duration::from_millis(20)).await;
+  }
+  assert_eq!(
+    server.cli(&["GET", "fc:q:k4"]),
+    "4",
+    "the outage write was replayed"
+  );
+  assert_eq!(
+    server.cli(&["GET", "fc:q:k"]),
+    "1",
+    "what was in Redis before is still there"
   );
 }
-
 fn server_pid(server: &RedisServer) -> u32 {
   server
     .cli(&["INFO", "server"])

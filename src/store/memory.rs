@@ -119,6 +119,11 @@ impl MemoryStore {
 
   /// Stores `value` for `ttl_ms`; refuses an entry too heavy for a shard.
   pub fn set_now(&self, key: &str, value: Arc<str>, ttl_ms: u64) -> Result<()> {
+    self.set_until(key, value, Instant::now() + Duration::from_millis(ttl_ms))
+  }
+
+  /// Stores `value` until `expires_at`; refuses an entry too heavy for a shard.
+  pub fn set_until(&self, key: &str, value: Arc<str>, expires_at: Instant) -> Result<()> {
     let weight = entry_weight(key.len(), value.len());
     if weight > admissible_weight(self.cache.shard_capacity()) {
       return Err(Error::TooLarge(format!(
@@ -126,7 +131,6 @@ impl MemoryStore {
         self.max_bytes
       )));
     }
-    let expires_at = Instant::now() + Duration::from_millis(ttl_ms);
     self.cache.insert(key.into(), Entry { value, expires_at });
     self.maybe_sweep();
     Ok(())

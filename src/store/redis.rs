@@ -162,6 +162,31 @@ impl RedisStore {
   }
 }
 
+/// Replay of a write made during an outage: the entry that expires later wins
+/// (with equal TTLs, the newer write). `PTTL` is -2 for a missing key and -1 for
+/// one without expiry; both are overwritten.
+const SET_IF_LATER: &str = r"
+local p = redis.call('PTTL', KEYS[1])
+if p > tonumber(ARGV[2]) then return 0 end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+return 1
+";
+
+impl RedisStore {
+  /// Writes `value` with `ttl_ms` unless Redis holds a value for `key` that
+  /// expires later; true if written.
+  pub async fn set_if_later(&self, key: &str, value: &str, ttl_ms: u64) -> Result<bool> {
+    let cmd = redis::cmd("EVAL")
+      .arg(SET_IF_LATER)
+      .arg(1)
+      .arg(key)
+      .arg(value)
+      .arg(ttl_ms)
+      .to_owned();
+    Ok(self.query::<i64>(&cmd).await? == 1)
+  }
+}
+
 impl Store for RedisStore {
   fn get(&self, key: &str) -> impl Future<Output = Result<Option<String>>> + Send {
     let cmd = redis::cmd("GET").arg(key).to_owned();

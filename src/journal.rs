@@ -1,0 +1,437 @@
+//! The outage journal: what was written, deleted or invalidated while Redis could
+//! not be reached, so that recovery applies it to Redis before Redis serves again.
+//!
+//! ## Behavior
+//! - One entry per key, the latest operation wins (`Set` replaces `Delete` and vice
+//!   versa). A prefix invalidation drops the earlier entries it covers and is kept
+//!   itself; a prefix covered by an already journaled one is not kept twice.
+//! - Replay order is wipes, then prefix invalidations, then key operations. That is
+//!   the recorded order, because recording an invalidation removes every earlier key
+//!   entry under it: whatever key entry remains happened after it.
+//! - A `Set` whose TTL passed before replay is replayed as a `Delete` (the older
+//!   Redis value must not come back).
+//! - Bounded: past `max_entries`, the namespace (scope + kind) of the operation
+//!   being recorded is collapsed into one *wipe*: its entries are dropped and,
+//!   on recovery, every Redis key of that namespace is removed. Safe (nothing
+//!   stale, nothing deleted comes back) at the cost of that namespace's data.
+//! - `depth()` is lock-free for health and for the "journal empty" fast path.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+/// Default bound on journaled keys + prefixes.
+pub const DEFAULT_MAX_ENTRIES: usize = 100_000;
+
+/// A journaled key operation.
+#[derive(Debug, Clone, PartialEq)]
+pub enum KeyOp {
+  /// The key was written: value and expiry.
+  Set {
+    value: Arc<str>,
+    expires_at: Instant,
+  },
+  /// The key was deleted.
+  Delete,
+}
+
+/// What the journal knows about one key, for reads made before replay finished.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Lookup {
+  /// Nothing journaled for it: Redis is authoritative.
+  Unknown,
+  /// Written during the outage: this value.
+  Value(Arc<str>),
+  /// Deleted, invalidated or expired during the outage.
+  Gone,
+}
+
+/// Everything to replay, in replay order.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct Batch {
+  /// Namespaces to remove entirely (overflow rule).
+  pub wipes: Vec<String>,
+  /// Literal prefixes to invalidate.
+  pub prefixes: Vec<String>,
+  /// Key operations; expired sets already turned into deletes.
+  pub keys: Vec<(String, KeyOp)>,
+  /// Sequence number of each entry (wipes, then prefixes, then keys), so that
+  /// [`Journal::commit`] removes only entries that were not replaced meanwhile.
+  seqs: Vec<u64>,
+}
+
+impl Batch {
+  /// Number of operations.
+  pub fn len(&self) -> usize {
+    self.wipes.len() + self.prefixes.len() + self.keys.len()
+  }
+  /// True when there is nothing to replay.
+  pub fn is_empty(&self) -> bool {
+    self.len() == 0
+  }
+}
+
+#[derive(Default)]
+struct Inner {
+  /// key -> (latest op, its namespace, sequence number)
+  keys: HashMap<String, (KeyOp, Arc<str>, u64)>,
+  prefixes: BTreeMap<String, u64>,
+  wipes: BTreeMap<String, u64>,
+  seq: u64,
+}
+
+impl Inner {
+  fn depth(&self) -> usize {
+    self.keys.len() + self.prefixes.len() + self.wipes.len()
+  }
+
+  fn next_seq(&mut self) -> u64 {
+    self.seq += 1;
+    self.seq
+  }
+
+  /// The namespace with the most journaled keys.
+  fn largest_namespace(&self) -> Option<(Arc<str>, usize)> {
+    let mut counts: HashMap<&Arc<str>, usize> = HashMap::new();
+    for (_, ns, _) in self.keys.values() {
+      *counts.entry(ns).or_default() += 1;
+    }
+    counts
+      .into_iter()
+      .max_by_key(|(_, n)| *n)
+      .map(|(ns, n)| (ns.clone(), n))
+  }
+
+  fn covered(&self, key: &str) -> bool {
+    self
+      .wipes
+      .keys()
+      .chain(self.prefixes.keys())
+      .any(|p| key.starts_with(p.as_str()))
+  }
+
+  fn add_prefix(&mut self, prefix: &str) {
+    if self.covered(prefix) {
+      return;
+    }
+    self.prefixes.retain(|p, _| !p.starts_with(prefix));
+    let seq = self.next_seq();
+    self.prefixes.insert(prefix.to_string(), seq);
+  }
+
+  fn add_wipe(&mut self, namespace: &str) {
+    self.keys.retain(|k, _| !k.starts_with(namespace));
+    self.prefixes.retain(|p, _| !p.starts_with(namespace));
+    self.wipes.retain(|w, _| !w.starts_with(namespace));
+    let seq = self.next_seq();
+    self.wipes.insert(namespace.to_string(), seq);
+  }
+}
+
+/// The journal of one cache.
+pub struct Journal {
+  inner: Mutex<Inner>,
+  depth: AtomicUsize,
+  max_entries: usize,
+  root: String,
+  wiped_namespaces: AtomicU64,
+}
+
+impl Journal {
+  /// An empty journal holding at most `max_entries` operations; `root` (the
+  /// `keyPrefix`) is what the last-resort overflow rule wipes.
+  pub fn new(max_entries: usize, root: &str) -> Self {
+    Journal {
+      inner: Mutex::new(Inner::default()),
+      depth: AtomicUsize::new(0),
+      max_entries: max_entries.max(4),
+      root: root.to_string(),
+      wiped_namespaces: AtomicU64::new(0),
+    }
+  }
+
+  /// Overflow rule: wipe the namespace with the most entries; when wipes
+  /// themselves pile up (many small namespaces), wipe everything under `root`.
+  fn make_room(&self, inner: &mut Inner) {
+    while inner.depth() >= self.max_entries {
+      self.wiped_namespaces.fetch_add(1, Ordering::Relaxed);
+      match inner.largest_namespace() {
+        Some((ns, n)) if n > 1 && inner.wipes.len() < self.max_entries / 4 => inner.add_wipe(&ns),
+        _ => {
+          let seq = inner.next_seq();
+          inner.keys.clear();
+          inner.prefixes.clear();
+          inner.wipes.clear();
+          inner.wipes.insert(self.root.clone(), seq);
+          return;
+        }
+      }
+    }
+  }
+
+  /// Operations waiting for replay.
+  pub fn depth(&self) -> usize {
+    self.depth.load(Ordering::Acquire)
+  }
+
+  /// True when nothing waits for replay.
+  pub fn is_empty(&self) -> bool {
+    self.depth() == 0
+  }
+
+  /// How many times the overflow rule wiped a namespace.
+  pub fn overflow_wipes(&self) -> u64 {
+    self.wiped_namespaces.load(Ordering::Relaxed)
+  }
+
+  fn with<R>(&self, f: impl FnOnce(&mut Inner) -> R) -> R {
+    let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+    let r = f(&mut inner);
+    self.depth.store(inner.depth(), Ordering::Release);
+    r
+  }
+
+  fn record_key(&self, key: &str, op: KeyOp, namespace: &str) {
+    self.with(|inner| {
+      if !inner.keys.contains_key(key) {
+        self.make_room(inner);
+      }
+      if matches!(op, KeyOp::Delete) && inner.wipes.keys().any(|w| key.starts_with(w.as_str())) {
+        inner.keys.remove(key); // the wipe already removes it
+        return;
+      }
+      let seq = inner.next_seq();
+      inner
+        .keys
+        .insert(key.to_string(), (op, namespace.into(), seq));
+    })
+  }
+
+  /// Records a write of `key` (in `namespace`) served from memory.
+  pub fn record_set(&self, key: &str, value: Arc<str>, expires_at: Instant, namespace: &str) {
+    self.record_key(key, KeyOp::Set { value, expires_at }, namespace);
+  }
+
+  /// Records a delete of `key` (in `namespace`) served from memory.
+  pub fn record_delete(&self, key: &str, namespace: &str) {
+    self.record_key(key, KeyOp::Delete, namespace);
+  }
+
+  /// Records an invalidation of every key starting with `prefix`.
+  pub fn record_invalidate(&self, prefix: &str) {
+    self.with(|inner| {
+      inner.keys.retain(|k, _| !k.starts_with(prefix));
+      if !inner.covered(prefix) {
+        self.make_room(inner);
+      }
+      inner.add_prefix(prefix);
+    })
+  }
+
+  /// What the journal says about `key` (for reads before replay finished).
+  pub fn lookup(&self, key: &str, now: Instant) -> Lookup {
+    if self.is_empty() {
+      return Lookup::Unknown;
+    }
+    self.with(|inner| match inner.keys.get(key).map(|(op, _, _)| op) {
+      Some(KeyOp::Set { value, expires_at }) if *expires_at > now => Lookup::Value(value.clone()),
+      Some(_) => Lookup::Gone,
+      None if inner.covered(key) => Lookup::Gone,
+      None => Lookup::Unknown,
+    })
+  }
+
+  /// A copy of everything to replay. Entries stay in the journal (reads keep
+  /// seeing them) until [`Journal::commit`] after a successful replay.
+  pub fn snapshot(&self, now: Instant) -> Batch {
+    self.with(|inner| {
+      let mut seqs = Vec::with_capacity(inner.depth());
+      seqs.extend(inner.wipes.values().copied());
+      seqs.extend(inner.prefixes.values().copied());
+      let mut keys = Vec::with_capacity(inner.keys.len());
+      for (k, (op, _, seq)) in &inner.keys {
+        let op = match op {
+          KeyOp::Set { expires_at, .. } if *expires_at <= now => KeyOp::Delete,
+          op => op.clone(),
+        };
+        keys.push((k.clone(), op));
+        seqs.push(*seq);
+      }
+      Batch {
+        wipes: inner.wipes.keys().cloned().collect(),
+        prefixes: inner.prefixes.keys().cloned().collect(),
+        keys,
+        seqs,
+      }
+    })
+  }
+
+  /// Removes what `batch` replayed, except entries recorded again since the
+  /// snapshot (those are newer and wait for the next replay).
+  pub fn commit(&self, batch: &Batch) {
+    self.with(|inner| {
+      let mut seqs = batch.seqs.iter();
+      for w in &batch.wipes {
+        let seq = seqs.next().copied();
+        if inner.wipes.get(w).copied() == seq {
+          inner.wipes.remove(w);
+        }
+      }
+      for p in &batch.prefixes {
+        let seq = seqs.next().copied();
+        if inner.prefixes.get(p).copied() == seq {
+          inner.prefixes.remove(p);
+        }
+      }
+      for (k, _) in &batch.keys {
+        let seq = seqs.next().copied();
+        if inner.keys.get(k).map(|(_, _, s)| *s) == seq {
+          inner.keys.remove(k);
+        }
+      }
+    })
+  }
+
+  /// Snapshot and commit at once (tests and callers that cannot fail).
+  pub fn take(&self, now: Instant) -> Batch {
+    let batch = self.snapshot(now);
+    self.commit(&batch);
+    batch
+  }
+}
+
+#[cfg(test)]
+mod tests {
+  use super::*;
+  use std::time::Duration;
+
+  fn later() -> Instant {
+    Instant::now() + Duration::from_secs(60)
+  }
+
+  fn set(j: &Journal, k: &str, v: &str) {
+    j.record_set(k, v.into(), later(), "ns:");
+  }
+
+  #[test]
+  fn keeps_only_the_latest_operation_per_key() {
+    let j = Journal::new(100, "ns:");
+    set(&j, "ns:a", "1");
+    set(&j, "ns:a", "2");
+    assert_eq!(j.depth(), 1);
+    assert_eq!(j.lookup("ns:a", Instant::now()), Lookup::Value("2".into()));
+    j.record_delete("ns:a", "ns:");
+    assert_eq!(j.depth(), 1);
+    assert_eq!(j.lookup("ns:a", Instant::now()), Lookup::Gone);
+    assert_eq!(j.lookup("ns:b", Instant::now()), Lookup::Unknown);
+  }
+
+  #[test]
+  fn an_invalidation_supersedes_earlier_writes_under_it_only() {
+    let j = Journal::new(100, "ns:");
+    set(&j, "ns:orders_1", "old");
+    set(&j, "ns:ordersX", "keep");
+    j.record_invalidate("ns:orders_");
+    set(&j, "ns:orders_2", "new");
+    let b = j.take(Instant::now());
+    assert_eq!(b.prefixes, vec!["ns:orders_".to_string()]);
+    let mut keys: Vec<_> = b.keys.iter().map(|(k, _)| k.as_str()).collect();
+    keys.sort();
+    assert_eq!(
+      keys,
+      vec!["ns:ordersX", "ns:orders_2"],
+      "the write after the invalidation is replayed after it"
+    );
+    assert!(j.is_empty());
+  }
+
+  #[test]
+  fn invalidated_keys_read_as_gone_until_replayed() {
+    let j = Journal::new(100, "ns:");
+    j.record_invalidate("ns:orders_");
+    assert_eq!(j.lookup("ns:orders_1", Instant::now()), Lookup::Gone);
+    assert_eq!(j.lookup("ns:ordersX", Instant::now()), Lookup::Unknown);
+  }
+
+  #[test]
+  fn nested_prefixes_are_kept_once() {
+    let j = Journal::new(100, "ns:");
+    j.record_invalidate("ns:a:b");
+    j.record_invalidate("ns:a");
+    j.record_invalidate("ns:a:c");
+    assert_eq!(j.take(Instant::now()).prefixes, vec!["ns:a".to_string()]);
+  }
+
+  #[test]
+  fn expired_writes_replay_as_deletes() {
+    let j = Journal::new(100, "ns:");
+    j.record_set("ns:s", "1".into(), Instant::now(), "ns:");
+    std::thread::sleep(Duration::from_millis(2));
+    assert_eq!(j.lookup("ns:s", Instant::now()), Lookup::Gone);
+    assert_eq!(
+      j.take(Instant::now()).keys,
+      vec![("ns:s".to_string(), KeyOp::Delete)]
+    );
+  }
+
+  #[test]
+  fn overflow_wipes_the_largest_namespace_and_stays_bounded() {
+    let j = Journal::new(10, "fc:");
+    for i in 0..9 {
+      j.record_set(&format!("fc:q:{i}"), "1".into(), later(), "fc:q:");
+    }
+    j.record_set("fc:s:keep", "1".into(), later(), "fc:s:");
+    j.record_set("fc:s:keep2", "1".into(), later(), "fc:s:");
+    assert!(j.depth() <= 10, "depth {}", j.depth());
+    let b = j.take(Instant::now());
+    assert_eq!(
+      b.wipes,
+      vec!["fc:q:".to_string()],
+      "the namespace with most entries is wiped"
+    );
+    let mut keys: Vec<_> = b.keys.iter().map(|(k, _)| k.clone()).collect();
+    keys.sort();
+    assert_eq!(
+      keys,
+      vec!["fc:s:keep", "fc:s:keep2"],
+      "other namespaces keep their operations"
+    );
+    assert_eq!(j.overflow_wipes(), 1);
+  }
+
+  #[test]
+  fn many_small_namespaces_collapse_into_one_root_wipe() {
+    let j = Journal::new(8, "fc:");
+    for t in 0..50 {
+      let ns = format!("fc:t:{t}:s:");
+      j.record_delete(&format!("{ns}x"), &ns);
+      assert!(j.depth() <= 8, "depth {}", j.depth());
+    }
+    let b = j.take(Instant::now());
+    assert!(b.wipes.contains(&"fc:".to_string()), "{b:?}");
+    assert!(b.keys.len() < 8);
+  }
+
+  #[test]
+  fn commit_keeps_operations_recorded_during_replay() {
+    let j = Journal::new(100, "ns:");
+    set(&j, "ns:a", "old");
+    set(&j, "ns:b", "b");
+    j.record_invalidate("ns:p");
+    let batch = j.snapshot(Instant::now());
+    assert_eq!(j.depth(), 3, "a snapshot leaves entries visible to reads");
+    assert_eq!(
+      j.lookup("ns:a", Instant::now()),
+      Lookup::Value("old".into())
+    );
+    set(&j, "ns:a", "newer");
+    j.commit(&batch);
+    assert_eq!(
+      j.lookup("ns:a", Instant::now()),
+      Lookup::Value("newer".into())
+    );
+    assert_eq!(j.lookup("ns:b", Instant::now()), Lookup::Unknown);
+    assert_eq!(j.depth(), 1);
+  }
+}
