@@ -351,3 +351,105 @@ async fn foreign_values_are_reply_errors_not_outages() {
     "a foreign value is not an outage"
   );
 }
+
+#[tokio::test]
+async fn replayed_writes_keep_the_entry_that_expires_later() {
+  use ferrocache::store::redis::RedisTimeouts;
+  use ferrocache::store::RedisStore;
+  let server = RedisServer::start();
+  let timeouts = RedisTimeouts {
+    command: Duration::from_millis(500),
+    connect: Duration::from_millis(1000),
+  };
+  let store = RedisStore::new(&server.url(), timeouts).unwrap();
+  server.cli(&["SET", "k", "theirs", "PX", "100000"]);
+  assert!(
+    !store.set_if_later("k", "ours", 50_000).await.unwrap(),
+    "theirs expires later: kept"
+  );
+  assert_eq!(server.cli(&["GET", "k"]), "theirs");
+  assert!(
+    store.set_if_later("k", "ours", 200_000).await.unwrap(),
+    "ours expires later: written"
+  );
+  assert_eq!(server.cli(&["GET", "k"]), "ours");
+  let pttl: u64 = server.cli(&["PTTL", "k"]).parse().unwrap();
+  assert!(pttl > 199_000 && pttl <= 200_000, "{pttl}");
+  server.cli(&["SET", "forever", "theirs"]);
+  assert!(
+    store.set_if_later("forever", "ours", 1000).await.unwrap(),
+    "a key without TTL is overwritten"
+  );
+  assert!(store.set_if_later("missing", "ours", 1000).await.unwrap());
+}
+
+#[tokio::test]
+async fn simulated_outage_goes_through_the_real_failover_path() {
+  use ferrocache::failover::Simulation;
+  let server = RedisServer::start();
+  let cache = cache_for(&server.url());
+  cache
+    .set(Scope::Global, Kind::Session, "gone", "1", None)
+    .await
+    .unwrap();
+  cache.simulate_outage(Simulation::Refuse);
+  assert_eq!(cache.mode(), Mode::Memory);
+  cache
+    .set(Scope::Global, Kind::Session, "new", "2", None)
+    .await
+    .unwrap();
+  cache
+    .delete(Scope::Global, Kind::Session, "gone")
+    .await
+    .unwrap();
+  assert_eq!(
+    server.cli(&["EXISTS", "fc:s:new"]),
+    "0",
+    "nothing reached Redis during the outage"
+  );
+  assert_eq!(cache.failover_status().journal_depth, 2);
+  cache.simulate_outage(Simulation::None);
+  let deadline = std::time::Instant::now() + Duration::from_secs(5);
+  while cache.mode() != Mode::Redis || cache.failover_status().journal_depth > 0 {
+    assert!(
+      std::time::Instant::now() < deadline,
+      "{:?}",
+      cache.failover_status()
+    );
+    tokio::time::sleep(Duration::from_millis(20)).await;
+  }
+  assert_eq!(server.cli(&["GET", "fc:s:new"]), "2");
+  assert_eq!(server.cli(&["EXISTS", "fc:s:gone"]), "0");
+}
+
+#[tokio::test]
+async fn wrong_password_is_a_misconfiguration_served_from_memory() {
+  let server = RedisServer::start_with(support::free_port(), &["--requirepass", "s3cret"]);
+  let port = server.port;
+  let cache = cache_for(&format!("redis://:wrongpw@127.0.0.1:{port}"));
+  cache
+    .set(Scope::Global, Kind::Session, "s", "1", None)
+    .await
+    .unwrap();
+  assert_eq!(
+    cache.mode(),
+    Mode::Memory,
+    "misconfiguration opens the breaker at once"
+  );
+  let err = cache.last_error().unwrap();
+  assert!(!err.contains("wrongpw"), "{err}");
+  assert_eq!(
+    cache
+      .get(Scope::Global, Kind::Session, "s")
+      .await
+      .unwrap()
+      .as_deref(),
+    Some("1")
+  );
+  let good = cache_for(&format!("redis://:s3cret@127.0.0.1:{port}"));
+  good
+    .set(Scope::Global, Kind::Session, "s", "2", None)
+    .await
+    .unwrap();
+  assert_eq!(good.mode(), Mode::Redis);
+}

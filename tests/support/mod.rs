@@ -22,17 +22,25 @@ impl RedisServer {
 
   /// Starts redis-server on `port` and waits until it answers.
   pub fn start_on(port: u16) -> Self {
+    Self::start_with(port, &[])
+  }
+
+  /// Starts redis-server on `port` with `extra` arguments (e.g. `--requirepass x`).
+  pub fn start_with(port: u16, extra: &[&str]) -> Self {
+    let port_arg = port.to_string();
+    let base = [
+      "--port",
+      &port_arg,
+      "--bind",
+      "127.0.0.1",
+      "--save",
+      "",
+      "--appendonly",
+      "no",
+    ];
     let child = Command::new("redis-server")
-      .args([
-        "--port",
-        &port.to_string(),
-        "--bind",
-        "127.0.0.1",
-        "--save",
-        "",
-        "--appendonly",
-        "no",
-      ])
+      .args(base)
+      .args(extra)
       .stdout(Stdio::null())
       .stderr(Stdio::null())
       .spawn()
@@ -60,7 +68,9 @@ impl RedisServer {
   fn wait_ready(&self) {
     let deadline = Instant::now() + Duration::from_secs(10);
     while Instant::now() < deadline {
-      if self.cli(&["PING"]) == "PONG" {
+      // a password-protected server answers NOAUTH: it is up all the same
+      let answer = self.cli(&["PING"]);
+      if answer == "PONG" || answer.contains("NOAUTH") {
         return;
       }
       std::thread::sleep(Duration::from_millis(20));
