@@ -58,6 +58,8 @@ export declare class NativeCache {
   simulateOutage(mode: 'refuse' | 'hang' | 'none'): void
   /** Failover state: mode, breaker state, journal depth, activations, time in memory mode. */
   failoverStatus(): FailoverStatus
+  /** Counters, latency percentiles, fallback store size and failover state; no I/O. */
+  metrics(): NativeMetrics
   /**
    * Live round trip to Redis within the command timeout: latency in ms, or an
    * Error with the (password-free) cause. `memory://` answers 0.
@@ -142,6 +144,18 @@ export interface FallbackOptions {
   maxBytes?: number
 }
 
+/** Counters of one kind. */
+export interface KindMetrics {
+  hits: number
+  misses: number
+  hitRate: number
+  sets: number
+  deletes: number
+}
+
+/** Upper bounds (ms) of the latency buckets in `NativeCache.metrics().latencyBuckets`. */
+export declare function latencyBoundsMs(): Array<number>
+
 /** Size limits, enforced before anything is written (`ERR_TOO_LARGE`). */
 export interface LimitOptions {
   /** Longest key, session id or prefix in UTF-8 bytes; default 4096. */
@@ -158,6 +172,32 @@ export interface MemoryStats {
   bytes: number
   /** The byte budget. */
   maxBytes: number
+}
+
+/** Everything `metrics()` and the Prometheus exposition need, in one crossing. */
+export interface NativeMetrics {
+  mode: 'redis' | 'memory'
+  hits: number
+  misses: number
+  hitRate: number
+  session: KindMetrics
+  query: KindMetrics
+  invalidations: number
+  invalidatedEntries: number
+  errors: number
+  timeouts: number
+  fallbackActivations: number
+  memoryModeMs: number
+  journalDepth: number
+  /** p50, p95, p99, max of Redis round trips (ms) */
+  latencyMs: Array<number>
+  latencyCount: number
+  latencySumMs: number
+  /** cumulative counts at `latencyBoundsMs()` */
+  latencyBuckets: Array<number>
+  fallbackBytes: number
+  fallbackEntries: number
+  fallbackMaxBytes: number
 }
 
 /** Retry policy of one Redis call, within `commandTimeoutMs`. */

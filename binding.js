@@ -838,3 +838,4 @@ module.exports = nativeBinding
 module.exports.NativeCache = nativeBinding.NativeCache
 module.exports.__asyncPanicForTests = nativeBinding.__asyncPanicForTests
 module.exports.__panicForTests = nativeBinding.__panicForTests
+module.exports.latencyBoundsMs = nativeBinding.latencyBoundsMs

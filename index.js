@@ -6,7 +6,7 @@
 // default instance. Everything else is in Rust (src/).
 
 const { isNativeError } = require('node:util').types
-const { NativeCache } = require('./binding.js')
+const { NativeCache, latencyBoundsMs } = require('./binding.js')
 
 const SESSION = 0
 const QUERY = 1
@@ -228,6 +228,7 @@ class TenantCache extends Scope {
 }
 
 const EVENTS = ['fallback', 'recovered', 'error']
+const LATENCY_BOUNDS_MS = latencyBoundsMs()
 
 function eventInfo(e) {
   switch (e.type) {
@@ -369,6 +370,38 @@ class CacheManager extends Scope {
         journalDepth: st.journalDepth,
         fallbackActivations: st.fallbackActivations,
         memoryModeMs: st.memoryModeMs,
+      },
+    }
+  }
+
+  /**
+   * A snapshot of the counters (no I/O): hits/misses/hitRate overall and per type,
+   * sets/deletes, invalidations, Redis errors/timeouts, fallback activations, time in
+   * memory mode, Redis round-trip latency percentiles (from a histogram), the
+   * in-process store's size and the outage journal's depth.
+   */
+  metrics() {
+    const m = this._native().metrics()
+    const byType = (k) => ({ hits: k.hits, misses: k.misses, hitRate: k.hitRate, sets: k.sets, deletes: k.deletes })
+    return {
+      mode: m.mode,
+      hits: m.hits,
+      misses: m.misses,
+      hitRate: m.hitRate,
+      byType: { session: byType(m.session), query: byType(m.query) },
+      errors: m.errors,
+      timeouts: m.timeouts,
+      fallbackActivations: m.fallbackActivations,
+      latencyMs: { p50: m.latencyMs[0], p95: m.latencyMs[1], p99: m.latencyMs[2], max: m.latencyMs[3] },
+      memory: { fallbackBytes: m.fallbackBytes, fallbackEntries: m.fallbackEntries, fallbackMaxBytes: m.fallbackMaxBytes },
+      invalidations: m.invalidations,
+      invalidatedEntries: m.invalidatedEntries,
+      memoryModeMs: m.memoryModeMs,
+      journalDepth: m.journalDepth,
+      latencyHistogram: {
+        count: m.latencyCount,
+        sumMs: m.latencySumMs,
+        buckets: LATENCY_BOUNDS_MS.map((le, i) => ({ le, count: m.latencyBuckets[i] })),
       },
     }
   }

@@ -107,9 +107,7 @@ impl Breaker {
   pub fn on_failure(&self, kind: FailureKind, now_ms: u64) -> Option<Transition> {
     let n = self.failures.fetch_add(1, Ordering::AcqRel) + 1;
     if kind == FailureKind::Misconfiguration || n >= self.failure_threshold {
-      return self
-        .open_from(State::Closed, now_ms)
-        .then_some(Transition::Opened);
+      return self.open_from(State::Closed, now_ms).then_some(Transition::Opened);
     }
     None
   }
@@ -162,9 +160,7 @@ impl Breaker {
 
   /// Total ms spent open or half-open, including the current outage up to `now_ms`.
   pub fn open_ms_total(&self, now_ms: u64) -> u64 {
-    let current = self
-      .opened_at_ms()
-      .map_or(0, |at| now_ms.saturating_sub(at));
+    let current = self.opened_at_ms().map_or(0, |at| now_ms.saturating_sub(at));
     self.open_ms_total.load(Ordering::Relaxed) + current
   }
 
@@ -206,27 +202,17 @@ mod tests {
     let b = Breaker::new(3, 2);
     b.on_failure(FailureKind::Transient, 10);
     b.on_failure(FailureKind::Transient, 20);
-    assert_eq!(
-      b.on_failure(FailureKind::Transient, 30),
-      Some(Transition::Opened)
-    );
+    assert_eq!(b.on_failure(FailureKind::Transient, 30), Some(Transition::Opened));
     assert_eq!(b.state(), State::Open);
     assert!(!b.allows_calls());
     assert_eq!(b.opened_at_ms(), Some(30));
-    assert_eq!(
-      b.on_failure(FailureKind::Transient, 40),
-      None,
-      "already open"
-    );
+    assert_eq!(b.on_failure(FailureKind::Transient, 40), None, "already open");
   }
 
   #[test]
   fn misconfiguration_opens_at_once() {
     let b = Breaker::new(3, 2);
-    assert_eq!(
-      b.on_failure(FailureKind::Misconfiguration, 5),
-      Some(Transition::Opened)
-    );
+    assert_eq!(b.on_failure(FailureKind::Misconfiguration, 5), Some(Transition::Opened));
   }
 
   #[test]

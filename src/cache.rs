@@ -30,6 +30,7 @@ use crate::events::{EventSink, Events};
 use crate::failover::Simulation;
 use crate::journal::{Journal, Lookup, DEFAULT_MAX_ENTRIES};
 use crate::keys::{KeyLayout, Kind, Scope, MAX_TENANT_BYTES};
+use crate::metrics::{Metrics, MetricsSnapshot};
 use crate::store::redis::RedisTimeouts;
 use crate::store::{MemoryStats, MemoryStore, RedisStore, Store};
 
@@ -79,6 +80,7 @@ pub struct Cache {
   pub(crate) replayed: AtomicU64,
   pub(crate) mode_since_ms: AtomicU64,
   pub(crate) last_error: Mutex<Option<String>>,
+  pub(crate) metrics: Metrics,
   closed: AtomicBool,
 }
 
@@ -108,6 +110,7 @@ impl Cache {
       replayed: AtomicU64::new(0),
       mode_since_ms: AtomicU64::new(0),
       last_error: Mutex::new(None),
+      metrics: Metrics::default(),
       config,
       memory,
       redis,
@@ -149,6 +152,16 @@ impl Cache {
     }
   }
 
+  /// Counters and Redis latency percentiles (no I/O).
+  pub fn metrics(&self) -> MetricsSnapshot {
+    self.metrics.snapshot()
+  }
+
+  /// The metrics themselves (histogram buckets for Prometheus).
+  pub fn metrics_ref(&self) -> &Metrics {
+    &self.metrics
+  }
+
   /// The in-process store's size.
   pub fn memory_stats(&self) -> MemoryStats {
     self.memory.stats()
@@ -156,11 +169,7 @@ impl Cache {
 
   /// The last Redis failure, password-free.
   pub fn last_error(&self) -> Option<String> {
-    self
-      .last_error
-      .lock()
-      .unwrap_or_else(|p| p.into_inner())
-      .clone()
+    self.last_error.lock().unwrap_or_else(|p| p.into_inner()).clone()
   }
 
   /// A live round trip to Redis within the command timeout (no retries,
@@ -240,13 +249,7 @@ impl Cache {
     Ok(self.layout.key(scope, kind, key))
   }
 
-  fn prefix_key(
-    &self,
-    scope: Scope<'_>,
-    kind: Kind,
-    prefix: &str,
-    allow_empty: bool,
-  ) -> Result<String> {
+  fn prefix_key(&self, scope: Scope<'_>, kind: Kind, prefix: &str, allow_empty: bool) -> Result<String> {
     self.check_open()?;
     self.check_scope(scope)?;
     if !(allow_empty && prefix.is_empty()) {
@@ -281,47 +284,70 @@ impl Cache {
   /// Reads from the in-process store on the calling thread.
   pub fn get_local(&self, scope: Scope<'_>, kind: Kind, key: &str) -> Result<Option<Arc<str>>> {
     let key = self.full_key(scope, kind, key)?;
-    Ok(self.memory.get_now(&key))
+    let value = self.memory.get_now(&key);
+    self.metrics.read(kind, value.is_some());
+    Ok(value)
   }
 
   /// Writes to the in-process store on the calling thread.
-  pub fn set_local(
-    &self,
-    scope: Scope<'_>,
-    kind: Kind,
-    key: &str,
-    json: &str,
-    ttl_secs: Option<f64>,
-  ) -> Result<()> {
+  pub fn set_local(&self, scope: Scope<'_>, kind: Kind, key: &str, json: &str, ttl_secs: Option<f64>) -> Result<()> {
     let key = self.full_key(scope, kind, key)?;
     let ttl = self.ttl(kind, ttl_secs)?;
     self.check_value(json)?;
-    self.memory.set_now(&key, json.into(), ttl)
+    self.memory.set_now(&key, json.into(), ttl)?;
+    self.metrics.set(kind);
+    Ok(())
   }
 
   /// Deletes from the in-process store on the calling thread.
   pub fn delete_local(&self, scope: Scope<'_>, kind: Kind, key: &str) -> Result<bool> {
     let key = self.full_key(scope, kind, key)?;
-    Ok(self.memory.delete_now(&key))
+    let existed = self.memory.delete_now(&key);
+    self.metrics.delete(kind);
+    Ok(existed)
   }
 
   /// Prefix invalidation in the in-process store on the calling thread; an
   /// empty prefix is accepted only with `all`.
-  pub fn invalidate_local(
-    &self,
-    scope: Scope<'_>,
-    kind: Kind,
-    prefix: &str,
-    all: bool,
-  ) -> Result<u64> {
+  pub fn invalidate_local(&self, scope: Scope<'_>, kind: Kind, prefix: &str, all: bool) -> Result<u64> {
     let literal = self.prefix_key(scope, kind, prefix, all)?;
-    Ok(self.memory.invalidate_prefix_now(&literal))
+    let removed = self.memory.invalidate_prefix_now(&literal);
+    self.metrics.invalidation(removed);
+    Ok(removed)
   }
 
   // ----- asynchronous path ------------------------------------------------
 
   /// Reads `key`.
   pub async fn get(&self, scope: Scope<'_>, kind: Kind, key: &str) -> Result<Option<String>> {
+    let value = self.get_uncounted(scope, kind, key).await?;
+    self.metrics.read(kind, value.is_some());
+    Ok(value)
+  }
+
+  /// Writes `json` under `key` for `ttl_secs` (or the kind's default).
+  pub async fn set(&self, scope: Scope<'_>, kind: Kind, key: &str, json: &str, ttl_secs: Option<f64>) -> Result<()> {
+    self.set_uncounted(scope, kind, key, json, ttl_secs).await?;
+    self.metrics.set(kind);
+    Ok(())
+  }
+
+  /// Deletes `key`; true if it existed.
+  pub async fn delete(&self, scope: Scope<'_>, kind: Kind, key: &str) -> Result<bool> {
+    let existed = self.delete_uncounted(scope, kind, key).await?;
+    self.metrics.delete(kind);
+    Ok(existed)
+  }
+
+  /// Removes every entry of (`scope`, `kind`) whose key starts with `prefix`
+  /// (every entry when `all`); returns how many.
+  pub async fn invalidate(&self, scope: Scope<'_>, kind: Kind, prefix: &str, all: bool) -> Result<u64> {
+    let removed = self.invalidate_uncounted(scope, kind, prefix, all).await?;
+    self.metrics.invalidation(removed);
+    Ok(removed)
+  }
+
+  async fn get_uncounted(&self, scope: Scope<'_>, kind: Kind, key: &str) -> Result<Option<String>> {
     let key = self.full_key(scope, kind, key)?;
     let Some(redis) = &self.redis else {
       return Ok(self.memory.get_now(&key).map(|v| v.to_string()));
@@ -342,8 +368,7 @@ impl Cache {
     Ok(self.read_outage(&key))
   }
 
-  /// Writes `json` under `key` for `ttl_secs` (or the kind's default).
-  pub async fn set(
+  async fn set_uncounted(
     &self,
     scope: Scope<'_>,
     kind: Kind,
@@ -371,19 +396,15 @@ impl Cache {
     let value: Arc<str> = json.into();
     self.memory.set_until(&full, value.clone(), expires_at)?;
     if self.redis.is_some() {
-      self.journal.record_set(
-        &full,
-        value,
-        expires_at,
-        &self.layout.namespace(scope, kind),
-      );
+      self
+        .journal
+        .record_set(&full, value, expires_at, &self.layout.namespace(scope, kind));
       self.ensure_recovery();
     }
     Ok(())
   }
 
-  /// Deletes `key`; true if it existed.
-  pub async fn delete(&self, scope: Scope<'_>, kind: Kind, key: &str) -> Result<bool> {
+  async fn delete_uncounted(&self, scope: Scope<'_>, kind: Kind, key: &str) -> Result<bool> {
     let full = self.full_key(scope, kind, key)?;
     if let Some(redis) = &self.redis {
       if self.routes_to_redis(&full) {
@@ -401,23 +422,13 @@ impl Cache {
     let existed = self.read_outage(&full).is_some();
     self.memory.delete_now(&full);
     if self.redis.is_some() {
-      self
-        .journal
-        .record_delete(&full, &self.layout.namespace(scope, kind));
+      self.journal.record_delete(&full, &self.layout.namespace(scope, kind));
       self.ensure_recovery();
     }
     Ok(existed)
   }
 
-  /// Removes every entry of (`scope`, `kind`) whose key starts with `prefix`
-  /// (every entry when `all`); returns how many.
-  pub async fn invalidate(
-    &self,
-    scope: Scope<'_>,
-    kind: Kind,
-    prefix: &str,
-    all: bool,
-  ) -> Result<u64> {
+  async fn invalidate_uncounted(&self, scope: Scope<'_>, kind: Kind, prefix: &str, all: bool) -> Result<u64> {
     let literal = self.prefix_key(scope, kind, prefix, all)?;
     if let Some(redis) = &self.redis {
       if self.breaker.allows_calls() && self.journal.is_empty() {
@@ -507,10 +518,7 @@ mod tests {
       .await
       .unwrap();
     assert_eq!(
-      c.get(Scope::Global, Kind::Session, "s1")
-        .await
-        .unwrap()
-        .as_deref(),
+      c.get(Scope::Global, Kind::Session, "s1").await.unwrap().as_deref(),
       Some("{\"a\":1}")
     );
     assert_eq!(
@@ -519,9 +527,7 @@ mod tests {
       "kinds are separate"
     );
     assert_eq!(
-      c.get_local(Scope::Global, Kind::Session, "s1")
-        .unwrap()
-        .as_deref(),
+      c.get_local(Scope::Global, Kind::Session, "s1").unwrap().as_deref(),
       Some("{\"a\":1}")
     );
     assert!(c.delete(Scope::Global, Kind::Session, "s1").await.unwrap());
@@ -531,9 +537,7 @@ mod tests {
   #[tokio::test]
   async fn bad_input_changes_nothing() {
     let c = memory_cache();
-    c.set(Scope::Global, Kind::Query, "k", "1", None)
-      .await
-      .unwrap();
+    c.set(Scope::Global, Kind::Query, "k", "1", None).await.unwrap();
     let long = "k".repeat(5000);
     let big = "1".repeat(5 * 1024 * 1024);
     assert_eq!(
@@ -574,17 +578,11 @@ mod tests {
       "ERR_INVALID_ARG"
     );
     assert_eq!(
-      c.get(Scope::Tenant(""), Kind::Query, "k")
-        .await
-        .unwrap_err()
-        .code(),
+      c.get(Scope::Tenant(""), Kind::Query, "k").await.unwrap_err().code(),
       "ERR_INVALID_ARG"
     );
     assert_eq!(
-      c.get(Scope::Global, Kind::Query, "k")
-        .await
-        .unwrap()
-        .as_deref(),
+      c.get(Scope::Global, Kind::Query, "k").await.unwrap().as_deref(),
       Some("1")
     );
   }
@@ -615,9 +613,7 @@ mod tests {
       Some("\"b\"")
     );
     assert_eq!(
-      c.invalidate(Scope::Global, Kind::Query, "", true)
-        .await
-        .unwrap(),
+      c.invalidate(Scope::Global, Kind::Query, "", true).await.unwrap(),
       1,
       "invalidateAll stays in scope"
     );
@@ -633,13 +629,9 @@ mod tests {
     let c = memory_cache();
     c.close();
     c.close();
+    assert_eq!(c.get(Scope::Global, Kind::Query, "k").await.unwrap_err(), Error::Closed);
     assert_eq!(
-      c.get(Scope::Global, Kind::Query, "k").await.unwrap_err(),
-      Error::Closed
-    );
-    assert_eq!(
-      c.set_local(Scope::Global, Kind::Query, "k", "1", None)
-        .unwrap_err(),
+      c.set_local(Scope::Global, Kind::Query, "k", "1", None).unwrap_err(),
       Error::Closed
     );
   }
@@ -653,23 +645,15 @@ mod tests {
     .build()
     .unwrap();
     let c = Cache::new(config).unwrap();
-    c.set(Scope::Global, Kind::Session, "s", "1", None)
-      .await
-      .unwrap();
+    c.set(Scope::Global, Kind::Session, "s", "1", None).await.unwrap();
     assert!(c.last_error().is_some());
     assert_eq!(
-      c.get(Scope::Global, Kind::Session, "s")
-        .await
-        .unwrap()
-        .as_deref(),
+      c.get(Scope::Global, Kind::Session, "s").await.unwrap().as_deref(),
       Some("1")
     );
     assert_eq!(c.journal.depth(), 1, "the write waits for replay");
     assert!(c.delete(Scope::Global, Kind::Session, "s").await.unwrap());
-    assert_eq!(
-      c.get(Scope::Global, Kind::Session, "s").await.unwrap(),
-      None
-    );
+    assert_eq!(c.get(Scope::Global, Kind::Session, "s").await.unwrap(), None);
     assert_eq!(c.journal.depth(), 1, "latest operation per key");
   }
 
@@ -684,19 +668,12 @@ mod tests {
     .unwrap();
     let c = Cache::new(config).unwrap();
     for _ in 0..5 {
-      let err = c
-        .set(Scope::Global, Kind::Session, "s", "1", None)
-        .await
-        .unwrap_err();
+      let err = c.set(Scope::Global, Kind::Session, "s", "1", None).await.unwrap_err();
       assert_eq!(err.code(), "ERR_REDIS_UNAVAILABLE");
     }
     assert_eq!(c.mode(), Mode::Memory, "the breaker opened");
     let err = c.get(Scope::Global, Kind::Session, "s").await.unwrap_err();
-    assert_eq!(
-      err.code(),
-      "ERR_REDIS_UNAVAILABLE",
-      "also while the breaker is open"
-    );
+    assert_eq!(err.code(), "ERR_REDIS_UNAVAILABLE", "also while the breaker is open");
     assert_eq!(c.journal.depth(), 0);
   }
 }

@@ -131,19 +131,13 @@ impl Config {
   }
   /// The heaviest entry the in-process store must be able to hold.
   pub fn largest_entry_bytes(&self) -> u64 {
-    largest_entry_bytes(
-      &self.key_prefix,
-      self.limits.max_key_bytes,
-      self.limits.max_value_bytes,
-    )
+    largest_entry_bytes(&self.key_prefix, self.limits.max_key_bytes, self.limits.max_value_bytes)
   }
 }
 
 impl Default for Config {
   fn default() -> Self {
-    ConfigBuilder::default()
-      .build()
-      .expect("defaults are valid")
+    ConfigBuilder::default().build().expect("defaults are valid")
   }
 }
 
@@ -169,10 +163,7 @@ impl ConfigBuilder {
   /// Validates every option and applies defaults.
   pub fn build(&self) -> Result<Config> {
     let backend = parse_backend(self.url.as_deref().unwrap_or(DEFAULT_URL))?;
-    let key_prefix = self
-      .key_prefix
-      .clone()
-      .unwrap_or_else(|| DEFAULT_KEY_PREFIX.into());
+    let key_prefix = self.key_prefix.clone().unwrap_or_else(|| DEFAULT_KEY_PREFIX.into());
     if key_prefix.is_empty() || key_prefix.len() > MAX_KEY_PREFIX_BYTES {
       return Err(Error::invalid(format!(
         "keyPrefix must be a non-empty string of at most {MAX_KEY_PREFIX_BYTES} bytes"
@@ -221,9 +212,7 @@ impl ConfigBuilder {
       3_600_000,
     )?;
     if base > max {
-      return Err(Error::invalid(
-        "retry.baseDelayMs must not exceed retry.maxDelayMs",
-      ));
+      return Err(Error::invalid("retry.baseDelayMs must not exceed retry.maxDelayMs"));
     }
     let max_key_bytes = ms(
       self.max_key_bytes,
@@ -279,8 +268,7 @@ impl ConfigBuilder {
 /// tenant part, kind tag, key) plus the largest value plus the per-entry overhead.
 fn largest_entry_bytes(key_prefix: &str, max_key_bytes: usize, max_value_bytes: usize) -> u64 {
   let tenant_part = crate::keys::MAX_TENANT_BYTES + 8;
-  (key_prefix.len() + tenant_part + 2 + max_key_bytes + max_value_bytes) as u64
-    + crate::store::memory::ENTRY_OVERHEAD
+  (key_prefix.len() + tenant_part + 2 + max_key_bytes + max_value_bytes) as u64 + crate::store::memory::ENTRY_OVERHEAD
 }
 
 /// A whole number option within `[min, max]`, or its default.
@@ -325,11 +313,8 @@ fn parse_backend(url: &str) -> Result<Backend> {
     }
   }
   // redis-rs parses without any I/O; a malformed URL is an argument error.
-  redis::Client::open(url)
-    .map_err(|_| Error::invalid(format!("url is not a valid Redis URL: {}", redact_url(url))))?;
-  Ok(Backend::Redis {
-    url: url.to_string(),
-  })
+  redis::Client::open(url).map_err(|_| Error::invalid(format!("url is not a valid Redis URL: {}", redact_url(url))))?;
+  Ok(Backend::Redis { url: url.to_string() })
 }
 
 /// Replaces the password of `scheme://user:password@host` (and any
@@ -404,13 +389,7 @@ mod tests {
 
   #[test]
   fn rejects_bad_urls() {
-    for url in [
-      "",
-      "http://x",
-      "rediss://h:6379",
-      "redis://:pw@",
-      "mongodb://a",
-    ] {
+    for url in ["", "http://x", "rediss://h:6379", "redis://:pw@", "mongodb://a"] {
       let r = ConfigBuilder {
         url: Some(url.into()),
         ..Default::default()
@@ -486,16 +465,10 @@ mod tests {
 
   #[test]
   fn redacts_passwords() {
-    assert_eq!(
-      redact_url("redis://user:s3cret@h:6379/0"),
-      "redis://user:***@h:6379/0"
-    );
+    assert_eq!(redact_url("redis://user:s3cret@h:6379/0"), "redis://user:***@h:6379/0");
     assert_eq!(redact_url("redis://:s3cret@h"), "redis://:***@h");
     assert_eq!(redact_url("redis://h:6379"), "redis://h:6379");
-    assert_eq!(
-      redact_url("redis://h/?password=x&db=1"),
-      "redis://h/?password=***&db=1"
-    );
+    assert_eq!(redact_url("redis://h/?password=x&db=1"), "redis://h/?password=***&db=1");
     assert_eq!(redact_url("redis://u:p@ss:w@h"), "redis://u:***@h");
     let c = ConfigBuilder {
       url: Some("redis://u:hunter2@h".into()),

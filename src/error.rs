@@ -158,9 +158,7 @@ fn classify(e: &redis::RedisError) -> RedisFailure {
     || e.is_connection_dropped()
     || matches!(
       e.kind(),
-      K::Io
-        | K::Parse
-        | K::Server(S::BusyLoading | S::TryAgain | S::ClusterDown | S::MasterDown | S::ReadOnly)
+      K::Io | K::Parse | K::Server(S::BusyLoading | S::TryAgain | S::ClusterDown | S::MasterDown | S::ReadOnly)
     )
   {
     // not serving: refused, reset, protocol garbage, loading, read-only replica
@@ -179,10 +177,7 @@ mod tests {
     assert_eq!(Error::invalid("x").code(), "ERR_INVALID_ARG");
     assert_eq!(Error::TooLarge("x".into()).code(), "ERR_TOO_LARGE");
     assert_eq!(Error::Closed.code(), "ERR_CLOSED");
-    assert_eq!(
-      Error::RedisUnavailable("x".into()).code(),
-      "ERR_REDIS_UNAVAILABLE"
-    );
+    assert_eq!(Error::RedisUnavailable("x".into()).code(), "ERR_REDIS_UNAVAILABLE");
   }
 
   #[test]
@@ -192,17 +187,10 @@ mod tests {
     let refused = RedisError::from(std::io::Error::from(std::io::ErrorKind::ConnectionRefused));
     assert!(Error::from(refused).is_outage());
     assert!(of(K::AuthenticationFailed, "bad password").is_misconfiguration());
-    assert!(of(
-      K::Server(S::ResponseError),
-      "WRONGPASS invalid username-password pair"
-    )
-    .is_misconfiguration());
+    assert!(of(K::Server(S::ResponseError), "WRONGPASS invalid username-password pair").is_misconfiguration());
     assert!(of(K::Server(S::BusyLoading), "LOADING").is_outage());
     assert!(of(K::Server(S::ReadOnly), "READONLY").is_outage());
-    let wrongtype = of(
-      K::Server(S::ResponseError),
-      "WRONGTYPE Operation against a key",
-    );
+    let wrongtype = of(K::Server(S::ResponseError), "WRONGTYPE Operation against a key");
     assert!(!wrongtype.is_outage());
     assert_eq!(wrongtype.code(), "ERR_REDIS");
     assert!(!of(K::UnexpectedReturnType, "type error").is_outage());

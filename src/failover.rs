@@ -111,10 +111,16 @@ impl Cache {
     F: Fn() -> Fut,
     Fut: Future<Output = Result<T>>,
   {
+    let started = Instant::now();
     let attempt = with_retry(&self.config.retry, self.config.command_timeout, || {
       self.unless_simulated(op())
     });
-    self.within_budget("call", attempt).await
+    let result = self.within_budget("call", attempt).await;
+    match &result {
+      Ok(_) => self.metrics.redis_latency(started.elapsed()),
+      Err(e) => self.metrics.redis_error(e.is_timeout()),
+    }
+    result
   }
 
   /// `fut` bounded by the command timeout.
@@ -249,10 +255,7 @@ impl Cache {
             self.mode_since_ms.store(self.now_ms(), Ordering::Relaxed);
             self.memory.clear();
             let replayed = self.replayed.swap(0, Ordering::Relaxed);
-            self.events.emit(Event::Recovered {
-              outage_ms,
-              replayed,
-            });
+            self.events.emit(Event::Recovered { outage_ms, replayed });
           }
           Step::Continue
         }
@@ -275,20 +278,12 @@ impl Cache {
 
   async fn probe(&self) -> Result<()> {
     let redis = self.redis.as_ref().ok_or(Error::Closed)?;
-    self
-      .simulated_failure_or_timeout(redis.ping())
-      .await
-      .map(|_| ())
+    self.simulated_failure_or_timeout(redis.ping()).await.map(|_| ())
   }
 
   /// Like [`Cache::redis_call`] without retries: one attempt within the budget.
-  pub(crate) async fn simulated_failure_or_timeout<T>(
-    &self,
-    fut: impl Future<Output = Result<T>>,
-  ) -> Result<T> {
-    self
-      .within_budget("probe", self.unless_simulated(fut))
-      .await
+  pub(crate) async fn simulated_failure_or_timeout<T>(&self, fut: impl Future<Output = Result<T>>) -> Result<T> {
+    self.within_budget("probe", self.unless_simulated(fut)).await
   }
 
   /// Applies the journal to Redis; entries leave the journal only once applied.
@@ -300,9 +295,7 @@ impl Cache {
     match self.apply(&batch).await {
       Ok(()) => {
         self.journal.commit(&batch);
-        self
-          .replayed
-          .fetch_add(batch.len() as u64, Ordering::Relaxed);
+        self.replayed.fetch_add(batch.len() as u64, Ordering::Relaxed);
         Ok(())
       }
       Err(e) => {
@@ -479,11 +472,7 @@ mod tests {
       async { Err(refused()) }
     })
     .await;
-    assert_eq!(
-      calls.get(),
-      1,
-      "a 50 ms backoff does not fit a 10 ms budget"
-    );
+    assert_eq!(calls.get(), 1, "a 50 ms backoff does not fit a 10 ms budget");
     calls.set(0);
     let _ = with_retry::<(), _, _>(&policy, Duration::from_secs(5), || {
       calls.set(calls.get() + 1);

@@ -28,10 +28,7 @@ pub const DEFAULT_MAX_ENTRIES: usize = 100_000;
 #[derive(Debug, Clone, PartialEq)]
 pub enum KeyOp {
   /// The key was written: value and expiry.
-  Set {
-    value: Arc<str>,
-    expires_at: Instant,
-  },
+  Set { value: Arc<str>, expires_at: Instant },
   /// The key was deleted.
   Delete,
 }
@@ -202,9 +199,7 @@ impl Journal {
         return;
       }
       let seq = inner.next_seq();
-      inner
-        .keys
-        .insert(key.to_string(), (op, namespace.into(), seq));
+      inner.keys.insert(key.to_string(), (op, namespace.into(), seq));
     })
   }
 
@@ -369,10 +364,7 @@ mod tests {
     j.record_set("ns:s", "1".into(), Instant::now(), "ns:");
     std::thread::sleep(Duration::from_millis(2));
     assert_eq!(j.lookup("ns:s", Instant::now()), Lookup::Gone);
-    assert_eq!(
-      j.take(Instant::now()).keys,
-      vec![("ns:s".to_string(), KeyOp::Delete)]
-    );
+    assert_eq!(j.take(Instant::now()).keys, vec![("ns:s".to_string(), KeyOp::Delete)]);
   }
 
   #[test]
@@ -421,16 +413,10 @@ mod tests {
     j.record_invalidate("ns:p");
     let batch = j.snapshot(Instant::now());
     assert_eq!(j.depth(), 3, "a snapshot leaves entries visible to reads");
-    assert_eq!(
-      j.lookup("ns:a", Instant::now()),
-      Lookup::Value("old".into())
-    );
+    assert_eq!(j.lookup("ns:a", Instant::now()), Lookup::Value("old".into()));
     set(&j, "ns:a", "newer");
     j.commit(&batch);
-    assert_eq!(
-      j.lookup("ns:a", Instant::now()),
-      Lookup::Value("newer".into())
-    );
+    assert_eq!(j.lookup("ns:a", Instant::now()), Lookup::Value("newer".into()));
     assert_eq!(j.lookup("ns:b", Instant::now()), Lookup::Unknown);
     assert_eq!(j.depth(), 1);
   }

@@ -149,18 +149,9 @@ mod tests {
   fn documented_layout() {
     let l = layout();
     assert_eq!(l.key(Scope::Global, Kind::Session, "abc"), "fc:s:abc");
-    assert_eq!(
-      l.key(Scope::Global, Kind::Query, "orders_1"),
-      "fc:q:orders_1"
-    );
-    assert_eq!(
-      l.key(Scope::Tenant("acme"), Kind::Query, "k"),
-      "fc:t:4:acme:q:k"
-    );
-    assert_eq!(
-      l.key(Scope::Tenant("é"), Kind::Session, "k"),
-      "fc:t:2:é:s:k"
-    );
+    assert_eq!(l.key(Scope::Global, Kind::Query, "orders_1"), "fc:q:orders_1");
+    assert_eq!(l.key(Scope::Tenant("acme"), Kind::Query, "k"), "fc:t:4:acme:q:k");
+    assert_eq!(l.key(Scope::Tenant("é"), Kind::Session, "k"), "fc:t:2:é:s:k");
   }
 
   #[test]
@@ -208,17 +199,7 @@ mod tests {
     let tenants = [
       "", "a", "a:", "a:s", "s", "q", "t", "1:a", "4:acme", ":", "*", "{x}", "\\", "é",
     ];
-    let keys = [
-      "",
-      "k",
-      "s:k",
-      "q:k",
-      ":k",
-      "t:1:a:s:k",
-      "1:a:s:k",
-      "*",
-      "é",
-    ];
+    let keys = ["", "k", "s:k", "q:k", ":k", "t:1:a:s:k", "1:a:s:k", "*", "é"];
     let mut seen = std::collections::HashMap::new();
     let mut scopes = vec![Scope::Global];
     scopes.extend(tenants.iter().map(|t| Scope::Tenant(t)));
@@ -227,10 +208,7 @@ mod tests {
         for key in keys {
           let full = l.key(*scope, kind, key);
           if let Some(prev) = seen.insert(full.clone(), (*scope, kind, key)) {
-            panic!(
-              "{full} produced by both {prev:?} and {:?}",
-              (scope, kind, key)
-            );
+            panic!("{full} produced by both {prev:?} and {:?}", (scope, kind, key));
           }
         }
       }

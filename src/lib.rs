@@ -24,6 +24,7 @@ pub mod events;
 pub mod failover;
 pub mod journal;
 pub mod keys;
+pub mod metrics;
 pub mod store;
 
 use std::sync::Arc;
@@ -213,21 +214,8 @@ impl NativeCache {
 
   /// Reads the JSON text of a key.
   #[napi(ts_return_type = "Promise<string | null | Error>")]
-  pub async fn get(
-    &self,
-    kind_id: u32,
-    key: String,
-    tenant: Option<String>,
-  ) -> Result<Settled<Option<String>>> {
-    settle(
-      async {
-        self
-          .inner
-          .get(scope(&tenant), kind_of(kind_id)?, &key)
-          .await
-      }
-      .await,
-    )
+  pub async fn get(&self, kind_id: u32, key: String, tenant: Option<String>) -> Result<Settled<Option<String>>> {
+    settle(async { self.inner.get(scope(&tenant), kind_of(kind_id)?, &key).await }.await)
   }
 
   /// Writes JSON text under a key; `ttl_seconds` undefined = the kind's default.
@@ -253,21 +241,8 @@ impl NativeCache {
 
   /// Deletes a key; true if it existed.
   #[napi(ts_return_type = "Promise<boolean | Error>")]
-  pub async fn delete(
-    &self,
-    kind_id: u32,
-    key: String,
-    tenant: Option<String>,
-  ) -> Result<Settled<bool>> {
-    settle(
-      async {
-        self
-          .inner
-          .delete(scope(&tenant), kind_of(kind_id)?, &key)
-          .await
-      }
-      .await,
-    )
+  pub async fn delete(&self, kind_id: u32, key: String, tenant: Option<String>) -> Result<Settled<bool>> {
+    settle(async { self.inner.delete(scope(&tenant), kind_of(kind_id)?, &key).await }.await)
   }
 
   /// Removes every key of the kind starting with `prefix` (every key when `all`); returns the count.
@@ -294,12 +269,7 @@ impl NativeCache {
 
   /// `get` on the calling thread (memory:// only).
   #[napi(catch_unwind)]
-  pub fn get_sync(
-    &self,
-    kind_id: u32,
-    key: String,
-    tenant: Option<String>,
-  ) -> Result<Option<String>, Code> {
+  pub fn get_sync(&self, kind_id: u32, key: String, tenant: Option<String>) -> Result<Option<String>, Code> {
     let v = self
       .inner
       .get_local(scope(&tenant), kind_of(kind_id).map_err(js_error)?, &key)
@@ -331,12 +301,7 @@ impl NativeCache {
 
   /// `delete` on the calling thread (memory:// only).
   #[napi(catch_unwind)]
-  pub fn delete_sync(
-    &self,
-    kind_id: u32,
-    key: String,
-    tenant: Option<String>,
-  ) -> Result<bool, Code> {
+  pub fn delete_sync(&self, kind_id: u32, key: String, tenant: Option<String>) -> Result<bool, Code> {
     self
       .inner
       .delete_local(scope(&tenant), kind_of(kind_id).map_err(js_error)?, &key)
@@ -345,21 +310,10 @@ impl NativeCache {
 
   /// `invalidate` on the calling thread (memory:// only).
   #[napi(catch_unwind)]
-  pub fn invalidate_sync(
-    &self,
-    kind_id: u32,
-    prefix: String,
-    all: bool,
-    tenant: Option<String>,
-  ) -> Result<i64, Code> {
+  pub fn invalidate_sync(&self, kind_id: u32, prefix: String, all: bool, tenant: Option<String>) -> Result<i64, Code> {
     let n = self
       .inner
-      .invalidate_local(
-        scope(&tenant),
-        kind_of(kind_id).map_err(js_error)?,
-        &prefix,
-        all,
-      )
+      .invalidate_local(scope(&tenant), kind_of(kind_id).map_err(js_error)?, &prefix, all)
       .map_err(js_error)?;
     Ok(n as i64)
   }
@@ -431,12 +385,103 @@ impl NativeCache {
     }
   }
 
+  /// Counters, latency percentiles, fallback store size and failover state; no I/O.
+  #[napi(catch_unwind)]
+  pub fn metrics(&self) -> NativeMetrics {
+    let m = self.inner.metrics();
+    let f = self.inner.failover_status();
+    let mem = self.inner.memory_stats();
+    let hist = self.inner.metrics_ref().latency();
+    let kind = |k: metrics::KindStats| KindMetrics {
+      hits: k.hits as f64,
+      misses: k.misses as f64,
+      hit_rate: k.hit_rate(),
+      sets: k.sets as f64,
+      deletes: k.deletes as f64,
+    };
+    NativeMetrics {
+      mode: mode_name(f.mode).into(),
+      hits: m.hits() as f64,
+      misses: m.misses() as f64,
+      hit_rate: m.hit_rate(),
+      session: kind(m.session),
+      query: kind(m.query),
+      invalidations: m.invalidations as f64,
+      invalidated_entries: m.invalidated_entries as f64,
+      errors: m.errors as f64,
+      timeouts: m.timeouts as f64,
+      fallback_activations: f.fallback_activations as f64,
+      memory_mode_ms: f.memory_mode_ms as f64,
+      journal_depth: f.journal_depth as f64,
+      latency_ms: vec![m.latency_ms[0], m.latency_ms[1], m.latency_ms[2], m.latency_ms[3]],
+      latency_count: m.latency_count as f64,
+      latency_sum_ms: hist.sum_us() as f64 / 1000.0,
+      latency_buckets: hist
+        .cumulative(&LATENCY_BOUNDS_US)
+        .into_iter()
+        .map(|c| c as f64)
+        .collect(),
+      fallback_bytes: mem.bytes as f64,
+      fallback_entries: mem.entries as f64,
+      fallback_max_bytes: mem.max_bytes as f64,
+    }
+  }
+
   /// Live round trip to Redis within the command timeout: latency in ms, or an
   /// Error with the (password-free) cause. `memory://` answers 0.
   #[napi(ts_return_type = "Promise<number | Error>")]
   pub async fn ping(&self) -> Result<Settled<f64>> {
     settle(self.inner.ping().await.map(|d| d.as_secs_f64() * 1000.0))
   }
+}
+
+/// Upper bounds (µs) of the Prometheus latency buckets: 0.1 ms .. 2.5 s.
+const LATENCY_BOUNDS_US: [u64; 14] = [
+  100, 250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 500_000, 1_000_000, 2_500_000,
+];
+
+/// Counters of one kind.
+#[napi(object)]
+pub struct KindMetrics {
+  pub hits: f64,
+  pub misses: f64,
+  pub hit_rate: f64,
+  pub sets: f64,
+  pub deletes: f64,
+}
+
+/// Everything `metrics()` and the Prometheus exposition need, in one crossing.
+#[napi(object)]
+pub struct NativeMetrics {
+  #[napi(ts_type = "'redis' | 'memory'")]
+  pub mode: String,
+  pub hits: f64,
+  pub misses: f64,
+  pub hit_rate: f64,
+  pub session: KindMetrics,
+  pub query: KindMetrics,
+  pub invalidations: f64,
+  pub invalidated_entries: f64,
+  pub errors: f64,
+  pub timeouts: f64,
+  pub fallback_activations: f64,
+  pub memory_mode_ms: f64,
+  pub journal_depth: f64,
+  /// p50, p95, p99, max of Redis round trips (ms)
+  pub latency_ms: Vec<f64>,
+  pub latency_count: f64,
+  pub latency_sum_ms: f64,
+  /// cumulative counts at `latencyBoundsMs()`
+  pub latency_buckets: Vec<f64>,
+  pub fallback_bytes: f64,
+  pub fallback_entries: f64,
+  pub fallback_max_bytes: f64,
+}
+
+/// Upper bounds (ms) of the latency buckets in `NativeCache.metrics().latencyBuckets`.
+#[napi]
+pub fn latency_bounds_ms() -> Vec<f64> {
+  LATENCY_BOUNDS_US.iter().map(|us| *us as f64 / 1000.0).collect()
 }
 
 fn mode_name(mode: Mode) -> &'static str {
@@ -480,10 +525,7 @@ impl From<Event> for CacheEvent {
         kind: Some(kind.into()),
         ..empty("fallback")
       },
-      Event::Recovered {
-        outage_ms,
-        replayed,
-      } => CacheEvent {
+      Event::Recovered { outage_ms, replayed } => CacheEvent {
         outage_ms: Some(outage_ms as f64),
         replayed: Some(replayed as f64),
         ..empty("recovered")
@@ -502,9 +544,7 @@ struct JsEventSink(ThreadsafeFunction<CacheEvent, (), CacheEvent, Status, false,
 impl EventSink for JsEventSink {
   fn emit(&self, event: Event) {
     // NonBlocking: never wait for the JS thread; a closing environment just drops it
-    let _ = self
-      .0
-      .call(event.into(), ThreadsafeFunctionCallMode::NonBlocking);
+    let _ = self.0.call(event.into(), ThreadsafeFunctionCallMode::NonBlocking);
   }
 }
 

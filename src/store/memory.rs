@@ -94,12 +94,7 @@ impl MemoryStore {
       .build()
       .expect("weight capacity and shard count are valid");
     MemoryStore {
-      cache: Cache::with_options(
-        options,
-        ByteWeighter,
-        Default::default(),
-        Default::default(),
-      ),
+      cache: Cache::with_options(options, ByteWeighter, Default::default(), Default::default()),
       max_bytes,
       epoch: Instant::now(),
       last_sweep_ms: AtomicU64::new(0),
@@ -231,11 +226,7 @@ mod tests {
       }
     );
     s.set_now("key", "1".into(), 60_000).unwrap();
-    assert_eq!(
-      s.stats().bytes,
-      3 + 1 + ENTRY_OVERHEAD,
-      "replacing re-weighs"
-    );
+    assert_eq!(s.stats().bytes, 3 + 1 + ENTRY_OVERHEAD, "replacing re-weighs");
     assert!(s.delete_now("key"));
     assert_eq!(s.stats().bytes, 0);
   }
@@ -258,10 +249,7 @@ mod tests {
     let s = MemoryStore::new(MIB, 1024);
     let big: Arc<str> = "x".repeat(2 * MIB as usize).into();
     s.set_now("k", "old".into(), 60_000).unwrap();
-    assert!(matches!(
-      s.set_now("k", big, 60_000),
-      Err(Error::TooLarge(_))
-    ));
+    assert!(matches!(s.set_now("k", big, 60_000), Err(Error::TooLarge(_))));
     assert_eq!(
       s.get_now("k").as_deref(),
       Some("old"),
@@ -316,8 +304,7 @@ mod tests {
         std::thread::spawn(move || {
           barrier.wait();
           for i in 0..1000 {
-            s.set_now(&format!("{t}:{i:04}"), "abcd".into(), 60_000)
-              .unwrap();
+            s.set_now(&format!("{t}:{i:04}"), "abcd".into(), 60_000).unwrap();
           }
         })
       })

@@ -74,19 +74,11 @@ impl RedisStore {
 
   /// True while a connection is open.
   pub fn is_connected(&self) -> bool {
-    self
-      .current
-      .read()
-      .unwrap_or_else(|p| p.into_inner())
-      .is_some()
+    self.current.read().unwrap_or_else(|p| p.into_inner()).is_some()
   }
 
   fn current(&self) -> Option<Arc<Current>> {
-    self
-      .current
-      .read()
-      .unwrap_or_else(|p| p.into_inner())
-      .clone()
+    self.current.read().unwrap_or_else(|p| p.into_inner()).clone()
   }
 
   /// The open connection, or the one being opened. Every caller waiting for a
@@ -148,11 +140,10 @@ impl RedisStore {
     let current = self.connection().await?;
     let mut conn = current.conn.clone();
     let ms = self.timeouts.command.as_millis() as u64;
-    let result =
-      match tokio::time::timeout(self.timeouts.command, cmd.query_async::<T>(&mut conn)).await {
-        Ok(r) => r.map_err(Error::from),
-        Err(_) => Err(Error::timeout("command", ms)),
-      };
+    let result = match tokio::time::timeout(self.timeouts.command, cmd.query_async::<T>(&mut conn)).await {
+      Ok(r) => r.map_err(Error::from),
+      Err(_) => Err(Error::timeout("command", ms)),
+    };
     if let Err(e) = &result {
       if e.is_outage() {
         self.forget(current.generation);
@@ -192,24 +183,15 @@ impl Store for RedisStore {
     let cmd = redis::cmd("GET").arg(key).to_owned();
     async move {
       let bytes: Option<Vec<u8>> = self.query(&cmd).await?;
-      bytes
-        .map(String::from_utf8)
-        .transpose()
-        .map_err(|_| Error::Redis {
-          kind: RedisFailure::Reply,
-          message: "the value stored at this key is not UTF-8 text (written by another client?)"
-            .into(),
-        })
+      bytes.map(String::from_utf8).transpose().map_err(|_| Error::Redis {
+        kind: RedisFailure::Reply,
+        message: "the value stored at this key is not UTF-8 text (written by another client?)".into(),
+      })
     }
   }
 
   fn set(&self, key: &str, value: &str, ttl_ms: u64) -> impl Future<Output = Result<()>> + Send {
-    let cmd = redis::cmd("SET")
-      .arg(key)
-      .arg(value)
-      .arg("PX")
-      .arg(ttl_ms)
-      .to_owned();
+    let cmd = redis::cmd("SET").arg(key).arg(value).arg("PX").arg(ttl_ms).to_owned();
     async move { self.query::<()>(&cmd).await }
   }
 
