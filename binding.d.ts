@@ -61,6 +61,11 @@ export declare class NativeCache {
   /** Counters, latency percentiles, fallback store size and failover state; no I/O. */
   metrics(): NativeMetrics
   /**
+   * The live part of `health()`: PING (and Redis memory when it answers) plus
+   * mode age and recent PING percentiles. Never fails while open.
+   */
+  healthCheck(): Promise<NativeHealth>
+  /**
    * Live round trip to Redis within the command timeout: latency in ms, or an
    * Error with the (password-free) cause. `memory://` answers 0.
    */
@@ -134,6 +139,8 @@ export interface FailoverStatus {
   replayed: number
   /** The last Redis failure (password-free), or null. */
   lastError?: string
+  /** How long the current mode has held (ms). */
+  modeAgeMs: number
 }
 
 /** The in-process store. */
@@ -172,6 +179,20 @@ export interface MemoryStats {
   bytes: number
   /** The byte budget. */
   maxBytes: number
+}
+
+/** The live part of `health()`. */
+export interface NativeHealth {
+  /** The PING answered. */
+  connected: boolean
+  /** Its round trip (ms). */
+  latencyMs?: number
+  /** Why it failed (password-free). */
+  error?: string
+  /** Redis `used_memory` (bytes) when it answered. */
+  usedMemory?: number
+  /** p50, p95, p99 (ms) of recent PINGs, or null before the first. */
+  pingMs?: Array<number>
 }
 
 /** Everything `metrics()` and the Prometheus exposition need, in one crossing. */

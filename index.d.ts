@@ -89,6 +89,8 @@ export interface CacheHealth {
   status: 'healthy' | 'degraded' | 'unhealthy'
   /** Which store serves calls now. */
   mode: 'redis' | 'memory'
+  /** Since when the current mode holds (ISO 8601). */
+  modeSince: string
   redis: {
     /** The PING of this check answered. */
     connected: boolean
@@ -98,6 +100,10 @@ export interface CacheHealth {
     url: string | null
     /** The last Redis failure (password-free), or null. */
     lastError: string | null
+    /** Redis `used_memory` (INFO memory) in bytes, when connected. */
+    usedMemoryBytes: number | null
+    /** Round-trip percentiles (ms) of the last 128 PINGs (health checks and recovery probes). */
+    pingMs: { p50: number; p95: number; p99: number } | null
   }
   /** The in-process store. */
   fallback: { entries: number; bytes: number; maxBytes: number }
@@ -211,3 +217,8 @@ export declare function createCacheManager(options?: CacheOptions): CacheManager
 
 /** The default instance, configured from `REDIS_URL` (else `redis://127.0.0.1:6379`) on first use. */
 export declare const cacheManager: CacheManager
+
+export { cacheHealthHandler, cacheMetricsHandler } from './express'
+export type { CacheRequestHandler, CacheHealthHandlerOptions, CacheMetricsHandlerOptions } from './express'
+export { toPrometheusText, registerPrometheus, PROMETHEUS_CONTENT_TYPE } from './prometheus'
+export type { PrometheusLabels, PrometheusOptions, PrometheusRegistry, PrometheusRegistration } from './prometheus'

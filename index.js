@@ -338,32 +338,37 @@ class CacheManager extends Scope {
     const memoryOnly = this._sync
     const stats = native.memoryStats()
     const fallback = { entries: stats.entries, bytes: stats.bytes, maxBytes: stats.maxBytes }
-    if (native.closed) return { ...unhealthy(native.mode, 'closed', 0, native.url), fallback }
-    let connected = false
-    let latencyMs = null
-    let pingError = null
-    if (!memoryOnly) {
+    const closed = native.closed
+    let check = null
+    let checkError = null
+    if (!memoryOnly && !closed) {
       try {
-        const r = await native.ping()
-        if (typeof r === 'number') {
-          connected = true
-          latencyMs = Math.round(r * 1000) / 1000
-        } else {
-          pingError = String(r && r.message)
-        }
+        check = await native.healthCheck()
       } catch (err) {
-        pingError = String(err && err.message)
+        checkError = String(err && err.message)
       }
     }
+    const connected = check !== null && check.connected
     const st = native.failoverStatus()
     let status
-    if (memoryOnly || (st.mode === 'redis' && connected)) status = 'healthy'
+    if (closed) status = 'unhealthy'
+    else if (memoryOnly || (st.mode === 'redis' && connected)) status = 'healthy'
     else if (native.fallbackEnabled) status = 'degraded'
     else status = 'unhealthy'
+    const round = (ms) => Math.round(ms * 1000) / 1000
+    const pings = check && check.pingMs ? check.pingMs.map(round) : null
     return {
       status,
       mode: st.mode,
-      redis: { connected, latencyMs, url: native.url, lastError: memoryOnly ? null : (pingError ?? st.lastError ?? null) },
+      modeSince: new Date(Date.now() - st.modeAgeMs).toISOString(),
+      redis: {
+        connected,
+        latencyMs: connected && check.latencyMs != null ? round(check.latencyMs) : null,
+        url: native.url,
+        lastError: closed ? 'closed' : memoryOnly ? null : ((check && check.error) ?? checkError ?? st.lastError ?? null),
+        usedMemoryBytes: check && check.usedMemory != null ? check.usedMemory : null,
+        pingMs: pings ? { p50: pings[0], p95: pings[1], p99: pings[2] } : null,
+      },
       fallback,
       failover: {
         breaker: st.breaker,
@@ -434,11 +439,13 @@ class CacheManager extends Scope {
   }
 }
 
+// health() of a manager whose native half could not be created (invalid REDIS_URL, say)
 function unhealthy(mode, lastError, maxBytes, url = null) {
   return {
     status: 'unhealthy',
     mode,
-    redis: { connected: false, latencyMs: null, url, lastError },
+    modeSince: new Date().toISOString(),
+    redis: { connected: false, latencyMs: null, url, lastError, usedMemoryBytes: null, pingMs: null },
     fallback: { entries: 0, bytes: 0, maxBytes },
   }
 }
@@ -452,3 +459,8 @@ function createCacheManager(options) {
 const cacheManager = new CacheManager(() => ({ url: process.env.REDIS_URL || DEFAULT_URL }))
 
 module.exports = { cacheManager, createCacheManager, CacheManager, TenantCache, codes }
+
+// System endpoints and Prometheus exposition (express.js, prometheus.js).
+const { cacheHealthHandler, cacheMetricsHandler } = require('./express.js')
+const { toPrometheusText, registerPrometheus, PROMETHEUS_CONTENT_TYPE } = require('./prometheus.js')
+Object.assign(module.exports, { cacheHealthHandler, cacheMetricsHandler, toPrometheusText, registerPrometheus, PROMETHEUS_CONTENT_TYPE })

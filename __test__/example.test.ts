@@ -67,6 +67,56 @@ async function login(app: App, user: string, tenant: string): Promise<{ agent: A
 
 const items = (orders: Order[]) => orders.map((o) => o.item)
 
+// Plain JS without type declarations: a real Prometheus text-format parser.
+// eslint-disable-next-line @typescript-eslint/no-var-requires
+const parsePrometheusTextFormat: (text: string) => { name: string; type: string; metrics: { value?: string; labels?: Record<string, string> }[] }[] =
+  require('parse-prometheus-text-format')
+
+/** The value of `name{labels}` in a Prometheus text exposition (exactly one sample must match). */
+function promSample(text: string, name: string, labels: Record<string, string> = {}): number {
+  const family = parsePrometheusTextFormat(text).find((f) => f.name === name)
+  if (!family) throw new Error(`no family ${name} in:\n${text}`)
+  const want = JSON.stringify(Object.entries(labels).sort())
+  const found = family.metrics.filter((s) => JSON.stringify(Object.entries(s.labels ?? {}).sort()) === want)
+  expect(found).toHaveLength(1)
+  return Number(found[0].value)
+}
+
+const HEALTH = '/api/system/cache-health'
+const METRICS = '/api/system/cache-metrics'
+const PROMETHEUS_TYPE = 'text/plain; version=0.0.4; charset=utf-8'
+
+/**
+ * The system endpoints after a known sequence of requests: login (1 session set),
+ * /me (1 session hit), /api/orders twice (2 session hits; 1 query miss + 1 set, then 1 hit).
+ */
+async function checkSystemEndpoints(app: App, expected: { status: 'healthy' | 'degraded'; mode: 'redis' | 'memory' }): Promise<void> {
+  const before = (await request(app).get(METRICS).expect(200)).body
+  const { agent } = await login(app, 'wile', 'acme')
+  await agent.get('/me').expect(200)
+  expect((await agent.get('/api/orders').expect(200)).body.source).toBe('db')
+  expect((await agent.get('/api/orders').expect(200)).body.source).toBe('cache')
+
+  const health = await request(app).get(HEALTH).expect(200)
+  expect(health.headers['content-type']).toBe('application/json; charset=utf-8')
+  expect(health.headers['cache-control']).toBe('no-store')
+  expect(health.body).toMatchObject({ status: expected.status, mode: expected.mode })
+  expect(health.body.fallback).toEqual({ entries: expect.any(Number), bytes: expect.any(Number), maxBytes: expect.any(Number) })
+
+  const json = await request(app).get(METRICS).set('Accept', 'application/json').expect(200)
+  expect(json.headers['content-type']).toBe('application/json; charset=utf-8')
+  const delta = (type: 'session' | 'query', field: string) => json.body.byType[type][field] - before.byType[type][field]
+  expect({ sets: delta('session', 'sets'), hits: delta('session', 'hits'), misses: delta('session', 'misses') }).toEqual({ sets: 1, hits: 3, misses: 0 })
+  expect({ sets: delta('query', 'sets'), hits: delta('query', 'hits'), misses: delta('query', 'misses') }).toEqual({ sets: 1, hits: 1, misses: 1 })
+  expect(json.body.mode).toBe(expected.mode)
+
+  const text = await request(app).get(METRICS).set('Accept', 'text/plain').expect(200)
+  expect(text.headers['content-type']).toBe(PROMETHEUS_TYPE)
+  expect(promSample(text.text, 'ferrocache_cache_hits_total', { type: 'session' })).toBe(json.body.byType.session.hits)
+  expect(promSample(text.text, 'ferrocache_cache_misses_total', { type: 'query' })).toBe(json.body.byType.query.misses)
+  expect(promSample(text.text, 'ferrocache_mode', { mode: expected.mode })).toBe(1)
+}
+
 type Stage = 'loggedIn' | 'ordersCached' | 'ordersInvalidated' | 'loggedOut'
 type Inspect = (stage: Stage, ctx: { sessionId: string; session?: unknown; orders?: Order[] }) => Promise<void>
 
@@ -220,6 +270,20 @@ describe('example app, memory://', () => {
     expect(logger.error).toHaveBeenCalledTimes(3)
   })
 
+  test('GET /api/system/cache-health and /api/system/cache-metrics', async () => {
+    const m = manager({ url: 'memory://' })
+    await checkSystemEndpoints(createApp(m, { logger: quietLogger() }), { status: 'healthy', mode: 'memory' })
+  })
+
+  test('cache-health is 503 once the manager is closed', async () => {
+    const m = createCacheManager({ url: 'memory://' })
+    const app = createApp(m, { logger: quietLogger() })
+    await request(app).get(HEALTH).expect(200)
+    await m.close()
+    const res = await request(app).get(HEALTH).expect(503)
+    expect(res.body.status).toBe('unhealthy')
+  })
+
   test('a write racing a cache miss never leaves the stale list in the cache', async () => {
     // listOrders returns its (pre-write) rows only after a whole POST went through.
     let racingWrite: (() => Promise<void>) | null = null
@@ -304,6 +368,14 @@ describe('example app, private redis-server', () => {
     })
   })
 
+  test('system endpoints: healthy, in Redis mode', async () => {
+    const m = manager({ url: redis.url, keyPrefix: 'fc-example-sys:', commandTimeoutMs: 1000 })
+    const app = createApp(m, { logger: quietLogger() })
+    await checkSystemEndpoints(app, { status: 'healthy', mode: 'redis' })
+    const health = await request(app).get(HEALTH).expect(200)
+    expect(health.body.redis).toMatchObject({ connected: true, url: redis.url, lastError: null })
+  })
+
   test('two app instances over one Redis share sessions and cached queries', async () => {
     const app1 = createApp(manager({ url: redis.url, keyPrefix, commandTimeoutMs: 1000 }), { logger: quietLogger() })
     const db2 = new FakeDatabase({ delayMs: 1 })
@@ -329,6 +401,18 @@ describe('example app, Redis unreachable', () => {
     const m = manager({ url: deadUrl, keyPrefix: 'fc-example-dead:', commandTimeoutMs: 200, connectTimeoutMs: 200 })
     const app = createApp(m, { logger: quietLogger() })
     await runFlow(app)
+  })
+
+  test('system endpoints: 200 degraded, served from memory', async () => {
+    const deadUrl = `redis://127.0.0.1:${await freePort()}`
+    const m = manager({ url: deadUrl, keyPrefix: 'fc-example-dead:', commandTimeoutMs: 200, connectTimeoutMs: 200 })
+    const app = createApp(m, { logger: quietLogger() })
+    // a few failed calls open the circuit: memory mode
+    for (let i = 0; i < 20 && m.metrics().mode !== 'memory'; i++) await m.getSession(`warmup-${i}`)
+    expect(m.metrics().mode).toBe('memory')
+    await checkSystemEndpoints(app, { status: 'degraded', mode: 'memory' })
+    const health = await request(app).get(HEALTH).expect(200)
+    expect(health.body.redis).toMatchObject({ connected: false, latencyMs: null, url: deadUrl })
   })
 })
 
@@ -384,6 +468,11 @@ describe('example/server.js', () => {
     expect(items(first.body.orders)).toEqual(['anvil', 'rocket skates'])
     expect((await agent.get('/api/orders').expect(200)).body.source).toBe('cache')
     expect((await agent.get('/me').expect(200)).body.session).toMatchObject({ user: 'wile', tenant: 'acme' })
+    const health = await request(baseUrl).get('/api/system/cache-health').expect(200)
+    expect(health.body).toMatchObject({ status: 'degraded', redis: { connected: false, url: deadUrl } })
+    const metrics = await request(baseUrl).get('/api/system/cache-metrics').set('Accept', 'text/plain').expect(200)
+    expect(metrics.headers['content-type']).toBe('text/plain; version=0.0.4; charset=utf-8')
+    expect(promSample(metrics.text, 'ferrocache_cache_hits_total', { type: 'query' })).toBe(1)
 
     proc.kill('SIGTERM')
     expect(await exited).toEqual({ code: 0, signal: null })

@@ -7,6 +7,9 @@
 //   POST /logout                  -> deletes the session, clears the cookie
 //   GET  /api/orders              -> the tenant's orders, from the cache or the "database"
 //   POST /api/orders {item}       -> writes an order, invalidates the tenant's cached queries
+//   GET  /api/system/cache-health -> manager.health() (200 healthy/degraded, 503 unhealthy)
+//   GET  /api/system/cache-metrics -> manager.metrics() as JSON, or Prometheus text
+//                                    (`Accept: text/plain`)
 //
 // `createApp(manager)` takes any ferrocache CacheManager (Redis, memory://, or a
 // Redis that is down: the manager then serves from its in-process store by itself,
@@ -15,6 +18,8 @@
 const crypto = require('node:crypto')
 const { setTimeout: sleep } = require('node:timers/promises')
 const express = require('express')
+// In an app: require('ferrocache')
+const { cacheHealthHandler, cacheMetricsHandler } = require('..')
 
 const SESSION_COOKIE = 'sid'
 const SESSION_TTL_SECONDS = 3600
@@ -168,6 +173,8 @@ function createApp(manager, options = {}) {
         'POST /logout',
         'GET /api/orders',
         'POST /api/orders {"item":"anvil"}',
+        'GET /api/system/cache-health',
+        'GET /api/system/cache-metrics (Accept: text/plain for Prometheus)',
       ],
     })
   })
@@ -229,6 +236,11 @@ function createApp(manager, options = {}) {
     const invalidated = await manager.tenant(tenantId).invalidateCache(ORDERS_PREFIX)
     res.status(201).json({ order, invalidated })
   })
+
+  // System endpoints: no session needed (put them behind your own auth or network
+  // policy if the numbers are sensitive). Both are ready-made by ferrocache.
+  app.get('/api/system/cache-health', cacheHealthHandler(manager))
+  app.get('/api/system/cache-metrics', cacheMetricsHandler(manager))
 
   app.use((req, res) => {
     res.status(404).json({ error: `no route for ${req.method} ${req.path}`, code: 'ERR_NOT_FOUND' })

@@ -64,6 +64,50 @@ pub struct FailoverStatus {
   pub last_error: Option<String>,
 }
 
+/// How many recent PING round trips `health()` summarises.
+pub const PING_WINDOW: usize = 128;
+
+/// Result of [`Cache::health_check`].
+#[derive(Debug)]
+pub struct HealthCheck {
+  /// The PING's round trip, or why it failed.
+  pub ping: Result<Duration>,
+  /// Redis `used_memory` in bytes, when the PING answered.
+  pub used_memory: Option<u64>,
+}
+
+/// A fixed window of recent PING round trips.
+#[derive(Default)]
+pub(crate) struct PingWindow {
+  samples: Mutex<std::collections::VecDeque<Duration>>,
+}
+
+impl PingWindow {
+  pub(crate) fn record(&self, rtt: Duration) {
+    let mut s = self.samples.lock().unwrap_or_else(|p| p.into_inner());
+    if s.len() == PING_WINDOW {
+      s.pop_front();
+    }
+    s.push_back(rtt);
+  }
+
+  fn percentiles(&self) -> Option<[f64; 3]> {
+    let mut v: Vec<Duration> = self
+      .samples
+      .lock()
+      .unwrap_or_else(|p| p.into_inner())
+      .iter()
+      .copied()
+      .collect();
+    if v.is_empty() {
+      return None;
+    }
+    v.sort();
+    let at = |q: f64| v[((q * v.len() as f64).ceil() as usize).clamp(1, v.len()) - 1].as_secs_f64() * 1000.0;
+    Some([at(0.50), at(0.95), at(0.99)])
+  }
+}
+
 /// The cache: one per `CacheManager`.
 pub struct Cache {
   pub(crate) config: Config,
@@ -81,6 +125,7 @@ pub struct Cache {
   pub(crate) mode_since_ms: AtomicU64,
   pub(crate) last_error: Mutex<Option<String>>,
   pub(crate) metrics: Metrics,
+  pub(crate) pings: PingWindow,
   closed: AtomicBool,
 }
 
@@ -111,6 +156,7 @@ impl Cache {
       mode_since_ms: AtomicU64::new(0),
       last_error: Mutex::new(None),
       metrics: Metrics::default(),
+      pings: PingWindow::default(),
       config,
       memory,
       redis,
@@ -174,12 +220,42 @@ impl Cache {
 
   /// A live round trip to Redis within the command timeout (no retries,
   /// regardless of the breaker, honouring a simulated outage); zero for `memory://`.
+  /// Successful round trips feed [`Cache::ping_percentiles`].
   pub async fn ping(&self) -> Result<Duration> {
     self.check_open()?;
     match &self.redis {
       None => Ok(Duration::ZERO),
-      Some(redis) => self.simulated_failure_or_timeout(redis.ping()).await,
+      Some(redis) => {
+        let rtt = self.simulated_failure_or_timeout(redis.ping()).await?;
+        self.pings.record(rtt);
+        Ok(rtt)
+      }
     }
+  }
+
+  /// The live check of `health()`: a PING and Redis's `used_memory`, within one command timeout.
+  pub async fn health_check(&self) -> HealthCheck {
+    // concurrently, so the whole check takes at most one command timeout
+    let memory = async {
+      match &self.redis {
+        Some(redis) => self.simulated_failure_or_timeout(redis.used_memory()).await.ok(),
+        None => None,
+      }
+    };
+    let (ping, used_memory) = tokio::join!(self.ping(), memory);
+    let used_memory = if ping.is_ok() { used_memory } else { None };
+    HealthCheck { ping, used_memory }
+  }
+
+  /// p50, p95, p99 (ms) of the last [`PING_WINDOW`] PINGs (health checks and
+  /// recovery probes); `None` before the first.
+  pub fn ping_percentiles(&self) -> Option<[f64; 3]> {
+    self.pings.percentiles()
+  }
+
+  /// Milliseconds since the current mode began.
+  pub fn mode_age_ms(&self) -> u64 {
+    self.now_ms().saturating_sub(self.mode_since_ms.load(Ordering::Relaxed))
   }
 
   /// Installs the receiver of [`crate::events::Event`]s.
@@ -379,6 +455,7 @@ impl Cache {
     let full = self.full_key(scope, kind, key)?;
     let ttl = self.ttl(kind, ttl_secs)?;
     self.check_value(json)?;
+    let mut uncertain = false;
     if let Some(redis) = &self.redis {
       if self.routes_to_redis(&full) {
         match self.redis_call(|| redis.set(&full, json, ttl)).await {
@@ -386,7 +463,10 @@ impl Cache {
             self.memory.delete_now(&full);
             return Ok(());
           }
-          Err(e) => self.on_redis_failure(e)?,
+          Err(e) => {
+            uncertain = e.may_have_been_applied();
+            self.on_redis_failure(e)?
+          }
         }
       } else {
         self.refuse_without_fallback()?;
@@ -396,9 +476,8 @@ impl Cache {
     let value: Arc<str> = json.into();
     self.memory.set_until(&full, value.clone(), expires_at)?;
     if self.redis.is_some() {
-      self
-        .journal
-        .record_set(&full, value, expires_at, &self.layout.namespace(scope, kind));
+      let namespace = self.layout.namespace(scope, kind);
+      self.journal.record_set(&full, value, expires_at, &namespace, uncertain);
       self.ensure_recovery();
     }
     Ok(())
@@ -406,6 +485,7 @@ impl Cache {
 
   async fn delete_uncounted(&self, scope: Scope<'_>, kind: Kind, key: &str) -> Result<bool> {
     let full = self.full_key(scope, kind, key)?;
+    let mut uncertain = false;
     if let Some(redis) = &self.redis {
       if self.routes_to_redis(&full) {
         match self.redis_call(|| redis.delete(&full)).await {
@@ -413,7 +493,10 @@ impl Cache {
             self.memory.delete_now(&full);
             return Ok(existed);
           }
-          Err(e) => self.on_redis_failure(e)?,
+          Err(e) => {
+            uncertain = e.may_have_been_applied();
+            self.on_redis_failure(e)?
+          }
         }
       } else {
         self.refuse_without_fallback()?;
@@ -422,7 +505,9 @@ impl Cache {
     let existed = self.read_outage(&full).is_some();
     self.memory.delete_now(&full);
     if self.redis.is_some() {
-      self.journal.record_delete(&full, &self.layout.namespace(scope, kind));
+      self
+        .journal
+        .record_delete(&full, &self.layout.namespace(scope, kind), uncertain);
       self.ensure_recovery();
     }
     Ok(existed)

@@ -32,7 +32,9 @@ pub mod codes {
 pub enum RedisFailure {
   /// No answer within the deadline (hung or overloaded server).
   Timeout,
-  /// Connection refused, reset or dropped; I/O error.
+  /// The connection was refused: the command was certainly not sent.
+  Refused,
+  /// Connection reset or dropped, I/O or protocol error: the command may or may not have run.
   Connection,
   /// Wrong password, unknown ACL user, unknown host, TLS: retrying will not help.
   Misconfiguration,
@@ -82,7 +84,19 @@ impl Error {
     matches!(
       self,
       Error::Redis {
-        kind: RedisFailure::Timeout | RedisFailure::Connection | RedisFailure::Misconfiguration,
+        kind: RedisFailure::Timeout | RedisFailure::Refused | RedisFailure::Connection | RedisFailure::Misconfiguration,
+        ..
+      }
+    )
+  }
+
+  /// True for an outage after which the command may still have run (or may run
+  /// late, e.g. on a server that hung with the command in its socket buffer).
+  pub fn may_have_been_applied(&self) -> bool {
+    matches!(
+      self,
+      Error::Redis {
+        kind: RedisFailure::Timeout | RedisFailure::Connection,
         ..
       }
     )
@@ -153,6 +167,8 @@ fn classify(e: &redis::RedisError) -> RedisFailure {
     .any(|m| text.contains(m))
   {
     RedisFailure::Misconfiguration
+  } else if e.is_connection_refusal() {
+    RedisFailure::Refused
   } else if e.is_io_error()
     || e.is_connection_refusal()
     || e.is_connection_dropped()
@@ -185,7 +201,13 @@ mod tests {
     use redis::{ErrorKind as K, RedisError, ServerErrorKind as S};
     let of = |kind, desc: &'static str| Error::from(RedisError::from((kind, desc)));
     let refused = RedisError::from(std::io::Error::from(std::io::ErrorKind::ConnectionRefused));
-    assert!(Error::from(refused).is_outage());
+    let refused = Error::from(refused);
+    assert!(refused.is_outage());
+    assert!(
+      !refused.may_have_been_applied(),
+      "a refused connection never ran the command"
+    );
+    assert!(Error::timeout("SET", 1).may_have_been_applied());
     assert!(of(K::AuthenticationFailed, "bad password").is_misconfiguration());
     assert!(of(K::Server(S::ResponseError), "WRONGPASS invalid username-password pair").is_misconfiguration());
     assert!(of(K::Server(S::BusyLoading), "LOADING").is_outage());

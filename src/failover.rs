@@ -142,7 +142,7 @@ impl Cache {
     match self.simulation() {
       Simulation::None => Ok(()),
       Simulation::Refuse => Err(Error::Redis {
-        kind: RedisFailure::Connection,
+        kind: RedisFailure::Refused,
         message: "simulated outage: connection refused".into(),
       }),
       Simulation::Hang => std::future::pending().await,
@@ -278,7 +278,9 @@ impl Cache {
 
   async fn probe(&self) -> Result<()> {
     let redis = self.redis.as_ref().ok_or(Error::Closed)?;
-    self.simulated_failure_or_timeout(redis.ping()).await.map(|_| ())
+    let rtt = self.simulated_failure_or_timeout(redis.ping()).await?;
+    self.pings.record(rtt);
+    Ok(())
   }
 
   /// Like [`Cache::redis_call`] without retries: one attempt within the budget.
@@ -314,8 +316,9 @@ impl Cache {
       self.simulated_failure_or_timeout(async { Ok(()) }).await?;
       redis.invalidate_prefix(prefix).await?;
     }
-    let now = Instant::now();
     for chunk in batch.keys.chunks(REPLAY_CONCURRENCY) {
+      // the remaining TTL is computed per chunk, right before it is sent
+      let now = Instant::now();
       let pending: Vec<_> = chunk
         .iter()
         .map(|(key, op)| self.apply_one(redis, key, op, now))
@@ -328,9 +331,17 @@ impl Cache {
   async fn apply_one(&self, redis: &RedisStore, key: &str, op: &KeyOp, now: Instant) -> Result<()> {
     let write = async {
       match op {
-        KeyOp::Set { value, expires_at } if *expires_at > now => {
+        KeyOp::Set {
+          value,
+          expires_at,
+          force,
+        } if *expires_at > now => {
           let ms = (*expires_at - now).as_millis().max(1) as u64;
-          redis.set_if_later(key, value, ms).await.map(|_| ())
+          if *force {
+            redis.set(key, value, ms).await
+          } else {
+            redis.set_if_later(key, value, ms).await.map(|_| ())
+          }
         }
         _ => redis.delete(key).await.map(|_| ()),
       }

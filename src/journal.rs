@@ -27,8 +27,13 @@ pub const DEFAULT_MAX_ENTRIES: usize = 100_000;
 /// A journaled key operation.
 #[derive(Debug, Clone, PartialEq)]
 pub enum KeyOp {
-  /// The key was written: value and expiry.
-  Set { value: Arc<str>, expires_at: Instant },
+  /// The key was written: value and expiry. `force`: replay overwrites whatever
+  /// Redis holds (a write of this key with an unknown outcome may land late).
+  Set {
+    value: Arc<str>,
+    expires_at: Instant,
+    force: bool,
+  },
   /// The key was deleted.
   Delete,
 }
@@ -71,8 +76,9 @@ impl Batch {
 
 #[derive(Default)]
 struct Inner {
-  /// key -> (latest op, its namespace, sequence number)
-  keys: HashMap<String, (KeyOp, Arc<str>, u64)>,
+  /// key -> (latest op, its namespace, sequence number, uncertain: a Redis write of
+  /// this key with an unknown outcome happened during the outage)
+  keys: HashMap<String, (KeyOp, Arc<str>, u64, bool)>,
   prefixes: BTreeMap<String, u64>,
   wipes: BTreeMap<String, u64>,
   seq: u64,
@@ -91,7 +97,7 @@ impl Inner {
   /// The namespace with the most journaled keys.
   fn largest_namespace(&self) -> Option<(Arc<str>, usize)> {
     let mut counts: HashMap<&Arc<str>, usize> = HashMap::new();
-    for (_, ns, _) in self.keys.values() {
+    for (_, ns, _, _) in self.keys.values() {
       *counts.entry(ns).or_default() += 1;
     }
     counts
@@ -189,8 +195,10 @@ impl Journal {
     r
   }
 
-  fn record_key(&self, key: &str, op: KeyOp, namespace: &str) {
+  fn record_key(&self, key: &str, op: KeyOp, namespace: &str, uncertain: bool) {
     self.with(|inner| {
+      // uncertainty sticks to the key until replay: the late write may land any time
+      let uncertain = uncertain || inner.keys.get(key).is_some_and(|e| e.3);
       if !inner.keys.contains_key(key) {
         self.make_room(inner);
       }
@@ -199,18 +207,26 @@ impl Journal {
         return;
       }
       let seq = inner.next_seq();
-      inner.keys.insert(key.to_string(), (op, namespace.into(), seq));
+      inner
+        .keys
+        .insert(key.to_string(), (op, namespace.into(), seq, uncertain));
     })
   }
 
-  /// Records a write of `key` (in `namespace`) served from memory.
-  pub fn record_set(&self, key: &str, value: Arc<str>, expires_at: Instant, namespace: &str) {
-    self.record_key(key, KeyOp::Set { value, expires_at }, namespace);
+  /// Records a write of `key` (in `namespace`) served from memory. `uncertain`:
+  /// a Redis write of it just failed with an unknown outcome.
+  pub fn record_set(&self, key: &str, value: Arc<str>, expires_at: Instant, namespace: &str, uncertain: bool) {
+    let op = KeyOp::Set {
+      value,
+      expires_at,
+      force: false,
+    };
+    self.record_key(key, op, namespace, uncertain);
   }
 
   /// Records a delete of `key` (in `namespace`) served from memory.
-  pub fn record_delete(&self, key: &str, namespace: &str) {
-    self.record_key(key, KeyOp::Delete, namespace);
+  pub fn record_delete(&self, key: &str, namespace: &str, uncertain: bool) {
+    self.record_key(key, KeyOp::Delete, namespace, uncertain);
   }
 
   /// Records an invalidation of every key starting with `prefix`.
@@ -229,8 +245,8 @@ impl Journal {
     if self.is_empty() {
       return Lookup::Unknown;
     }
-    self.with(|inner| match inner.keys.get(key).map(|(op, _, _)| op) {
-      Some(KeyOp::Set { value, expires_at }) if *expires_at > now => Lookup::Value(value.clone()),
+    self.with(|inner| match inner.keys.get(key).map(|e| &e.0) {
+      Some(KeyOp::Set { value, expires_at, .. }) if *expires_at > now => Lookup::Value(value.clone()),
       Some(_) => Lookup::Gone,
       None if inner.covered(key) => Lookup::Gone,
       None => Lookup::Unknown,
@@ -245,10 +261,15 @@ impl Journal {
       seqs.extend(inner.wipes.values().copied());
       seqs.extend(inner.prefixes.values().copied());
       let mut keys = Vec::with_capacity(inner.keys.len());
-      for (k, (op, _, seq)) in &inner.keys {
+      for (k, (op, _, seq, uncertain)) in &inner.keys {
         let op = match op {
           KeyOp::Set { expires_at, .. } if *expires_at <= now => KeyOp::Delete,
-          op => op.clone(),
+          KeyOp::Set { value, expires_at, .. } => KeyOp::Set {
+            value: value.clone(),
+            expires_at: *expires_at,
+            force: *uncertain,
+          },
+          KeyOp::Delete => KeyOp::Delete,
         };
         keys.push((k.clone(), op));
         seqs.push(*seq);
@@ -263,7 +284,8 @@ impl Journal {
   }
 
   /// Removes what `batch` replayed, except entries recorded again since the
-  /// snapshot (those are newer and wait for the next replay).
+  /// snapshot: those are newer, wait for the next replay, and will overwrite
+  /// unconditionally (what Redis holds for them is the older value just replayed).
   pub fn commit(&self, batch: &Batch) {
     self.with(|inner| {
       let mut seqs = batch.seqs.iter();
@@ -281,8 +303,14 @@ impl Journal {
       }
       for (k, _) in &batch.keys {
         let seq = seqs.next().copied();
-        if inner.keys.get(k).map(|(_, _, s)| *s) == seq {
-          inner.keys.remove(k);
+        match inner.keys.get_mut(k) {
+          Some(entry) if Some(entry.2) == seq => {
+            inner.keys.remove(k);
+          }
+          // re-recorded while the replay ran: Redis now holds *our* older value,
+          // so the newer entry must overwrite it whatever its expiry
+          Some(entry) => entry.3 = true,
+          None => {}
         }
       }
     })
@@ -306,7 +334,7 @@ mod tests {
   }
 
   fn set(j: &Journal, k: &str, v: &str) {
-    j.record_set(k, v.into(), later(), "ns:");
+    j.record_set(k, v.into(), later(), "ns:", false);
   }
 
   #[test]
@@ -316,7 +344,7 @@ mod tests {
     set(&j, "ns:a", "2");
     assert_eq!(j.depth(), 1);
     assert_eq!(j.lookup("ns:a", Instant::now()), Lookup::Value("2".into()));
-    j.record_delete("ns:a", "ns:");
+    j.record_delete("ns:a", "ns:", false);
     assert_eq!(j.depth(), 1);
     assert_eq!(j.lookup("ns:a", Instant::now()), Lookup::Gone);
     assert_eq!(j.lookup("ns:b", Instant::now()), Lookup::Unknown);
@@ -361,7 +389,7 @@ mod tests {
   #[test]
   fn expired_writes_replay_as_deletes() {
     let j = Journal::new(100, "ns:");
-    j.record_set("ns:s", "1".into(), Instant::now(), "ns:");
+    j.record_set("ns:s", "1".into(), Instant::now(), "ns:", false);
     std::thread::sleep(Duration::from_millis(2));
     assert_eq!(j.lookup("ns:s", Instant::now()), Lookup::Gone);
     assert_eq!(j.take(Instant::now()).keys, vec![("ns:s".to_string(), KeyOp::Delete)]);
@@ -371,10 +399,10 @@ mod tests {
   fn overflow_wipes_the_largest_namespace_and_stays_bounded() {
     let j = Journal::new(10, "fc:");
     for i in 0..9 {
-      j.record_set(&format!("fc:q:{i}"), "1".into(), later(), "fc:q:");
+      j.record_set(&format!("fc:q:{i}"), "1".into(), later(), "fc:q:", false);
     }
-    j.record_set("fc:s:keep", "1".into(), later(), "fc:s:");
-    j.record_set("fc:s:keep2", "1".into(), later(), "fc:s:");
+    j.record_set("fc:s:keep", "1".into(), later(), "fc:s:", false);
+    j.record_set("fc:s:keep2", "1".into(), later(), "fc:s:", false);
     assert!(j.depth() <= 10, "depth {}", j.depth());
     let b = j.take(Instant::now());
     assert_eq!(
@@ -397,7 +425,7 @@ mod tests {
     let j = Journal::new(8, "fc:");
     for t in 0..50 {
       let ns = format!("fc:t:{t}:s:");
-      j.record_delete(&format!("{ns}x"), &ns);
+      j.record_delete(&format!("{ns}x"), &ns, false);
       assert!(j.depth() <= 8, "depth {}", j.depth());
     }
     let b = j.take(Instant::now());
@@ -419,5 +447,36 @@ mod tests {
     assert_eq!(j.lookup("ns:a", Instant::now()), Lookup::Value("newer".into()));
     assert_eq!(j.lookup("ns:b", Instant::now()), Lookup::Unknown);
     assert_eq!(j.depth(), 1);
+  }
+
+  #[test]
+  fn an_uncertain_write_forces_the_replay_of_its_key() {
+    let j = Journal::new(100, "ns:");
+    j.record_set("ns:a", "v1".into(), later(), "ns:", true);
+    j.record_delete("ns:a", "ns:", false);
+    j.record_set("ns:a", "v2".into(), later(), "ns:", false);
+    j.record_set("ns:b", "b".into(), later(), "ns:", false);
+    let b = j.take(Instant::now());
+    let force = |key: &str| match b.keys.iter().find(|(k, _)| k == key).map(|(_, op)| op) {
+      Some(KeyOp::Set { force, .. }) => *force,
+      other => panic!("{other:?}"),
+    };
+    assert!(force("ns:a"), "uncertainty sticks to the key across later operations");
+    assert!(!force("ns:b"));
+  }
+
+  #[test]
+  fn an_entry_rewritten_during_replay_overwrites_what_replay_wrote() {
+    let j = Journal::new(100, "ns:");
+    set(&j, "ns:a", "v1");
+    let batch = j.snapshot(Instant::now());
+    set(&j, "ns:a", "v2");
+    j.commit(&batch);
+    match &j.take(Instant::now()).keys[..] {
+      [(k, KeyOp::Set { value, force, .. })] => {
+        assert_eq!((k.as_str(), &**value, *force), ("ns:a", "v2", true));
+      }
+      other => panic!("{other:?}"),
+    }
   }
 }

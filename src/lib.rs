@@ -382,6 +382,7 @@ impl NativeCache {
       memory_mode_ms: s.memory_mode_ms as f64,
       replayed: s.replayed as f64,
       last_error: s.last_error,
+      mode_age_ms: self.inner.mode_age_ms() as f64,
     }
   }
 
@@ -392,6 +393,8 @@ impl NativeCache {
     let f = self.inner.failover_status();
     let mem = self.inner.memory_stats();
     let hist = self.inner.metrics_ref().latency();
+    // buckets and count from one pass, so +Inf always equals the count
+    let (latency_buckets, latency_total) = hist.cumulative(&LATENCY_BOUNDS_US);
     let kind = |k: metrics::KindStats| KindMetrics {
       hits: k.hits as f64,
       misses: k.misses as f64,
@@ -414,17 +417,28 @@ impl NativeCache {
       memory_mode_ms: f.memory_mode_ms as f64,
       journal_depth: f.journal_depth as f64,
       latency_ms: vec![m.latency_ms[0], m.latency_ms[1], m.latency_ms[2], m.latency_ms[3]],
-      latency_count: m.latency_count as f64,
+      latency_count: latency_total as f64,
       latency_sum_ms: hist.sum_us() as f64 / 1000.0,
-      latency_buckets: hist
-        .cumulative(&LATENCY_BOUNDS_US)
-        .into_iter()
-        .map(|c| c as f64)
-        .collect(),
+      latency_buckets: latency_buckets.into_iter().map(|c| c as f64).collect(),
       fallback_bytes: mem.bytes as f64,
       fallback_entries: mem.entries as f64,
       fallback_max_bytes: mem.max_bytes as f64,
     }
+  }
+
+  /// The live part of `health()`: PING (and Redis memory when it answers) plus
+  /// mode age and recent PING percentiles. Never fails while open.
+  #[napi]
+  pub async fn health_check(&self) -> Result<NativeHealth> {
+    let check = self.inner.health_check().await;
+    let pings = self.inner.ping_percentiles();
+    Ok(NativeHealth {
+      connected: check.ping.is_ok(),
+      latency_ms: check.ping.as_ref().ok().map(|d| d.as_secs_f64() * 1000.0),
+      error: check.ping.err().map(|e| e.to_string()),
+      used_memory: check.used_memory.map(|b| b as f64),
+      ping_ms: pings.map(|p| p.to_vec()),
+    })
   }
 
   /// Live round trip to Redis within the command timeout: latency in ms, or an
@@ -439,6 +453,21 @@ impl NativeCache {
 const LATENCY_BOUNDS_US: [u64; 14] = [
   100, 250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 500_000, 1_000_000, 2_500_000,
 ];
+
+/// The live part of `health()`.
+#[napi(object)]
+pub struct NativeHealth {
+  /// The PING answered.
+  pub connected: bool,
+  /// Its round trip (ms).
+  pub latency_ms: Option<f64>,
+  /// Why it failed (password-free).
+  pub error: Option<String>,
+  /// Redis `used_memory` (bytes) when it answered.
+  pub used_memory: Option<f64>,
+  /// p50, p95, p99 (ms) of recent PINGs, or null before the first.
+  pub ping_ms: Option<Vec<f64>>,
+}
 
 /// Counters of one kind.
 #[napi(object)]
@@ -567,6 +596,8 @@ pub struct FailoverStatus {
   pub replayed: f64,
   /// The last Redis failure (password-free), or null.
   pub last_error: Option<String>,
+  /// How long the current mode has held (ms).
+  pub mode_age_ms: f64,
 }
 
 /// Size of the in-process store.

@@ -98,21 +98,20 @@ impl Histogram {
     self.max_us.load(Relaxed)
   }
 
-  /// Cumulative counts at the given upper bounds (µs), for Prometheus buckets:
-  /// values in a histogram bucket are attributed to its upper bound.
-  pub fn cumulative(&self, bounds_us: &[u64]) -> Vec<u64> {
+  /// Cumulative counts at the given upper bounds (µs), for Prometheus buckets
+  /// (values in a histogram bucket are attributed to its upper bound), and the
+  /// total count, both from one pass over the buckets so they agree.
+  pub fn cumulative(&self, bounds_us: &[u64]) -> (Vec<u64>, u64) {
     let counts: Vec<u64> = self.buckets.iter().map(|b| b.load(Relaxed)).collect();
-    bounds_us
-      .iter()
-      .map(|&bound| {
-        counts
-          .iter()
-          .enumerate()
-          .filter(|(i, _)| bucket_upper(*i) <= bound)
-          .map(|(_, c)| c)
-          .sum()
-      })
-      .collect()
+    let below = |bound: u64| -> u64 {
+      counts
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| bucket_upper(*i) <= bound)
+        .map(|(_, c)| c)
+        .sum()
+    };
+    (bounds_us.iter().map(|&b| below(b)).collect(), counts.iter().sum())
   }
 }
 
@@ -316,7 +315,8 @@ mod tests {
     for us in [100, 900, 5_000, 2_000_000] {
       h.record(Duration::from_micros(us));
     }
-    assert_eq!(h.cumulative(&[1_000, 10_000, 10_000_000]), vec![2, 3, 4]);
+    assert_eq!(h.cumulative(&[1_000, 10_000, 10_000_000]), (vec![2, 3, 4], 4));
+    assert_eq!(h.cumulative(&[1_000]), (vec![2], 4), "the total counts every bucket");
   }
 
   #[test]

@@ -27,13 +27,7 @@ async fn values_are_plain_json_with_a_millisecond_ttl() {
   let server = RedisServer::start();
   let cache = cache_for(&server.url());
   cache
-    .set(
-      Scope::Global,
-      Kind::Session,
-      "abc",
-      "{\"user\":\"é\"}",
-      None,
-    )
+    .set(Scope::Global, Kind::Session, "abc", "{\"user\":\"é\"}", None)
     .await
     .unwrap();
   assert_eq!(server.cli(&["GET", "fc:s:abc"]), "{\"user\":\"é\"}");
@@ -54,24 +48,12 @@ async fn invalidation_is_exact_across_many_pages() {
   let cache = cache_for(&server.url());
   for i in 0..2500 {
     cache
-      .set(
-        Scope::Global,
-        Kind::Query,
-        &format!("orders_{i}"),
-        "1",
-        None,
-      )
+      .set(Scope::Global, Kind::Query, &format!("orders_{i}"), "1", None)
       .await
       .unwrap();
     if i % 5 == 0 {
       cache
-        .set(
-          Scope::Global,
-          Kind::Query,
-          &format!("ordersX{i}"),
-          "1",
-          None,
-        )
+        .set(Scope::Global, Kind::Query, &format!("ordersX{i}"), "1", None)
         .await
         .unwrap();
     }
@@ -109,10 +91,7 @@ async fn invalidation_counts_only_live_keys_while_others_expire_and_arrive() {
       }
     })
   };
-  let removed = cache
-    .invalidate(Scope::Global, Kind::Query, "p:", false)
-    .await
-    .unwrap();
+  let removed = cache.invalidate(Scope::Global, Kind::Query, "p:", false).await.unwrap();
   writer.await.unwrap();
   // the 150 live keys from before are always removed; concurrent writes may or may not be
   assert!((150..=350).contains(&removed), "removed {removed}");
@@ -124,10 +103,7 @@ async fn invalidation_counts_only_live_keys_while_others_expire_and_arrive() {
   );
   for i in (1..300).step_by(2) {
     assert_eq!(
-      cache
-        .get(Scope::Global, Kind::Query, &format!("p:{i}"))
-        .await
-        .unwrap(),
+      cache.get(Scope::Global, Kind::Query, &format!("p:{i}")).await.unwrap(),
       None
     );
   }
@@ -152,13 +128,7 @@ async fn serves_from_memory_while_redis_is_down_and_replays_on_recovery() {
   let port = server.kill();
   for i in 0..3 {
     cache
-      .set(
-        Scope::Global,
-        Kind::Session,
-        &format!("during{i}"),
-        "2",
-        None,
-      )
+      .set(Scope::Global, Kind::Session, &format!("during{i}"), "2", None)
       .await
       .unwrap();
   }
@@ -168,16 +138,10 @@ async fn serves_from_memory_while_redis_is_down_and_replays_on_recovery() {
     Mode::Memory,
     "three refused calls opened the breaker: {status:?}"
   );
-  let during = cache
-    .get(Scope::Global, Kind::Session, "during0")
-    .await
-    .unwrap();
+  let during = cache.get(Scope::Global, Kind::Session, "during0").await.unwrap();
   assert_eq!(during.as_deref(), Some("2"));
   assert!(
-    !cache
-      .delete(Scope::Global, Kind::Session, "deleted")
-      .await
-      .unwrap(),
+    !cache.delete(Scope::Global, Kind::Session, "deleted").await.unwrap(),
     "not in memory"
   );
   assert_eq!(
@@ -211,13 +175,7 @@ async fn serves_from_memory_while_redis_is_down_and_replays_on_recovery() {
     "0",
     "outage deletes replayed"
   );
-  assert_eq!(
-    cache
-      .get(Scope::Global, Kind::Session, "deleted")
-      .await
-      .unwrap(),
-    None
-  );
+  assert_eq!(cache.get(Scope::Global, Kind::Session, "deleted").await.unwrap(), None);
   let pttl: u64 = server.cli(&["PTTL", "fc:s:during1"]).parse().unwrap();
   assert!(
     pttl > 3_500_000 && pttl <= 3_600_000,
@@ -240,39 +198,22 @@ async fn a_hung_server_costs_at_most_the_call_budget() {
     ..Default::default()
   };
   let cache = Cache::new(config.build().unwrap()).unwrap();
-  cache
-    .set(Scope::Global, Kind::Query, "k", "1", None)
-    .await
-    .unwrap();
+  cache.set(Scope::Global, Kind::Query, "k", "1", None).await.unwrap();
   let pid = server_pid(&server);
   signal(pid, "-STOP");
   for i in 0..5 {
     let started = std::time::Instant::now();
     cache
-      .set(
-        Scope::Global,
-        Kind::Query,
-        &format!("k{i}"),
-        &i.to_string(),
-        None,
-      )
+      .set(Scope::Global, Kind::Query, &format!("k{i}"), &i.to_string(), None)
       .await
       .unwrap();
     let took = started.elapsed();
     assert!(took < Duration::from_millis(400), "call {i} took {took:?}");
   }
-  assert_eq!(
-    cache.mode(),
-    Mode::Memory,
-    "repeated timeouts opened the breaker"
-  );
+  assert_eq!(cache.mode(), Mode::Memory, "repeated timeouts opened the breaker");
   let started = std::time::Instant::now();
   assert_eq!(
-    cache
-      .get(Scope::Global, Kind::Query, "k4")
-      .await
-      .unwrap()
-      .as_deref(),
+    cache.get(Scope::Global, Kind::Query, "k4").await.unwrap().as_deref(),
     Some("4")
   );
   let before = cache.get(Scope::Global, Kind::Query, "k").await.unwrap();
@@ -291,11 +232,7 @@ async fn a_hung_server_costs_at_most_the_call_budget() {
     );
     tokio::time::sleep(Duration::from_millis(20)).await;
   }
-  assert_eq!(
-    server.cli(&["GET", "fc:q:k4"]),
-    "4",
-    "the outage write was replayed"
-  );
+  assert_eq!(server.cli(&["GET", "fc:q:k4"]), "4", "the outage write was replayed");
   assert_eq!(
     server.cli(&["GET", "fc:q:k"]),
     "1",
@@ -326,10 +263,7 @@ async fn foreign_values_are_reply_errors_not_outages() {
   let server = RedisServer::start();
   let cache = cache_for(&server.url());
   server.cli(&["RPUSH", "fc:q:list", "x"]);
-  let err = cache
-    .get(Scope::Global, Kind::Query, "list")
-    .await
-    .unwrap_err();
+  let err = cache.get(Scope::Global, Kind::Query, "list").await.unwrap_err();
   assert_eq!(err.code(), "ERR_REDIS", "{err}");
   let status = std::process::Command::new("sh")
     .arg("-c")
@@ -340,16 +274,9 @@ async fn foreign_values_are_reply_errors_not_outages() {
     .status()
     .unwrap();
   assert!(status.success());
-  let err = cache
-    .get(Scope::Global, Kind::Query, "bin")
-    .await
-    .unwrap_err();
+  let err = cache.get(Scope::Global, Kind::Query, "bin").await.unwrap_err();
   assert_eq!(err.code(), "ERR_REDIS", "{err}");
-  assert_eq!(
-    cache.mode(),
-    Mode::Redis,
-    "a foreign value is not an outage"
-  );
+  assert_eq!(cache.mode(), Mode::Redis, "a foreign value is not an outage");
 }
 
 #[tokio::test]
@@ -394,14 +321,8 @@ async fn simulated_outage_goes_through_the_real_failover_path() {
     .unwrap();
   cache.simulate_outage(Simulation::Refuse);
   assert_eq!(cache.mode(), Mode::Memory);
-  cache
-    .set(Scope::Global, Kind::Session, "new", "2", None)
-    .await
-    .unwrap();
-  cache
-    .delete(Scope::Global, Kind::Session, "gone")
-    .await
-    .unwrap();
+  cache.set(Scope::Global, Kind::Session, "new", "2", None).await.unwrap();
+  cache.delete(Scope::Global, Kind::Session, "gone").await.unwrap();
   assert_eq!(
     server.cli(&["EXISTS", "fc:s:new"]),
     "0",
@@ -411,11 +332,7 @@ async fn simulated_outage_goes_through_the_real_failover_path() {
   cache.simulate_outage(Simulation::None);
   let deadline = std::time::Instant::now() + Duration::from_secs(5);
   while cache.mode() != Mode::Redis || cache.failover_status().journal_depth > 0 {
-    assert!(
-      std::time::Instant::now() < deadline,
-      "{:?}",
-      cache.failover_status()
-    );
+    assert!(std::time::Instant::now() < deadline, "{:?}", cache.failover_status());
     tokio::time::sleep(Duration::from_millis(20)).await;
   }
   assert_eq!(server.cli(&["GET", "fc:s:new"]), "2");
@@ -427,29 +344,15 @@ async fn wrong_password_is_a_misconfiguration_served_from_memory() {
   let server = RedisServer::start_with(support::free_port(), &["--requirepass", "s3cret"]);
   let port = server.port;
   let cache = cache_for(&format!("redis://:wrongpw@127.0.0.1:{port}"));
-  cache
-    .set(Scope::Global, Kind::Session, "s", "1", None)
-    .await
-    .unwrap();
-  assert_eq!(
-    cache.mode(),
-    Mode::Memory,
-    "misconfiguration opens the breaker at once"
-  );
+  cache.set(Scope::Global, Kind::Session, "s", "1", None).await.unwrap();
+  assert_eq!(cache.mode(), Mode::Memory, "misconfiguration opens the breaker at once");
   let err = cache.last_error().unwrap();
   assert!(!err.contains("wrongpw"), "{err}");
   assert_eq!(
-    cache
-      .get(Scope::Global, Kind::Session, "s")
-      .await
-      .unwrap()
-      .as_deref(),
+    cache.get(Scope::Global, Kind::Session, "s").await.unwrap().as_deref(),
     Some("1")
   );
   let good = cache_for(&format!("redis://:s3cret@127.0.0.1:{port}"));
-  good
-    .set(Scope::Global, Kind::Session, "s", "2", None)
-    .await
-    .unwrap();
+  good.set(Scope::Global, Kind::Session, "s", "2", None).await.unwrap();
   assert_eq!(good.mode(), Mode::Redis);
 }

@@ -232,3 +232,18 @@ impl Store for RedisStore {
     Ok(started.elapsed())
   }
 }
+
+impl RedisStore {
+  /// `used_memory` from `INFO memory`, in bytes.
+  pub async fn used_memory(&self) -> Result<u64> {
+    let info: String = self.query(&redis::cmd("INFO").arg("memory").to_owned()).await?;
+    info
+      .lines()
+      .find_map(|l| l.strip_prefix("used_memory:"))
+      .and_then(|v| v.trim().parse().ok())
+      .ok_or_else(|| Error::Redis {
+        kind: RedisFailure::Reply,
+        message: "INFO memory lacks used_memory".into(),
+      })
+  }
+}

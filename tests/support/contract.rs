@@ -9,21 +9,11 @@ pub async fn run<S: Store>(store: &S, ns: &str) {
   let k = |s: &str| format!("{ns}{s}");
   assert_eq!(store.get(&k("missing")).await.unwrap(), None);
   store.set(&k("a"), "{\"x\":1}", 60_000).await.unwrap();
-  assert_eq!(
-    store.get(&k("a")).await.unwrap().as_deref(),
-    Some("{\"x\":1}")
-  );
+  assert_eq!(store.get(&k("a")).await.unwrap().as_deref(), Some("{\"x\":1}"));
   store.set(&k("a"), "2", 60_000).await.unwrap();
-  assert_eq!(
-    store.get(&k("a")).await.unwrap().as_deref(),
-    Some("2"),
-    "set replaces"
-  );
+  assert_eq!(store.get(&k("a")).await.unwrap().as_deref(), Some("2"), "set replaces");
   assert!(store.delete(&k("a")).await.unwrap());
-  assert!(
-    !store.delete(&k("a")).await.unwrap(),
-    "second delete finds nothing"
-  );
+  assert!(!store.delete(&k("a")).await.unwrap(), "second delete finds nothing");
 
   let keys = [
     "orders_1",
@@ -42,31 +32,12 @@ pub async fn run<S: Store>(store: &S, ns: &str) {
   }
   assert_eq!(store.invalidate_prefix(&k("orders_")).await.unwrap(), 3);
   assert_eq!(store.get(&k("orders_1")).await.unwrap(), None);
-  assert!(
-    store.get(&k("ordersX")).await.unwrap().is_some(),
-    "ordersX survives"
-  );
-  assert_eq!(
-    store.invalidate_prefix(&k("o*")).await.unwrap(),
-    1,
-    "* is literal"
-  );
+  assert!(store.get(&k("ordersX")).await.unwrap().is_some(), "ordersX survives");
+  assert_eq!(store.invalidate_prefix(&k("o*")).await.unwrap(), 1, "* is literal");
   assert!(store.get(&k("order")).await.unwrap().is_some());
-  assert_eq!(
-    store.invalidate_prefix(&k("[o]")).await.unwrap(),
-    1,
-    "[] is literal"
-  );
-  assert_eq!(
-    store.invalidate_prefix(&k("a\\")).await.unwrap(),
-    1,
-    "\\ is literal"
-  );
-  assert_eq!(
-    store.invalidate_prefix(&k("a?")).await.unwrap(),
-    1,
-    "? is literal"
-  );
+  assert_eq!(store.invalidate_prefix(&k("[o]")).await.unwrap(), 1, "[] is literal");
+  assert_eq!(store.invalidate_prefix(&k("a\\")).await.unwrap(), 1, "\\ is literal");
+  assert_eq!(store.invalidate_prefix(&k("a?")).await.unwrap(), 1, "? is literal");
   assert!(store.get(&k("ab")).await.unwrap().is_some());
   assert_eq!(store.invalidate_prefix(&k("nothing")).await.unwrap(), 0);
 
@@ -80,10 +51,7 @@ pub async fn run<S: Store>(store: &S, ns: &str) {
   );
 
   store.set(&k("uni:ключ🔑"), "\"é\"", 60_000).await.unwrap();
-  assert_eq!(
-    store.get(&k("uni:ключ🔑")).await.unwrap().as_deref(),
-    Some("\"é\"")
-  );
+  assert_eq!(store.get(&k("uni:ключ🔑")).await.unwrap().as_deref(), Some("\"é\""));
   assert_eq!(store.invalidate_prefix(&k("uni:ключ")).await.unwrap(), 1);
   store.ping().await.unwrap();
 }

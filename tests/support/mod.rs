@@ -95,9 +95,5 @@ impl Drop for RedisServer {
 
 /// A loopback port nothing listens on right now.
 pub fn free_port() -> u16 {
-  TcpListener::bind("127.0.0.1:0")
-    .unwrap()
-    .local_addr()
-    .unwrap()
-    .port()
+  TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }

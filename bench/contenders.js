@@ -1,0 +1,105 @@
+'use strict'
+// Every contender behind the same tiny interface, each used the way its users
+// use it: set(key, value, ttlSeconds) and get(key) -> value | null | undefined.
+// JSON is done where a user would do it (ioredis/node-redis: JSON.stringify on
+// write, JSON.parse on read; cache-manager/Keyv: its own serializer; lru-cache:
+// JSON text stored, so reads are fresh copies like ferrocache's).
+
+const path = require('node:path')
+
+const ROOT = path.join(__dirname, '..')
+
+function loadFerrocache() {
+  return require(ROOT) // index.js; binding.js honours NAPI_RS_NATIVE_LIBRARY_PATH
+}
+
+/** ferrocache; `kind` 'session' uses setSession/getSession, 'query' cacheQueryResult/getCachedQuery. */
+function ferrocache(url, kind) {
+  const { createCacheManager } = loadFerrocache()
+  const cache = createCacheManager({ url })
+  const c = {
+    name: 'ferrocache',
+    cache,
+    close: () => cache.close(),
+  }
+  if (kind === 'session') {
+    c.set = (k, v, ttl) => cache.setSession(k, v, ttl)
+    c.get = (k) => cache.getSession(k)
+  } else {
+    c.set = (k, v, ttl) => cache.cacheQueryResult(k, v, ttl)
+    c.get = (k) => cache.getCachedQuery(k)
+  }
+  return c
+}
+
+/** ioredis: SET key json EX ttl / GET + JSON.parse. */
+async function ioredis(port, ns) {
+  const Redis = require('ioredis')
+  const r = new Redis({ host: '127.0.0.1', port, lazyConnect: true, enableAutoPipelining: false })
+  await r.connect()
+  return {
+    name: 'ioredis',
+    client: r,
+    set: (k, v, ttl) => r.set(ns + k, JSON.stringify(v), 'EX', ttl),
+    get: async (k) => {
+      const s = await r.get(ns + k)
+      return s === null ? null : JSON.parse(s)
+    },
+    close: () => r.quit(),
+  }
+}
+
+/** node-redis (`redis` v5): SET key json {EX} / GET + JSON.parse. */
+async function nodeRedis(url, ns) {
+  const { createClient } = require('redis')
+  const client = createClient({ url })
+  client.on('error', (e) => console.error(`node-redis: ${e.message}`))
+  await client.connect()
+  return {
+    name: 'node-redis',
+    client,
+    set: (k, v, ttl) => client.set(ns + k, JSON.stringify(v), { EX: ttl }),
+    get: async (k) => {
+      const s = await client.get(ns + k)
+      return s === null ? null : JSON.parse(s)
+    },
+    close: () => client.quit(),
+  }
+}
+
+/** cache-manager v7 over Keyv + @keyv/redis: set(key, value, ttlMs) / get. */
+async function cacheManager(url, ns) {
+  const { createCache } = require('cache-manager')
+  const { Keyv } = require('keyv')
+  const { default: KeyvRedis } = require('@keyv/redis')
+  const store = new KeyvRedis(url)
+  const cache = createCache({ stores: [new Keyv({ store, namespace: ns })] })
+  await cache.set('__warm__', 1, 1000) // opens the connection
+  return {
+    name: 'cache-manager',
+    cache,
+    set: (k, v, ttl) => cache.set(k, v, ttl * 1000),
+    get: (k) => cache.get(k),
+    close: () => cache.disconnect(),
+  }
+}
+
+/** lru-cache holding JSON text (stringify on set, parse on get), with a TTL per entry. Synchronous. */
+function lruCache() {
+  const { LRUCache } = require('lru-cache')
+  const lru = new LRUCache({ max: 100_000, ttl: 3600_000 })
+  return {
+    name: 'lru-cache',
+    lru,
+    set: (k, v, ttl) => {
+      lru.set(k, JSON.stringify(v), { ttl: ttl * 1000 })
+    },
+    get: (k) => {
+      const s = lru.get(k)
+      return s === undefined ? null : JSON.parse(s)
+    },
+    close: () => lru.clear(),
+  }
+}
+
+module.exports = { ferrocache, ioredis, nodeRedis, cacheManager, lruCache, loadFerrocache }

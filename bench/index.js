@@ -1,0 +1,388 @@
+'use strict'
+// ferrocache benchmark: one run, one machine, ratios against the libraries a
+// user would pick instead. `npm run bench` (= node bench/index.js).
+//
+// Env:
+//   BENCH_DURATION_MS  measured time per contender run (default 3000; everything scales with it)
+//   BENCH_WARMUP_MS    unmeasured warm-up per contender run (default max(250, duration/5))
+//   BENCH_ROUNDS       split each measurement into this many rounds, contender order reversed on odd rounds (default 2)
+//   BENCH_ONLY         comma list of workloads to run, e.g. "W1,W3" (default all)
+//   BENCH_CONTENDERS   comma list of contender names to keep in W1/W2/W4, e.g. "ferrocache,ioredis" (default all)
+//   BENCH_RESULTS      where to write the markdown (default bench/RESULTS.md; "-" = don't write)
+//   NAPI_RS_NATIVE_LIBRARY_PATH  load this .node instead of the one next to index.js
+
+const fs = require('node:fs')
+const os = require('node:os')
+const path = require('node:path')
+const { execFileSync } = require('node:child_process')
+
+const { startRedis, redisVersion } = require('./redis-server')
+const C = require('./contenders')
+const { kvGroup, w3, W3, sessionValue, queryValue, sessionIds, queryKeys, zipf } = require('./workloads')
+const { CheckError } = require('./lib')
+
+const durationMs = Number(process.env.BENCH_DURATION_MS || 3000)
+const env = {
+  durationMs,
+  warmupMs: Number(process.env.BENCH_WARMUP_MS || Math.max(250, durationMs / 5)),
+  rounds: Math.max(1, Number(process.env.BENCH_ROUNDS || 2)),
+  latencyCapacity: Math.min(16_000_000, Math.ceil((durationMs / 1000) * 1_500_000) + 1000),
+  log: (s) => console.error(s),
+}
+const only = process.env.BENCH_ONLY ? new Set(process.env.BENCH_ONLY.split(',').map((s) => s.trim().toUpperCase())) : null
+const want = (id) => !only || only.has(id)
+const keepNames = process.env.BENCH_CONTENDERS ? new Set(process.env.BENCH_CONTENDERS.split(',').map((s) => s.trim())) : null
+const resultsPath = process.env.BENCH_RESULTS || path.join(__dirname, 'RESULTS.md')
+
+let redis = null
+const closers = []
+
+function machine() {
+  let cpuModel = 'unknown'
+  try {
+    const m = /^model name\s*:\s*(.+)$/m.exec(fs.readFileSync('/proc/cpuinfo', 'utf8'))
+    if (m) cpuModel = m[1].trim()
+  } catch {}
+  let nproc = String(os.availableParallelism ? os.availableParallelism() : os.cpus().length)
+  try {
+    nproc = execFileSync('nproc', { encoding: 'utf8' }).trim()
+  } catch {}
+  return {
+    nproc,
+    cpuModel,
+    node: process.version,
+    redis: redisVersion(),
+    os: `${os.type()} ${os.release()} ${os.arch()}`,
+    memGiB: (os.totalmem() / 2 ** 30).toFixed(1),
+    load: os.loadavg().map((x) => x.toFixed(2)).join(' '),
+    commit: gitState(),
+  }
+}
+
+function gitState() {
+  try {
+    const opts = { cwd: path.join(__dirname, '..'), encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }
+    const head = execFileSync('git', ['rev-parse', '--short', 'HEAD'], opts).trim()
+    const dirty = execFileSync('git', ['status', '--porcelain', '--', 'src', 'index.js', 'Cargo.toml', 'Cargo.lock'], opts).trim()
+    return dirty ? `${head} + uncommitted changes in src/` : head
+  } catch {
+    return 'unknown (not a git checkout)'
+  }
+}
+
+/** Section names of an ELF64 little-endian file ([] if it is not one). */
+function elfSections(file) {
+  try {
+    const b = fs.readFileSync(file)
+    if (b.readUInt32BE(0) !== 0x7f454c46 || b[4] !== 2 || b[5] !== 1) return []
+    const shoff = Number(b.readBigUInt64LE(0x28))
+    const shentsize = b.readUInt16LE(0x3a)
+    const shnum = b.readUInt16LE(0x3c)
+    const strtab = Number(b.readBigUInt64LE(shoff + b.readUInt16LE(0x3e) * shentsize + 0x18))
+    const names = []
+    for (let i = 0; i < shnum; i++) {
+      const at = strtab + b.readUInt32LE(shoff + i * shentsize)
+      names.push(b.toString('latin1', at, b.indexOf(0, at)))
+    }
+    return names
+  } catch {
+    return []
+  }
+}
+
+/** The ferrocache .node this process actually mapped. */
+function loadedBinary() {
+  try {
+    const maps = fs.readFileSync('/proc/self/maps', 'utf8')
+    const files = new Set()
+    for (const line of maps.split('\n')) {
+      const f = line.slice(line.indexOf('/'))
+      if (line.includes('/') && /ferrocache[^/]*\.node$|libferrocache[^/]*\.so$/.test(f)) files.add(f)
+    }
+    return [...files].map((f) => {
+      const st = fs.statSync(f)
+      // A debug build (napi build without --release) carries DWARF sections; a release build is stripped.
+      const debug = elfSections(f).includes('.debug_info') ? ', has DWARF debug info: LIKELY A DEBUG BUILD, numbers not representative' : ''
+      return `${f} (${(st.size / 1024).toFixed(0)} KiB, ${st.mtime.toISOString()}${debug})`
+    })
+  } catch {
+    return []
+  }
+}
+
+// ---------------------------------------------------------------- formatting
+
+const f1 = (x) => (Number.isFinite(x) ? x.toFixed(1) : '–')
+const f2 = (x) => (Number.isFinite(x) ? x.toFixed(2) : '–')
+const fInt = (x) => (Number.isFinite(x) ? Math.round(x).toLocaleString('en-US') : '–')
+const ratio = (a, b) => (Number.isFinite(a) && Number.isFinite(b) && b > 0 ? (a / b).toFixed(2) + '×' : '–')
+
+function table(header, rows) {
+  const lines = [`| ${header.join(' | ')} |`, `|${header.map((h, i) => (i < 2 ? '---' : '---:')).join('|')}|`]
+  for (const r of rows) lines.push(`| ${r.join(' | ')} |`)
+  return lines.join('\n')
+}
+
+function kvTables(groups) {
+  const main = []
+  const ratios = []
+  for (const g of groups) {
+    const ferro = g.rows.find((r) => r.contender === 'ferrocache')
+    for (const r of g.rows) {
+      main.push([
+        g.id,
+        r.contender,
+        String(r.concurrency),
+        fInt(r.opsPerSec),
+        f1(r.p50),
+        f1(r.p99),
+        f2(r.cpuUsPerOp),
+        f2(r.mainCpuUsPerOp),
+        f2(r.redisCpuUsPerOp),
+        f2(r.elu),
+        `${fInt(r.gets)}/${fInt(r.sets)}`,
+        `${r.misses}${r.unexpectedMisses ? ` (${r.unexpectedMisses} after a write!)` : ''}`,
+      ])
+      if (r !== ferro && ferro) {
+        ratios.push([
+          g.id,
+          `ferrocache / ${r.contender}`,
+          String(r.concurrency),
+          ratio(ferro.opsPerSec, r.opsPerSec),
+          ratio(ferro.p50, r.p50),
+          ratio(ferro.p99, r.p99),
+          ratio(ferro.cpuUsPerOp, r.cpuUsPerOp),
+          ratio(ferro.mainCpuUsPerOp, r.mainCpuUsPerOp),
+        ])
+      }
+    }
+  }
+  return [
+    table(['Workload', 'Contender', 'Conc.', 'ops/s', 'p50 µs', 'p99 µs', 'CPU µs/op (process)', 'JS-thread CPU µs/op', 'redis-server CPU µs/op', 'ELU', 'gets/sets', 'misses'], main),
+    table(['Workload', 'Ratio', 'Conc.', 'ops/s (>1 = ferrocache faster)', 'p50 (<1 = ferrocache lower)', 'p99', 'CPU/op (process)', 'JS-thread CPU/op'], ratios),
+  ]
+}
+
+function w3Table(res) {
+  const med = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]
+  const row = (name, xs) => [
+    'W3',
+    name,
+    f2(med(xs.map((x) => x.ms))),
+    f2(Math.min(...xs.map((x) => x.ms))),
+    f2(Math.max(...xs.map((x) => x.ms))),
+    f2(med(xs.map((x) => x.cpuMs))),
+    f2(med(xs.map((x) => x.mainCpuMs))),
+    f2(med(xs.map((x) => x.redisCpuMs))),
+    String(xs[0].removed),
+  ]
+  const fm = med(res.ferrocache.map((x) => x.ms))
+  const im = med(res.ioredis.map((x) => x.ms))
+  return {
+    text: table(
+      ['Workload', 'Contender', 'median ms', 'min ms', 'max ms', 'process CPU ms', 'JS-thread CPU ms', 'redis-server CPU ms', 'removed'],
+      [row('ferrocache invalidateCache', res.ferrocache), row('ioredis SCAN MATCH + UNLINK', res.ioredis)],
+    ),
+    ratio: ratio(fm, im),
+  }
+}
+
+// ---------------------------------------------------------------- main
+
+async function main() {
+  const started = new Date()
+  const m = machine()
+  // Load the addon first, so a broken build fails before Redis starts.
+  C.loadFerrocache()
+  const binary = loadedBinary()
+  env.log(`ferrocache binary: ${binary.join(', ') || 'unknown'}`)
+  if (binary.some((b) => b.includes('DEBUG BUILD'))) env.log('WARNING: the loaded addon is a debug build; build with `cargo build --release` and set NAPI_RS_NATIVE_LIBRARY_PATH, or run `npm run build`')
+
+  redis = await startRedis()
+  env.redisPid = redis.pid
+  env.redisPort = redis.port
+  env.log(`redis-server ${m.redis} pid ${redis.pid} on 127.0.0.1:${redis.port}`)
+
+  const Redis = require('ioredis')
+  const admin = new Redis({ host: '127.0.0.1', port: redis.port, lazyConnect: true })
+  await admin.connect()
+  closers.push(() => admin.quit())
+  env.flush = () => admin.flushall()
+
+  const url = redis.url
+  const keep = (list) => list.filter(([name]) => !keepNames || keepNames.has(name)).map(([, make]) => make)
+  const redisContenders = (kind) =>
+    keep([
+      ['ferrocache', async () => C.ferrocache(url, kind)],
+      ['ioredis', () => C.ioredis(redis.port, `ior:${kind[0]}:`)],
+      ['node-redis', () => C.nodeRedis(url, `nr:${kind[0]}:`)],
+      ['cache-manager', () => C.cacheManager(url, `cm${kind[0]}`)],
+    ])
+
+  const groups = []
+  const ids = sessionIds(10_000)
+  const uniform = (rng) => Math.floor(rng() * ids.length)
+  const t0 = Date.now()
+
+  if (want('W1')) {
+    for (const concurrency of [1, 64, 256]) {
+      env.log(`W1 sessions, 1 KB, 50/50, concurrency ${concurrency}`)
+      const rows = await kvGroup(env, {
+        id: 'W1',
+        concurrency,
+        keys: ids,
+        pick: uniform,
+        writeRatio: 0.5,
+        ttl: 3600,
+        makeValue: sessionValue,
+        contenders: redisContenders('session'),
+        redis: true,
+      })
+      groups.push({ id: 'W1', rows })
+    }
+  }
+
+  if (want('W2')) {
+    env.log('W2 query cache, 4 KB, Zipf 0.99, 90/10, concurrency 128')
+    const keys = queryKeys(10_000)
+    const z = zipf(keys.length, 0.99)
+    const rows = await kvGroup(env, {
+      id: 'W2',
+      concurrency: 128,
+      keys,
+      pick: (rng) => z(rng()),
+      writeRatio: 0.1,
+      ttl: 300,
+      makeValue: queryValue,
+      contenders: redisContenders('query'),
+      redis: true,
+      prefillConcurrency: 128,
+    })
+    groups.push({ id: 'W2', rows })
+  }
+
+  let w3res = null
+  if (want('W3')) {
+    env.log(`W3 invalidateCache: ${W3.matching} of ${W3.total} keys`)
+    const reps = Math.max(3, Math.min(7, Math.round(durationMs / 600)))
+    w3res = await w3(env, admin, () => C.loadFerrocache().createCacheManager({ url }), reps)
+  }
+
+  if (want('W4')) {
+    env.log('W4 memory mode, 1 KB, 50/50, concurrency 64')
+    const rows = await kvGroup(env, {
+      id: 'W4',
+      concurrency: 64,
+      keys: ids,
+      pick: uniform,
+      writeRatio: 0.5,
+      ttl: 3600,
+      makeValue: sessionValue,
+      contenders: keep([
+        ['ferrocache', async () => C.ferrocache('memory://', 'session')],
+        ['lru-cache', async () => C.lruCache()],
+      ]),
+      redis: false,
+    })
+    groups.push({ id: 'W4', rows })
+  }
+  const elapsedS = (Date.now() - t0) / 1000
+
+  // ---- report
+  const out = []
+  out.push(`# ferrocache benchmark results`)
+  out.push('')
+  out.push(`Run ${started.toISOString()} — \`npm run bench\` (bench/index.js), ${elapsedS.toFixed(0)} s of workloads.`)
+  out.push('')
+  out.push('## Machine')
+  out.push('')
+  out.push(`- nproc: ${m.nproc}; CPU: ${m.cpuModel}; RAM ${m.memGiB} GiB; ${m.os}`)
+  out.push(`- Node ${m.node}; redis-server ${m.redis} (own process on a free loopback port, no persistence)`)
+  out.push(`- load average (1/5/15 min) at start: ${m.load}; at end: ${os.loadavg().map((x) => x.toFixed(2)).join(' ')} (other work on the machine shares these ${m.nproc} cores)`)
+  out.push(`- ferrocache: ${m.commit}; binary ${binary.join(', ') || 'unknown'}`)
+  out.push(`- settings: ${fInt(env.durationMs)} ms measured per contender and workload, in ${env.rounds} round(s) (order reversed on odd rounds), each after ${fInt(env.warmupMs)} ms of warm-up, FLUSHALL and a prefill of every key`)
+  out.push('')
+  if (groups.length) {
+    const [main, ratios] = kvTables(groups)
+    out.push('## Throughput, latency, CPU')
+    out.push('')
+    out.push(
+      'W1: sessions, ~1 KB JSON, 50% set (TTL 3600 s) / 50% get over 10,000 ids, uniform. ' +
+        'W2: query results, ~4 KB JSON, 10,000 keys, Zipf(0.99) key choice, 90% get / 10% set, concurrency 128. ' +
+        'W4: in-process only (ferrocache `memory://` vs lru-cache holding JSON text), 1 KB, 50/50, concurrency 64. ' +
+        'Concurrency = async workers in a closed loop. Latency = per op, from call to resumption after `await`. ' +
+        'CPU = process.cpuUsage (all threads, incl. ferrocache\'s tokio workers) per op; JS-thread CPU = the main thread alone; ' +
+        'redis-server CPU = the server process. ELU = event-loop utilization over the window.',
+    )
+    out.push('')
+    out.push(main)
+    out.push('')
+    out.push('### Ratios (same run)')
+    out.push('')
+    out.push(ratios)
+    out.push('')
+  }
+  if (w3res) {
+    const t = w3Table(w3res)
+    out.push('## W3: prefix invalidation')
+    out.push('')
+    out.push(
+      `${W3.matching} keys matching the prefix among ${fInt(W3.total)} keys in the database ` +
+        `(${W3.nearMiss} near-miss keys that share the prefix text but not the prefix, the rest other namespaces), ` +
+        `${w3res.ferrocache.length} repetitions each, repopulated every time. Both sides SCAN with COUNT 1000.`,
+    )
+    out.push('')
+    out.push(t.text)
+    out.push('')
+    out.push(`Ratio ferrocache / ioredis (median ms): ${t.ratio}`)
+    out.push('')
+  }
+  out.push('## Checks (all passed, or the run would have aborted)')
+  out.push('')
+  out.push(
+    '- Every read returned the key it asked for with a version no older than the last acknowledged write before the read started ' +
+      'and no newer than the last write issued, or a miss; after every run each key was read back and had to be exactly its last acknowledged version.',
+  )
+  out.push(`- W3: ferrocache invalidateCache returned ${W3.matching}; the SCAN peer deleted ${W3.matching}; DBSIZE dropped by exactly ${W3.matching}; all near-miss keys survived.`)
+  out.push('- "misses" counts reads that found nothing; a miss after an acknowledged write is flagged in the table (none expected: TTLs are far away and every store has room).')
+  const text = out.join('\n') + '\n'
+  console.log(text)
+  if (resultsPath !== '-') fs.writeFileSync(resultsPath, text)
+}
+
+async function cleanup() {
+  for (const close of closers.splice(0).reverse()) {
+    try {
+      await close()
+    } catch {}
+  }
+  if (redis) {
+    const r = redis
+    redis = null
+    await r.stop()
+  }
+}
+
+function onSignal(sig) {
+  console.error(`\n${sig}: stopping redis-server and exiting`)
+  if (redis) redis.stopSync()
+  redis = null
+  process.exit(130)
+}
+process.once('SIGINT', onSignal)
+process.once('SIGTERM', onSignal)
+process.on('exit', () => {
+  if (redis) redis.stopSync()
+})
+
+main()
+  .then(cleanup)
+  .then(() => {
+    process.removeListener('SIGINT', onSignal)
+    process.removeListener('SIGTERM', onSignal)
+  })
+  .catch(async (err) => {
+    console.error(err instanceof CheckError ? `CHECK FAILED: ${err.message}` : err)
+    await cleanup().catch(() => {})
+    process.exit(1)
+  })

@@ -1,0 +1,112 @@
+'use strict'
+// The benchmark's own redis-server: a free loopback port, no persistence,
+// stopped by pid. Never the machine's shared server on 6379, never by name.
+
+const { spawn, execFileSync } = require('node:child_process')
+const fs = require('node:fs')
+const net = require('node:net')
+const os = require('node:os')
+const path = require('node:path')
+
+/** A port the OS considers free on 127.0.0.1 right now. */
+function freePort() {
+  return new Promise((resolve, reject) => {
+    const srv = net.createServer()
+    srv.unref()
+    srv.on('error', reject)
+    srv.listen(0, '127.0.0.1', () => {
+      const { port } = srv.address()
+      srv.close(() => resolve(port))
+    })
+  })
+}
+
+/** Sends PING over a raw socket; resolves true on +PONG. */
+function ping(port, timeoutMs = 500) {
+  return new Promise((resolve) => {
+    const sock = net.connect({ host: '127.0.0.1', port })
+    let buf = ''
+    const done = (ok) => {
+      sock.destroy()
+      resolve(ok)
+    }
+    sock.setTimeout(timeoutMs, () => done(false))
+    sock.on('error', () => done(false))
+    sock.on('connect', () => sock.write('PING\r\n'))
+    sock.on('data', (d) => {
+      buf += d.toString('latin1')
+      if (buf.includes('\r\n')) done(buf.startsWith('+PONG'))
+    })
+  })
+}
+
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms))
+
+function redisVersion() {
+  try {
+    const out = execFileSync('redis-server', ['--version'], { encoding: 'utf8' })
+    const m = /v=(\S+)/.exec(out)
+    return m ? m[1] : out.trim()
+  } catch {
+    return 'unknown'
+  }
+}
+
+/**
+ * Starts redis-server on a free port and waits for PING.
+ * @returns {Promise<{port:number, pid:number, url:string, stop:()=>Promise<void>, stopSync:()=>void}>}
+ */
+async function startRedis() {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ferrocache-bench-redis-'))
+  let lastErr
+  for (let attempt = 0; attempt < 5; attempt++) {
+    const port = await freePort()
+    const child = spawn(
+      'redis-server',
+      ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir, '--logfile', ''],
+      { stdio: ['ignore', 'ignore', 'pipe'] },
+    )
+    let exited = false
+    let stderr = ''
+    child.stderr.on('data', (d) => (stderr += d))
+    child.on('exit', () => (exited = true))
+    const deadline = Date.now() + 5000
+    while (!exited && Date.now() < deadline) {
+      if (await ping(port)) {
+        child.stderr.destroy()
+        const exitedP = new Promise((r) => (exited ? r() : child.once('exit', r)))
+        const stopSync = () => {
+          if (!exited) {
+            try {
+              process.kill(child.pid, 'SIGKILL')
+            } catch {}
+          }
+          try {
+            fs.rmSync(dir, { recursive: true, force: true })
+          } catch {}
+        }
+        const stop = async () => {
+          if (!exited) {
+            try {
+              process.kill(child.pid, 'SIGTERM')
+            } catch {}
+            await Promise.race([exitedP, sleep(3000)])
+          }
+          stopSync()
+        }
+        return { port, pid: child.pid, url: `redis://127.0.0.1:${port}`, stop, stopSync }
+      }
+      await sleep(25)
+    }
+    if (!exited) {
+      try {
+        process.kill(child.pid, 'SIGKILL')
+      } catch {}
+    }
+    lastErr = new Error(`redis-server on port ${port} did not answer PING: ${stderr.trim()}`)
+  }
+  fs.rmSync(dir, { recursive: true, force: true })
+  throw lastErr
+}
+
+module.exports = { startRedis, redisVersion, freePort }
