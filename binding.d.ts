@@ -121,6 +121,11 @@ export interface CacheOptions {
   fallback?: FallbackOptions
   /** Key and value size limits. */
   limits?: LimitOptions
+  /**
+   * Count hits, misses, errors and Redis latency for `metrics()`; default true.
+   * `false` skips all counting (its cost is measured by bench/metrics-overhead.js).
+   */
+  metrics?: boolean
 }
 
 /** Failover state of a manager. */

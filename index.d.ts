@@ -45,6 +45,8 @@ export interface CacheOptions {
   fallback?: { enabled?: boolean; maxBytes?: number }
   /** Size limits: key 4096 bytes, value 4 MiB of JSON by default. */
   limits?: { maxKeyBytes?: number; maxValueBytes?: number }
+  /** Count hits, misses, errors and Redis latency for `metrics()`; default true. `false` skips all counting. */
+  metrics?: boolean
 }
 
 /** The data methods; on a manager they use its own keys, on a TenantCache the tenant's. */

@@ -155,7 +155,7 @@ impl Cache {
       replayed: AtomicU64::new(0),
       mode_since_ms: AtomicU64::new(0),
       last_error: Mutex::new(None),
-      metrics: Metrics::default(),
+      metrics: Metrics::new(config.metrics_enabled),
       pings: PingWindow::default(),
       config,
       memory,

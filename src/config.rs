@@ -110,6 +110,7 @@ pub struct Config {
   pub(crate) retry: RetryConfig,
   pub(crate) fallback: FallbackConfig,
   pub(crate) limits: Limits,
+  pub(crate) metrics_enabled: bool,
 }
 
 impl Config {
@@ -157,6 +158,7 @@ pub struct ConfigBuilder {
   pub fallback_max_bytes: Option<f64>,
   pub max_key_bytes: Option<f64>,
   pub max_value_bytes: Option<f64>,
+  pub metrics: Option<bool>,
 }
 
 impl ConfigBuilder {
@@ -260,6 +262,7 @@ impl ConfigBuilder {
         max_key_bytes,
         max_value_bytes,
       },
+      metrics_enabled: self.metrics.unwrap_or(true),
     })
   }
 }

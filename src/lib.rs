@@ -134,6 +134,9 @@ pub struct CacheOptions {
   pub fallback: Option<FallbackOptions>,
   /// Key and value size limits.
   pub limits: Option<LimitOptions>,
+  /// Count hits, misses, errors and Redis latency for `metrics()`; default true.
+  /// `false` skips all counting (its cost is measured by bench/metrics-overhead.js).
+  pub metrics: Option<bool>,
 }
 
 impl From<CacheOptions> for ConfigBuilder {
@@ -152,6 +155,7 @@ impl From<CacheOptions> for ConfigBuilder {
       fallback_max_bytes: o.fallback.as_ref().and_then(|f| f.max_bytes),
       max_key_bytes: o.limits.as_ref().and_then(|l| l.max_key_bytes),
       max_value_bytes: o.limits.as_ref().and_then(|l| l.max_value_bytes),
+      metrics: o.metrics,
     }
   }
 }

@@ -156,6 +156,8 @@ fn rate(hits: u64, misses: u64) -> f64 {
 /// All counters of one cache.
 #[derive(Default)]
 pub struct Metrics {
+  /// `metrics: false`: every recording function returns at once.
+  disabled: bool,
   session: KindCounters,
   query: KindCounters,
   invalidations: AtomicU64,
@@ -202,6 +204,14 @@ impl MetricsSnapshot {
 }
 
 impl Metrics {
+  /// Counters that record (`enabled`) or ignore every event.
+  pub fn new(enabled: bool) -> Self {
+    Metrics {
+      disabled: !enabled,
+      ..Default::default()
+    }
+  }
+
   fn kind(&self, kind: Kind) -> &KindCounters {
     match kind {
       Kind::Session => &self.session,
@@ -211,28 +221,43 @@ impl Metrics {
 
   /// Counts a read.
   pub fn read(&self, kind: Kind, hit: bool) {
+    if self.disabled {
+      return;
+    }
     let k = self.kind(kind);
     if hit { &k.hits } else { &k.misses }.fetch_add(1, Relaxed);
   }
 
   /// Counts a write.
   pub fn set(&self, kind: Kind) {
+    if self.disabled {
+      return;
+    }
     self.kind(kind).sets.fetch_add(1, Relaxed);
   }
 
   /// Counts a delete.
   pub fn delete(&self, kind: Kind) {
+    if self.disabled {
+      return;
+    }
     self.kind(kind).deletes.fetch_add(1, Relaxed);
   }
 
   /// Counts an invalidation and what it removed.
   pub fn invalidation(&self, removed: u64) {
+    if self.disabled {
+      return;
+    }
     self.invalidations.fetch_add(1, Relaxed);
     self.invalidated_entries.fetch_add(removed, Relaxed);
   }
 
   /// Counts a failed Redis call.
   pub fn redis_error(&self, timeout: bool) {
+    if self.disabled {
+      return;
+    }
     self.errors.fetch_add(1, Relaxed);
     if timeout {
       self.timeouts.fetch_add(1, Relaxed);
@@ -241,6 +266,9 @@ impl Metrics {
 
   /// Records a successful Redis round trip.
   pub fn redis_latency(&self, d: Duration) {
+    if self.disabled {
+      return;
+    }
     self.latency.record(d);
   }
 
