@@ -65,6 +65,12 @@ export interface CacheScope {
   invalidateCache(prefix: string): Promise<number>
   /** Removes every query result of this scope; returns how many. */
   invalidateAll(): Promise<number>
+  /**
+   * The cached query result for `key`, or else `await loader()` cached for `ttlSeconds` (default
+   * `ttl.query`). Concurrent calls for one key in this process share one loader call; each gets a
+   * fresh copy. A loader that throws (or returns undefined) caches nothing and rejects every waiter.
+   */
+  getOrSet<T>(key: string, loader: () => T | Promise<T>, ttlSeconds?: number): Promise<T>
 }
 
 /** The data methods isolated to one tenant's keys. */
@@ -79,6 +85,7 @@ export declare class TenantCache implements CacheScope {
   getCachedQuery<T = unknown>(key: string): Promise<T | null>
   invalidateCache(prefix: string): Promise<number>
   invalidateAll(): Promise<number>
+  getOrSet<T>(key: string, loader: () => T | Promise<T>, ttlSeconds?: number): Promise<T>
 }
 
 /** `health()`: a live check. Never rejects. */
@@ -190,6 +197,7 @@ export declare class CacheManager implements CacheScope {
   getCachedQuery<T = unknown>(key: string): Promise<T | null>
   invalidateCache(prefix: string): Promise<number>
   invalidateAll(): Promise<number>
+  getOrSet<T>(key: string, loader: () => T | Promise<T>, ttlSeconds?: number): Promise<T>
   /** The data methods isolated to `tenantId`'s keys. */
   tenant(tenantId: string): TenantCache
   /** Counters and latency percentiles; synchronous, no I/O. */

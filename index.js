@@ -216,6 +216,49 @@ class Scope {
   invalidateAll() {
     return this.#invalidate('', true)
   }
+
+  /**
+   * The cached query result for `key`, or else `await loader()`, cached for
+   * `ttlSeconds` (default `ttl.query`) and returned. Concurrent callers of the same
+   * key in this process share one lookup and one loader call (single flight); each
+   * gets its own fresh copy. A loader that throws (or returns undefined) caches
+   * nothing and rejects every waiter with its error.
+   */
+  getOrSet(key, loader, ttlSeconds) {
+    try {
+      checkString('key', key)
+      if (typeof loader !== 'function') throw invalid(`loader must be a function, got ${describe(loader)}`)
+      checkTtl(ttlSeconds)
+    } catch (err) {
+      return Promise.reject(err)
+    }
+    const flights = this.#owner._flights
+    const id = this.#tenant === undefined ? `m\u0000${key}` : `t${this.#tenant.length}:${this.#tenant}\u0000${key}`
+    let flight = flights.get(id)
+    if (flight === undefined) {
+      flight = this.#load(key, loader, ttlSeconds).finally(() => flights.delete(id))
+      flights.set(id, flight)
+    }
+    return flight.then(decode)
+  }
+
+  // One flight: read, else load + store; resolves with JSON text (each waiter parses its own copy).
+  async #load(key, loader, ttlSeconds) {
+    const native = this.#owner._native()
+    try {
+      const cached = this.#owner._sync
+        ? native.getSync(QUERY, key, this.#tenant)
+        : settle(await native.get(QUERY, key, this.#tenant))
+      if (cached !== null) return cached
+    } catch (err) {
+      throw fromNative(err)
+    }
+    const value = await loader()
+    if (value === undefined) throw invalid(`loader for '${key}' returned undefined; return null or a value`)
+    const json = encode(value)
+    await this.#set(QUERY, 'key', key, value, ttlSeconds)
+    return json
+  }
 }
 
 /** The data methods of a manager, isolated to one tenant's keys. */
@@ -245,6 +288,8 @@ function eventInfo(e) {
 class CacheManager extends Scope {
   #native = null
   #options
+  /** @internal in-flight getOrSet loads, shared by the manager and its tenant scopes */
+  _flights = new Map()
   #listeners = new Map(EVENTS.map((name) => [name, new Set()]))
   #subscribed = false
 

@@ -109,4 +109,4 @@ async function startRedis() {
   throw lastErr
 }
 
-module.exports = { startRedis, redisVersion, freePort }
+module.exports = { startRedis, redisVersion, freePort, ping }
