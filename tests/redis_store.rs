@@ -363,7 +363,16 @@ async fn an_unknown_host_is_a_misconfiguration_served_from_memory() {
   cache.set(Scope::Global, Kind::Session, "s", "1", None).await.unwrap();
   let status = cache.failover_status();
   assert_eq!(cache.mode(), Mode::Memory, "{status:?}");
-  assert!(status.last_error.as_deref().unwrap_or_default().contains("lookup"), "{status:?}");
-  assert_eq!(status.fallback_activations, 1, "misconfiguration opens the breaker at once");
-  assert_eq!(cache.get(Scope::Global, Kind::Session, "s").await.unwrap().as_deref(), Some("1"));
+  assert!(
+    status.last_error.as_deref().unwrap_or_default().contains("lookup"),
+    "{status:?}"
+  );
+  assert_eq!(
+    status.fallback_activations, 1,
+    "misconfiguration opens the breaker at once"
+  );
+  assert_eq!(
+    cache.get(Scope::Global, Kind::Session, "s").await.unwrap().as_deref(),
+    Some("1")
+  );
 }

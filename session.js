@@ -1,0 +1,210 @@
+'use strict'
+// ferrocache/session: an express-session store over a ferrocache manager.
+//
+//   const session = require('express-session')
+//   const { FerrocacheStore } = require('ferrocache/session')
+//   app.use(session({ store: new FerrocacheStore({ manager }), secret, resave: false, saveUninitialized: false }))
+//
+// Sessions are stored with manager.setSession (key `<keyPrefix>s:<sid>`, or the
+// tenant's session key), so they follow ferrocache's failover: served from the
+// in-process store while Redis is down, replayed to Redis when it returns.
+//
+// Callback contract (express-session's): every method calls its callback exactly
+// once, asynchronously, as callback(err, result); it never throws synchronously.
+// Without a callback it returns a Promise instead.
+//
+// all/length/clear/ids are deliberately not implemented: ferrocache has no key
+// enumeration API (SCAN over every session would be the only way, and its public
+// API does not offer it). express-session treats them as optional.
+
+const INVALID_ARG = 'ERR_INVALID_ARG'
+const MAX_TTL_SECONDS = 2147483647
+
+// express-session is an optional peer dependency: a missing package is reported
+// when a store is constructed, not when this file is loaded.
+let expressSession = null
+let loadError = null
+try {
+  expressSession = require('express-session')
+} catch (err) {
+  loadError = err
+}
+
+const EventEmitter = require('node:events')
+const Base = expressSession && typeof expressSession.Store === 'function' ? expressSession.Store : EventEmitter
+
+function codedError(Ctor, message, cause) {
+  const err = cause === undefined ? new Ctor(message) : new Ctor(message, { cause })
+  err.code = INVALID_ARG
+  return err
+}
+
+function describe(value) {
+  if (value === null) return 'null'
+  if (Array.isArray(value)) return 'an array'
+  return typeof value
+}
+
+function isPlainObject(value) {
+  return typeof value === 'object' && value !== null && !Array.isArray(value)
+}
+
+function checkOptions(options) {
+  if (options === undefined || options === null) return {}
+  if (!isPlainObject(options)) throw codedError(TypeError, `FerrocacheStore: options must be an object, got ${describe(options)}`)
+  const { manager, tenant, ttlSeconds, disableTouch } = options
+  if (manager !== undefined && manager !== null) {
+    for (const method of ['setSession', 'getSession', 'deleteSession', 'tenant']) {
+      if (typeof manager !== 'object' || typeof manager[method] !== 'function') {
+        throw codedError(TypeError, `FerrocacheStore: manager must be a ferrocache CacheManager (createCacheManager()), got ${describe(manager)}`)
+      }
+    }
+  }
+  if (tenant !== undefined && tenant !== null && typeof tenant !== 'string') {
+    throw codedError(TypeError, `FerrocacheStore: tenant must be a string, got ${describe(tenant)}`)
+  }
+  if (ttlSeconds !== undefined && ttlSeconds !== null) {
+    if (typeof ttlSeconds !== 'number') throw codedError(TypeError, `FerrocacheStore: ttlSeconds must be a number, got ${describe(ttlSeconds)}`)
+    if (!Number.isFinite(ttlSeconds) || ttlSeconds <= 0 || ttlSeconds > MAX_TTL_SECONDS) {
+      throw codedError(RangeError, `FerrocacheStore: ttlSeconds must be positive, finite and at most ${MAX_TTL_SECONDS}, got ${ttlSeconds}`)
+    }
+  }
+  if (disableTouch !== undefined && disableTouch !== null && typeof disableTouch !== 'boolean') {
+    throw codedError(TypeError, `FerrocacheStore: disableTouch must be a boolean, got ${describe(disableTouch)}`)
+  }
+  return options
+}
+
+/**
+ * How long a session lives, from its cookie:
+ *   { expired: true }            the cookie has already expired (maxAge <= 0, or expires in the past)
+ *   { ttl: seconds }             from cookie.maxAge (ms), else cookie.expires
+ *   { ttl: undefined }           no expiry on the cookie (a browser-session cookie): the default
+ */
+function lifetime(session) {
+  const cookie = isPlainObject(session) ? session.cookie : undefined
+  if (!isPlainObject(cookie)) return { ttl: undefined }
+  let ms
+  // On an express-session Cookie, maxAge is a getter: expires - now (ms).
+  const maxAge = cookie.maxAge
+  if (typeof maxAge === 'number' && !Number.isNaN(maxAge)) {
+    ms = maxAge
+  } else if (cookie.expires !== undefined && cookie.expires !== null && cookie.expires !== false) {
+    const at = cookie.expires instanceof Date ? cookie.expires.getTime() : new Date(cookie.expires).getTime()
+    if (!Number.isNaN(at)) ms = at - Date.now()
+  }
+  if (ms === undefined) return { ttl: undefined }
+  if (ms <= 0) return { expired: true }
+  return { ttl: Math.min(ms / 1000, MAX_TTL_SECONDS) }
+}
+
+// Runs `fn` (which may throw or return a promise) and reports its outcome to `callback`
+// exactly once, on a later tick (so an exception thrown by the callback is not swallowed
+// as a promise rejection, nor makes us call back twice). Without a callback: a Promise.
+function run(callback, fn) {
+  let promise
+  try {
+    promise = Promise.resolve(fn())
+  } catch (err) {
+    promise = Promise.reject(err)
+  }
+  if (typeof callback !== 'function') return promise
+  promise.then(
+    (value) => process.nextTick(callback, null, value),
+    (err) => process.nextTick(callback, err),
+  )
+  return undefined
+}
+
+/** An express-session store that keeps sessions in a ferrocache manager (or one of its tenants). */
+class FerrocacheStore extends Base {
+  #options
+  #scope = null
+  #defaultTtl
+  #disableTouch
+
+  /**
+   * @param {{ manager?: import('./index').CacheManager, tenant?: string, ttlSeconds?: number, disableTouch?: boolean }} [options]
+   */
+  constructor(options) {
+    super()
+    if (expressSession === null || Base === EventEmitter) {
+      const why = loadError && loadError.message ? `: ${loadError.message}` : ''
+      throw codedError(
+        TypeError,
+        `ferrocache/session needs the express-session package, which could not be loaded${why}. Install it with \`npm install express-session\``,
+        loadError ?? undefined,
+      )
+    }
+    const opts = checkOptions(options)
+    this.#options = opts
+    this.#defaultTtl = opts.ttlSeconds ?? undefined
+    this.#disableTouch = opts.disableTouch === true
+    const manager = opts.manager ?? require('./index.js').cacheManager
+    // tenant() validates the id (TypeError with code) and never connects.
+    this.#scope = typeof opts.tenant === 'string' ? manager.tenant(opts.tenant) : manager
+    this.manager = manager
+    this.tenant = typeof opts.tenant === 'string' ? opts.tenant : undefined
+  }
+
+  /** callback(err, session | null): the stored session (plain JSON data), null when there is none. */
+  get(sid, callback) {
+    return run(callback, async () => {
+      const data = await this.#scope.getSession(sid)
+      // Something that is not an express-session session (written under the same id with
+      // setSession by other code) is treated as a miss: express-session then starts a new
+      // session under a new id and leaves that value alone.
+      if (!isPlainObject(data) || !isPlainObject(data.cookie)) return null
+      return data
+    })
+  }
+
+  /** callback(err): stores the session for its cookie's remaining lifetime (destroys it if already expired). */
+  set(sid, session, callback) {
+    return run(callback, () => this.#write(sid, session, false))
+  }
+
+  /** callback(err): removes the session. */
+  destroy(sid, callback) {
+    return run(callback, async () => {
+      await this.#scope.deleteSession(sid)
+    })
+  }
+
+  /**
+   * callback(err): resets the session's TTL to its (refreshed) cookie's lifetime.
+   * Only the cookie is refreshed: the stored data is re-read and re-written with the new
+   * cookie, and a session that no longer exists (destroyed meanwhile by another request)
+   * is not resurrected. No-op with `disableTouch`.
+   */
+  touch(sid, session, callback) {
+    return run(callback, () => (this.#disableTouch ? undefined : this.#write(sid, session, true)))
+  }
+
+  async #write(sid, session, touching) {
+    if (!isPlainObject(session)) {
+      throw codedError(TypeError, `session must be an object, got ${describe(session)}`)
+    }
+    const life = lifetime(session)
+    if (life.expired) {
+      await this.#scope.deleteSession(sid)
+      return
+    }
+    const ttl = life.ttl ?? this.#defaultTtl
+    let data = session
+    if (touching) {
+      const current = await this.#scope.getSession(sid)
+      if (!isPlainObject(current) || !isPlainObject(current.cookie)) return // gone meanwhile: do not resurrect
+      data = { ...current, cookie: session.cookie }
+    }
+    if (ttl === undefined) await this.#scope.setSession(sid, data)
+    else await this.#scope.setSession(sid, data, ttl)
+  }
+}
+
+/** Same as `new FerrocacheStore(options)`. */
+function createSessionStore(options) {
+  return new FerrocacheStore(options)
+}
+
+module.exports = { FerrocacheStore, createSessionStore }
