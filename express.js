@@ -13,21 +13,11 @@
 const { PROMETHEUS_CONTENT_TYPE, toPrometheusText, _normalizeLabels } = require('./prometheus.js')
 
 const JSON_CONTENT_TYPE = 'application/json; charset=utf-8'
-const INVALID_ARG = 'ERR_INVALID_ARG'
+const { invalid, describe } = require('./errors.js')
 const DEFAULT_HEALTH_TIMEOUT_MS = 10_000
 const MAX_TIMEOUT_MS = 2147483647
 
-function invalid(message) {
-  const err = new TypeError(message)
-  err.code = INVALID_ARG
-  return err
-}
 
-function describe(value) {
-  if (value === null) return 'null'
-  if (Array.isArray(value)) return 'an array'
-  return typeof value
-}
 
 function defaultManager() {
   return require('./index.js').cacheManager

@@ -7,21 +7,13 @@
 
 const { isNativeError } = require('node:util').types
 const { NativeCache, latencyBoundsMs } = require('./binding.js')
+const { codes, codedError, invalid, describe } = require('./errors.js')
 
 const SESSION = 0
 const QUERY = 1
 const MAX_TTL_SECONDS = 2147483647
 const DEFAULT_URL = 'redis://127.0.0.1:6379'
 
-/** Every `err.code` ferrocache produces. */
-const codes = Object.freeze({
-  INVALID_ARG: 'ERR_INVALID_ARG',
-  SERIALIZE: 'ERR_SERIALIZE',
-  TOO_LARGE: 'ERR_TOO_LARGE',
-  CLOSED: 'ERR_CLOSED',
-  REDIS_UNAVAILABLE: 'ERR_REDIS_UNAVAILABLE',
-  REDIS: 'ERR_REDIS',
-})
 
 // napi's own status codes for arguments it could not convert.
 const NAPI_ARG_STATUSES = new Set([
@@ -36,11 +28,6 @@ const NAPI_ARG_STATUSES = new Set([
   'BigintExpected',
 ])
 
-function codedError(Ctor, code, message, cause) {
-  const err = cause === undefined ? new Ctor(message) : new Ctor(message, { cause })
-  err.code = code
-  return err
-}
 
 // Errors made by the addon belong to Node's main realm: under Jest (a VM context)
 // `instanceof Error` is false for them, so they are recognised by shape and
@@ -70,9 +57,6 @@ function fromNative(err) {
   }
 }
 
-function invalid(message) {
-  return codedError(TypeError, codes.INVALID_ARG, message)
-}
 
 function checkString(name, value) {
   if (typeof value !== 'string') throw invalid(`${name} must be a string, got ${describe(value)}`)
@@ -111,12 +95,6 @@ function decode(json) {
   }
 }
 
-function describe(value) {
-  if (value === null) return 'null'
-  if (typeof value === 'function') return 'a function'
-  if (typeof value === 'symbol') return 'a symbol'
-  return typeof value
-}
 
 // Async native methods resolve with their value (string, null, boolean, number,
 // undefined) or with an Error carrying `code`: any object is an error.

@@ -11,24 +11,14 @@
 /** The Content-Type of the text format this module writes. */
 const PROMETHEUS_CONTENT_TYPE = 'text/plain; version=0.0.4; charset=utf-8'
 
-const INVALID_ARG = 'ERR_INVALID_ARG'
+const { invalid, describe } = require('./errors.js')
 const LABEL_NAME = /^[a-zA-Z_][a-zA-Z0-9_]*$/
 // Label names the families use themselves (and `le`, which histograms reserve).
 const RESERVED_LABELS = new Set(['type', 'mode', 'le', 'quantile'])
 const TYPES = ['session', 'query']
 const MODES = ['redis', 'memory']
 
-function invalid(message) {
-  const err = new TypeError(message)
-  err.code = INVALID_ARG
-  return err
-}
 
-function describe(value) {
-  if (value === null) return 'null'
-  if (Array.isArray(value)) return 'an array'
-  return typeof value
-}
 
 /** A finite number, or undefined (the sample is then left out). */
 function num(value) {

@@ -17,7 +17,9 @@
 // enumeration API (SCAN over every session would be the only way, and its public
 // API does not offer it). express-session treats them as optional.
 
-const INVALID_ARG = 'ERR_INVALID_ARG'
+const { codes, codedError: coded, describe } = require('./errors.js')
+const INVALID_ARG = codes.INVALID_ARG
+const codedError = (Ctor, message, cause) => coded(Ctor, INVALID_ARG, message, cause)
 const MAX_TTL_SECONDS = 2147483647
 
 // express-session is an optional peer dependency: a missing package is reported
@@ -33,17 +35,7 @@ try {
 const EventEmitter = require('node:events')
 const Base = expressSession && typeof expressSession.Store === 'function' ? expressSession.Store : EventEmitter
 
-function codedError(Ctor, message, cause) {
-  const err = cause === undefined ? new Ctor(message) : new Ctor(message, { cause })
-  err.code = INVALID_ARG
-  return err
-}
 
-function describe(value) {
-  if (value === null) return 'null'
-  if (Array.isArray(value)) return 'an array'
-  return typeof value
-}
 
 function isPlainObject(value) {
   return typeof value === 'object' && value !== null && !Array.isArray(value)
