@@ -232,7 +232,7 @@ function latencyStats(records: CallRecord[]) {
     calls: records.length,
     p50: percentile(lat, 50),
     p99: percentile(lat, 99),
-    max: lat.length ? Math.max(...lat) : NaN,
+    max: lat.length ? lat.reduce((a, b) => (a > b ? a : b), -Infinity) : NaN,
   }
 }
 
