@@ -121,6 +121,8 @@ export interface CacheOptions {
   fallback?: FallbackOptions
   /** Key and value size limits. */
   limits?: LimitOptions
+  /** TLS files for `rediss://` URLs. */
+  tls?: TlsOptions
   /**
    * Count hits, misses, errors and Redis latency for `metrics()`; default true.
    * `false` skips all counting (its cost is measured by bench/metrics-overhead.js).
@@ -234,6 +236,16 @@ export interface RetryOptions {
   baseDelayMs?: number
   /** Largest backoff delay in ms, also the longest pause before Redis is tried again; default 2000. */
   maxDelayMs?: number
+}
+
+/** TLS for `rediss://` (server certificate and name are always checked). */
+export interface TlsOptions {
+  /** PEM file of the CA that signs the server certificate; default: the system's trusted roots. */
+  caFile?: string
+  /** PEM client certificate for mutual TLS (with `keyFile`). */
+  certFile?: string
+  /** PEM client private key for mutual TLS (with `certFile`). */
+  keyFile?: string
 }
 
 /** Default TTLs in seconds. */

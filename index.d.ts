@@ -45,6 +45,11 @@ export interface CacheOptions {
   fallback?: { enabled?: boolean; maxBytes?: number }
   /** Size limits: key 4096 bytes, value 4 MiB of JSON by default. */
   limits?: { maxKeyBytes?: number; maxValueBytes?: number }
+  /**
+   * TLS for `rediss://` URLs: `caFile` (PEM CA instead of the system roots), `certFile` + `keyFile`
+   * (mutual TLS). The server certificate and host name are always verified.
+   */
+  tls?: { caFile?: string; certFile?: string; keyFile?: string }
   /** Count hits, misses, errors and Redis latency for `metrics()`; default true. `false` skips all counting. */
   metrics?: boolean
 }

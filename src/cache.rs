@@ -133,13 +133,13 @@ impl Cache {
   /// A cache for `config`; does no I/O.
   pub fn new(config: Config) -> Result<Arc<Self>> {
     let redis = match config.backend() {
-      Backend::Redis { url } => Some(RedisStore::new(
-        url,
-        RedisTimeouts {
+      Backend::Redis { url } => {
+        let timeouts = RedisTimeouts {
           command: config.command_timeout,
           connect: config.connect_timeout,
-        },
-      )?),
+        };
+        Some(RedisStore::with_tls(url, timeouts, &config.tls)?)
+      }
       Backend::Memory => None,
     };
     let memory = MemoryStore::new(config.fallback().max_bytes, config.largest_entry_bytes());

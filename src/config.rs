@@ -111,6 +111,26 @@ pub struct Config {
   pub(crate) fallback: FallbackConfig,
   pub(crate) limits: Limits,
   pub(crate) metrics_enabled: bool,
+  pub(crate) tls: TlsFiles,
+}
+
+/// PEM files for `rediss://`: a CA to trust instead of the system roots, and a
+/// client certificate + key for mutual TLS. Paths only; `Debug` never shows contents.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TlsFiles {
+  /// CA certificate(s) that sign the server's certificate.
+  pub ca_file: Option<String>,
+  /// Client certificate (mutual TLS).
+  pub cert_file: Option<String>,
+  /// Client private key (mutual TLS).
+  pub key_file: Option<String>,
+}
+
+impl TlsFiles {
+  /// True when any file is set.
+  pub fn any(&self) -> bool {
+    self.ca_file.is_some() || self.cert_file.is_some() || self.key_file.is_some()
+  }
 }
 
 impl Config {
@@ -159,6 +179,7 @@ pub struct ConfigBuilder {
   pub max_key_bytes: Option<f64>,
   pub max_value_bytes: Option<f64>,
   pub metrics: Option<bool>,
+  pub tls: TlsFiles,
 }
 
 impl ConfigBuilder {
@@ -237,6 +258,12 @@ impl ConfigBuilder {
       MIN_FALLBACK_MAX_BYTES,
       1 << 50,
     )?;
+    if self.tls.cert_file.is_some() != self.tls.key_file.is_some() {
+      return Err(Error::invalid("tls.certFile and tls.keyFile must be given together"));
+    }
+    if self.tls.any() && !matches!(&backend, Backend::Redis { url } if url.starts_with("rediss://")) {
+      return Err(Error::invalid("tls options need a rediss:// url"));
+    }
     let enabled = self.fallback_enabled.unwrap_or(true);
     let memory_needed = enabled || backend == Backend::Memory;
     let largest_entry = largest_entry_bytes(&key_prefix, max_key_bytes, max_value_bytes);
@@ -263,6 +290,7 @@ impl ConfigBuilder {
         max_value_bytes,
       },
       metrics_enabled: self.metrics.unwrap_or(true),
+      tls: self.tls.clone(),
     })
   }
 }
@@ -302,15 +330,10 @@ fn parse_backend(url: &str) -> Result<Backend> {
   }
   let scheme = url.split("://").next().unwrap_or_default();
   match scheme {
-    "redis" | "redis+unix" | "unix" => {}
-    "rediss" => {
-      return Err(Error::invalid(
-        "rediss:// (TLS) is not supported by this build yet; use redis:// or memory://",
-      ))
-    }
+    "redis" | "rediss" | "redis+unix" | "unix" => {}
     _ => {
       return Err(Error::invalid(format!(
-        "url must start with redis://, unix:// or be memory://, got {}",
+        "url must start with redis://, rediss://, unix:// or be memory://, got {}",
         redact_url(url)
       )))
     }
@@ -392,7 +415,7 @@ mod tests {
 
   #[test]
   fn rejects_bad_urls() {
-    for url in ["", "http://x", "rediss://h:6379", "redis://:pw@", "mongodb://a"] {
+    for url in ["", "http://x", "redis://:pw@", "mongodb://a"] {
       let r = ConfigBuilder {
         url: Some(url.into()),
         ..Default::default()
@@ -480,5 +503,32 @@ mod tests {
     .build()
     .unwrap();
     assert!(!format!("{c:?}").contains("hunter2"));
+  }
+
+  #[test]
+  fn tls_options_need_rediss_and_pairs() {
+    let tls = |ca: Option<&str>, cert: Option<&str>, key: Option<&str>| TlsFiles {
+      ca_file: ca.map(Into::into),
+      cert_file: cert.map(Into::into),
+      key_file: key.map(Into::into),
+    };
+    let ok = ConfigBuilder {
+      url: Some("rediss://h:6380".into()),
+      tls: tls(Some("ca.pem"), None, None),
+      ..Default::default()
+    };
+    assert!(ok.build().is_ok());
+    let plain = ConfigBuilder {
+      url: Some("redis://h".into()),
+      tls: tls(Some("ca.pem"), None, None),
+      ..Default::default()
+    };
+    assert!(plain.build().is_err(), "tls files with redis://");
+    let half = ConfigBuilder {
+      url: Some("rediss://h".into()),
+      tls: tls(None, Some("c.pem"), None),
+      ..Default::default()
+    };
+    assert!(half.build().is_err(), "a certificate without its key");
   }
 }

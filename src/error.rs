@@ -162,9 +162,18 @@ fn classify(e: &redis::RedisError) -> RedisFailure {
   } else if matches!(
     e.kind(),
     K::AuthenticationFailed | K::InvalidClientConfig | K::Server(S::NoPerm)
-  ) || ["NOAUTH", "WRONGPASS", "NOPERM", "failed to lookup address"]
-    .iter()
-    .any(|m| text.contains(m))
+  ) || [
+    "NOAUTH",
+    "WRONGPASS",
+    "NOPERM",
+    "failed to lookup address",
+    "certificate",
+    "Certificate",
+    "TLS",
+    "tls",
+  ]
+  .iter()
+  .any(|m| text.contains(m))
   {
     RedisFailure::Misconfiguration
   } else if e.is_connection_refusal() {

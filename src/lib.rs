@@ -105,6 +105,17 @@ pub struct FallbackOptions {
   pub max_bytes: Option<f64>,
 }
 
+/// TLS for `rediss://` (server certificate and name are always checked).
+#[napi(object)]
+pub struct TlsOptions {
+  /// PEM file of the CA that signs the server certificate; default: the system's trusted roots.
+  pub ca_file: Option<String>,
+  /// PEM client certificate for mutual TLS (with `keyFile`).
+  pub cert_file: Option<String>,
+  /// PEM client private key for mutual TLS (with `certFile`).
+  pub key_file: Option<String>,
+}
+
 /// Size limits, enforced before anything is written (`ERR_TOO_LARGE`).
 #[napi(object)]
 pub struct LimitOptions {
@@ -134,6 +145,8 @@ pub struct CacheOptions {
   pub fallback: Option<FallbackOptions>,
   /// Key and value size limits.
   pub limits: Option<LimitOptions>,
+  /// TLS files for `rediss://` URLs.
+  pub tls: Option<TlsOptions>,
   /// Count hits, misses, errors and Redis latency for `metrics()`; default true.
   /// `false` skips all counting (its cost is measured by bench/metrics-overhead.js).
   pub metrics: Option<bool>,
@@ -156,6 +169,14 @@ impl From<CacheOptions> for ConfigBuilder {
       max_key_bytes: o.limits.as_ref().and_then(|l| l.max_key_bytes),
       max_value_bytes: o.limits.as_ref().and_then(|l| l.max_value_bytes),
       metrics: o.metrics,
+      tls: o
+        .tls
+        .map(|t| config::TlsFiles {
+          ca_file: t.ca_file,
+          cert_file: t.cert_file,
+          key_file: t.key_file,
+        })
+        .unwrap_or_default(),
     }
   }
 }

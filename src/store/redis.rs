@@ -20,11 +20,21 @@ use std::time::{Duration, Instant};
 
 use futures_util::future::{BoxFuture, FutureExt, Shared};
 use redis::aio::MultiplexedConnection;
-use redis::{AsyncConnectionConfig, Client, Cmd};
+use redis::{AsyncConnectionConfig, Client, ClientTlsConfig, Cmd, TlsCertificates};
 
+use crate::config::TlsFiles;
 use crate::error::{Error, RedisFailure, Result};
 use crate::keys::match_pattern;
 use crate::store::Store;
+
+/// rustls needs one process-wide crypto provider; `ring` is the one compiled in.
+fn install_crypto_provider() {
+  static ONCE: std::sync::Once = std::sync::Once::new();
+  ONCE.call_once(|| {
+    // Err means another part of the process installed one already: that one is used.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+  });
+}
 
 /// Keys asked for per `SCAN` page.
 pub const SCAN_COUNT: usize = 1000;
@@ -57,7 +67,29 @@ pub struct RedisStore {
 impl RedisStore {
   /// A store for `url`; validates the URL but does not connect.
   pub fn new(url: &str, timeouts: RedisTimeouts) -> Result<Self> {
-    let client = Client::open(url).map_err(|_| Error::invalid("url is not a valid Redis URL"))?;
+    Self::with_tls(url, timeouts, &TlsFiles::default())
+  }
+
+  /// A store for `url` with TLS files (read now; an unreadable file is an argument error).
+  pub fn with_tls(url: &str, timeouts: RedisTimeouts, tls: &TlsFiles) -> Result<Self> {
+    install_crypto_provider();
+    let client = if tls.any() {
+      let read = |what: &str, path: &str| {
+        std::fs::read(path).map_err(|e| Error::invalid(format!("tls.{what} '{path}' cannot be read: {e}")))
+      };
+      let root_cert = tls.ca_file.as_deref().map(|p| read("caFile", p)).transpose()?;
+      let client_tls = match (&tls.cert_file, &tls.key_file) {
+        (Some(cert), Some(key)) => Some(ClientTlsConfig {
+          client_cert: read("certFile", cert)?,
+          client_key: read("keyFile", key)?,
+        }),
+        _ => None,
+      };
+      Client::build_with_tls(url, TlsCertificates { client_tls, root_cert })
+        .map_err(|e| Error::invalid(format!("tls options are not usable: {e}")))?
+    } else {
+      Client::open(url).map_err(|_| Error::invalid("url is not a valid Redis URL"))?
+    };
     Ok(RedisStore {
       client,
       timeouts,
