@@ -160,10 +160,15 @@ export interface FallbackOptions {
 
 /** Counters of one kind. */
 export interface KindMetrics {
+  /** Reads that found a value. */
   hits: number
+  /** Reads that found nothing. */
   misses: number
+  /** hits / (hits + misses), 0 without reads. */
   hitRate: number
+  /** Successful writes. */
   sets: number
+  /** Successful deletes. */
   deletes: number
 }
 
@@ -204,27 +209,45 @@ export interface NativeHealth {
 
 /** Everything `metrics()` and the Prometheus exposition need, in one crossing. */
 export interface NativeMetrics {
+  /** Which store serves calls now. */
   mode: 'redis' | 'memory'
+  /** Reads that found a value, both kinds. */
   hits: number
+  /** Reads that found nothing, both kinds. */
   misses: number
+  /** hits / (hits + misses), 0 without reads. */
   hitRate: number
+  /** Session counters. */
   session: KindMetrics
+  /** Query-result counters. */
   query: KindMetrics
+  /** invalidateCache/invalidateAll calls. */
   invalidations: number
+  /** Entries they removed. */
   invalidatedEntries: number
+  /** Failed Redis calls. */
   errors: number
+  /** Failed Redis calls that ran out of budget. */
   timeouts: number
+  /** Times the manager switched to memory mode. */
   fallbackActivations: number
+  /** Total time in memory mode (ms). */
   memoryModeMs: number
+  /** Outage operations waiting for replay. */
   journalDepth: number
   /** p50, p95, p99, max of Redis round trips (ms) */
   latencyMs: Array<number>
+  /** Successful Redis round trips measured. */
   latencyCount: number
+  /** Their total time (ms). */
   latencySumMs: number
   /** cumulative counts at `latencyBoundsMs()` */
   latencyBuckets: Array<number>
+  /** Bytes held by the in-process store. */
   fallbackBytes: number
+  /** Entries held by the in-process store. */
   fallbackEntries: number
+  /** The in-process store's byte budget. */
   fallbackMaxBytes: number
 }
 

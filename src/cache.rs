@@ -19,7 +19,7 @@
 //!   successful Redis write drops the key's copy, so nothing stale is served later.
 //! - After [`Cache::close`] every operation fails with `ERR_CLOSED`.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
@@ -122,6 +122,7 @@ pub struct Cache {
   pub(crate) recovering: AtomicBool,
   pub(crate) simulation: AtomicU8,
   pub(crate) replayed: AtomicU64,
+  pub(crate) replay_failures: AtomicU32,
   pub(crate) mode_since_ms: AtomicU64,
   pub(crate) last_error: Mutex<Option<String>>,
   pub(crate) metrics: Metrics,
@@ -153,6 +154,7 @@ impl Cache {
       recovering: AtomicBool::new(false),
       simulation: AtomicU8::new(Simulation::None as u8),
       replayed: AtomicU64::new(0),
+      replay_failures: AtomicU32::new(0),
       mode_since_ms: AtomicU64::new(0),
       last_error: Mutex::new(None),
       metrics: Metrics::new(config.metrics_enabled),

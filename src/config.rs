@@ -349,34 +349,32 @@ pub fn redact_url(url: &str) -> String {
   let Some(scheme_end) = url.find("://").map(|i| i + 3) else {
     return url.to_string();
   };
+  // query parameters first, so that a raw '@' inside one is gone before userinfo is looked for
+  let url = redact_password_params(url);
   let (head, rest) = url.split_at(scheme_end);
-  let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-  let (authority, tail) = rest.split_at(authority_end);
-  let authority = match authority.rfind('@') {
-    Some(at) => {
-      let (userinfo, host) = authority.split_at(at);
-      match userinfo.find(':') {
-        Some(colon) => format!("{}:***{}", &userinfo[..colon], host),
-        None => format!("{userinfo}{host}"),
-      }
-    }
-    None => authority.to_string(),
-  };
-  let tail = match tail.find('?') {
-    Some(q) => {
-      let (path, query) = tail.split_at(q + 1);
-      let redacted: Vec<String> = query
-        .split('&')
-        .map(|kv| match kv.split_once('=') {
-          Some((k, _)) if k.eq_ignore_ascii_case("password") => format!("{k}=***"),
-          _ => kv.to_string(),
-        })
-        .collect();
-      format!("{path}{}", redacted.join("&"))
-    }
-    None => tail.to_string(),
-  };
-  format!("{head}{authority}{tail}")
+  // Everything before the last '@' is taken as userinfo, so a password holding a raw
+  // '/', '?' or '#' (an invalid but common URL) is still hidden; over-redacting is safe.
+  match rest.rfind('@') {
+    Some(at) => match rest[..at].find(':') {
+      Some(colon) => format!("{head}{}:***{}", &rest[..colon], &rest[at..]),
+      None => url.clone(),
+    },
+    None => url.clone(),
+  }
+}
+
+/// Replaces the values of `password=` (redis://) and `pass=` (unix sockets) query parameters.
+fn redact_password_params(url: &str) -> String {
+  let Some(q) = url.find('?') else { return url.to_string() };
+  let (path, query) = url.split_at(q + 1);
+  let redacted: Vec<String> = query
+    .split('&')
+    .map(|kv| match kv.split_once('=') {
+      Some((k, _)) if k.eq_ignore_ascii_case("password") || k.eq_ignore_ascii_case("pass") => format!("{k}=***"),
+      _ => kv.to_string(),
+    })
+    .collect();
+  format!("{path}{}", redacted.join("&"))
 }
 
 #[cfg(test)]
@@ -496,6 +494,15 @@ mod tests {
     assert_eq!(redact_url("redis://h:6379"), "redis://h:6379");
     assert_eq!(redact_url("redis://h/?password=x&db=1"), "redis://h/?password=***&db=1");
     assert_eq!(redact_url("redis://u:p@ss:w@h"), "redis://u:***@h");
+    assert_eq!(
+      redact_url("redis://:a/b?c#d@h:1/0"),
+      "redis://:***@h:1/0",
+      "raw / ? # in a password"
+    );
+    assert_eq!(
+      redact_url("unix:///run/redis.sock?pass=x&db=1"),
+      "unix:///run/redis.sock?pass=***&db=1"
+    );
     let c = ConfigBuilder {
       url: Some("redis://u:hunter2@h".into()),
       ..Default::default()

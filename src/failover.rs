@@ -91,6 +91,8 @@ pub const PROBE_MIN_DELAY: Duration = Duration::from_millis(50);
 /// Slowest probe interval while the breaker is open (recovery is seen within about
 /// twice this after Redis returns, two healthy probes being needed).
 pub const PROBE_MAX_DELAY: Duration = Duration::from_millis(500);
+/// Longest pause between replay attempts that Redis keeps refusing.
+pub const REPLAY_MAX_DELAY: Duration = Duration::from_secs(30);
 /// Journal operations applied to Redis concurrently during replay.
 pub const REPLAY_CONCURRENCY: usize = 64;
 
@@ -298,13 +300,20 @@ impl Cache {
       Ok(()) => {
         self.journal.commit(&batch);
         self.replayed.fetch_add(batch.len() as u64, Ordering::Relaxed);
+        self.replay_failures.store(0, Ordering::Relaxed);
         Ok(())
       }
       Err(e) => {
-        self.events.emit(Event::Error {
-          message: format!("replay failed, will retry: {e}"),
-          kind: "replay",
-        });
+        // a refusal retrying cannot fix (ACL without EVAL, say) backs the loop off and is
+        // reported once per run of failures; a transient one is reported each time
+        let persistent = !e.is_outage() || e.is_misconfiguration();
+        let report = !persistent || self.replay_failures.fetch_add(1, Ordering::Relaxed) == 0;
+        if report {
+          self.events.emit(Event::Error {
+            message: format!("replay failed, will retry: {e}"),
+            kind: "replay",
+          });
+        }
         Err(e)
       }
     }
@@ -386,7 +395,11 @@ async fn recovery_loop(weak: Weak<Cache>) {
         }
         Step::Wait => {
           waits += 1;
-          backoff(waits, PROBE_MIN_DELAY, PROBE_MAX_DELAY, jitter())
+          match cache.replay_failures.load(Ordering::Relaxed) {
+            // Redis answers PING but refuses the replay (e.g. an ACL without EVAL): back off far
+            0 => backoff(waits, PROBE_MIN_DELAY, PROBE_MAX_DELAY, jitter()),
+            n => backoff(n, PROBE_MAX_DELAY, REPLAY_MAX_DELAY, jitter()),
+          }
         }
       }
     };

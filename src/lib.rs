@@ -497,38 +497,61 @@ pub struct NativeHealth {
 /// Counters of one kind.
 #[napi(object)]
 pub struct KindMetrics {
+  /// Reads that found a value.
   pub hits: f64,
+  /// Reads that found nothing.
   pub misses: f64,
+  /// hits / (hits + misses), 0 without reads.
   pub hit_rate: f64,
+  /// Successful writes.
   pub sets: f64,
+  /// Successful deletes.
   pub deletes: f64,
 }
 
 /// Everything `metrics()` and the Prometheus exposition need, in one crossing.
 #[napi(object)]
 pub struct NativeMetrics {
+  /// Which store serves calls now.
   #[napi(ts_type = "'redis' | 'memory'")]
   pub mode: String,
+  /// Reads that found a value, both kinds.
   pub hits: f64,
+  /// Reads that found nothing, both kinds.
   pub misses: f64,
+  /// hits / (hits + misses), 0 without reads.
   pub hit_rate: f64,
+  /// Session counters.
   pub session: KindMetrics,
+  /// Query-result counters.
   pub query: KindMetrics,
+  /// invalidateCache/invalidateAll calls.
   pub invalidations: f64,
+  /// Entries they removed.
   pub invalidated_entries: f64,
+  /// Failed Redis calls.
   pub errors: f64,
+  /// Failed Redis calls that ran out of budget.
   pub timeouts: f64,
+  /// Times the manager switched to memory mode.
   pub fallback_activations: f64,
+  /// Total time in memory mode (ms).
   pub memory_mode_ms: f64,
+  /// Outage operations waiting for replay.
   pub journal_depth: f64,
   /// p50, p95, p99, max of Redis round trips (ms)
   pub latency_ms: Vec<f64>,
+  /// Successful Redis round trips measured.
   pub latency_count: f64,
+  /// Their total time (ms).
   pub latency_sum_ms: f64,
   /// cumulative counts at `latencyBoundsMs()`
   pub latency_buckets: Vec<f64>,
+  /// Bytes held by the in-process store.
   pub fallback_bytes: f64,
+  /// Entries held by the in-process store.
   pub fallback_entries: f64,
+  /// The in-process store's byte budget.
   pub fallback_max_bytes: f64,
 }
 

@@ -376,3 +376,48 @@ async fn an_unknown_host_is_a_misconfiguration_served_from_memory() {
     Some("1")
   );
 }
+
+#[tokio::test]
+async fn a_replay_redis_keeps_refusing_is_reported_once_and_backed_off() {
+  use ferrocache::events::{Event, EventSink};
+  use ferrocache::failover::Simulation;
+  use std::sync::Mutex;
+
+  #[derive(Default)]
+  struct Collect(Mutex<Vec<Event>>);
+  impl EventSink for Collect {
+    fn emit(&self, event: Event) {
+      self.0.lock().unwrap().push(event);
+    }
+  }
+
+  // PING/GET/SET/UNLINK allowed, EVAL (used by replay) refused
+  let acl = ["--user", "default", "on", "nopass", "~*", "+@all", "-eval"];
+  let server = RedisServer::start_with(support::free_port(), &acl);
+  let cache = cache_for(&server.url());
+  let events = Arc::new(Collect::default());
+  cache.set_event_sink(events.clone());
+  cache.simulate_outage(Simulation::Refuse);
+  cache.set(Scope::Global, Kind::Session, "s", "1", None).await.unwrap();
+  cache.simulate_outage(Simulation::None);
+  tokio::time::sleep(Duration::from_millis(1500)).await;
+  let replay_errors = events
+    .0
+    .lock()
+    .unwrap()
+    .iter()
+    .filter(|e| matches!(e, Event::Error { kind: "replay", .. }))
+    .count();
+  assert_eq!(replay_errors, 1, "reported once, not once per retry");
+  let status = cache.failover_status();
+  assert_eq!(status.journal_depth, 1, "nothing dropped: {status:?}");
+  assert_eq!(
+    cache.mode(),
+    Mode::Memory,
+    "never back on Redis before the replay: {status:?}"
+  );
+  assert_eq!(
+    cache.get(Scope::Global, Kind::Session, "s").await.unwrap().as_deref(),
+    Some("1")
+  );
+}
