@@ -128,7 +128,11 @@ class Scope {
   async #set(kind, name, key, data, ttlSeconds) {
     checkString(name, key)
     const ttl = checkTtl(ttlSeconds)
-    const json = encode(data)
+    await this.#store(kind, key, encode(data), ttl)
+  }
+
+  // Writes JSON text already validated and serialized.
+  async #store(kind, key, json, ttl) {
     const native = this.#owner._native()
     try {
       if (this.#owner._sync) native.setSync(kind, key, json, ttl, this.#tenant)
@@ -233,8 +237,8 @@ class Scope {
     }
     const value = await loader()
     if (value === undefined) throw invalid(`loader for '${key}' returned undefined; return null or a value`)
-    const json = encode(value)
-    await this.#set(QUERY, 'key', key, value, ttlSeconds)
+    const json = encode(value) // once: stored, and parsed by each waiter
+    await this.#store(QUERY, key, json, ttlSeconds)
     return json
   }
 }

@@ -4,109 +4,17 @@
 // never a rejection. And the password never shows up anywhere: health(), metrics(),
 // event payloads, error messages and stacks.
 //
-// The helper's startRedis() takes no extra arguments, so this file spawns its own
-// servers (private loopback port, stopped by pid in afterAll).
+// Servers: helpers/redis-server.ts startRedis(extraArgs) (private loopback port,
+// stopped by pid in afterAll).
 
-import { spawn, ChildProcess } from 'child_process'
-import * as net from 'net'
-import * as os from 'os'
 import Redis from 'ioredis'
 import { createCacheManager, CacheManager, CacheOptions, codes } from '..'
-import { freePort, sleep, uniquePrefix } from './helpers/redis-server'
+import { RedisServer, sleep, startRedis, uniquePrefix } from './helpers/redis-server'
 
 const SECRET = 's3cret-pw'
 const WRONG = 'wrong-pw'
 const LIMITED_PW = 'pw2-limited-Zq9'
 const SECRETS = [SECRET, WRONG, LIMITED_PW]
-
-// ---------------------------------------------------------------- server
-
-interface AuthServer {
-  port: number
-  pid: number
-  output(): string
-  stop(): Promise<void>
-}
-
-/** One raw PING; resolves with the first reply line ('' on failure). */
-function rawPing(port: number, timeoutMs = 500): Promise<string> {
-  return new Promise((resolve) => {
-    let done = false
-    let buf = ''
-    const sock = net.connect({ host: '127.0.0.1', port })
-    const finish = (line: string) => {
-      if (done) return
-      done = true
-      clearTimeout(timer)
-      sock.destroy()
-      resolve(line)
-    }
-    const timer = setTimeout(() => finish(''), timeoutMs)
-    sock.on('connect', () => sock.write('PING\r\n'))
-    sock.on('data', (d) => {
-      buf += d.toString('latin1')
-      const i = buf.indexOf('\r\n')
-      if (i >= 0) finish(buf.slice(0, i))
-    })
-    sock.on('error', () => finish(''))
-    sock.on('close', () => finish(''))
-  })
-}
-
-function exitOf(child: ChildProcess): Promise<void> {
-  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve()
-  return new Promise((resolve) => child.once('exit', () => resolve()))
-}
-
-async function startOnce(port: number, extra: string[]): Promise<AuthServer | null> {
-  const child = spawn(
-    'redis-server',
-    ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', ...extra],
-    { cwd: os.tmpdir(), stdio: ['ignore', 'pipe', 'pipe'] },
-  )
-  let out = ''
-  child.stdout!.on('data', (d) => (out += d.toString()))
-  child.stderr!.on('data', (d) => (out += d.toString()))
-  const exited = exitOf(child)
-  let stopped = false
-  const server: AuthServer = {
-    port,
-    pid: child.pid!,
-    output: () => out,
-    async stop() {
-      if (!stopped) {
-        stopped = true
-        if (child.exitCode === null && child.signalCode === null) {
-          process.kill(child.pid!, 'SIGTERM')
-          const killer = setTimeout(() => {
-            if (child.exitCode === null && child.signalCode === null) process.kill(child.pid!, 'SIGKILL')
-          }, 3000)
-          await exited
-          clearTimeout(killer)
-        }
-      }
-      await exited
-    },
-  }
-  const deadline = Date.now() + 5000
-  while (Date.now() < deadline) {
-    if (child.exitCode !== null || child.signalCode !== null) return null
-    const line = await rawPing(port)
-    // With requirepass / default user off an unauthenticated PING answers NOAUTH: it is up.
-    if (line.startsWith('+PONG') || line.startsWith('-NOAUTH')) return server
-    await sleep(25)
-  }
-  await server.stop()
-  throw new Error(`redis-server on port ${port} did not come up within 5 s:\n${out}`)
-}
-
-async function startAuthRedis(extra: string[]): Promise<AuthServer> {
-  for (let attempt = 0; attempt < 5; attempt++) {
-    const s = await startOnce(await freePort(), extra)
-    if (s) return s
-  }
-  throw new Error('could not start redis-server on a free port after 5 attempts')
-}
 
 // ---------------------------------------------------------------- helpers
 
@@ -238,11 +146,11 @@ afterAll(async () => {
 // ---------------------------------------------------------------- ACL users
 
 describe('ACL user (default off, user app with +@all, user limited with +ping only)', () => {
-  let server: AuthServer
+  let server: RedisServer
   let raw: Redis
 
   beforeAll(async () => {
-    server = await startAuthRedis([
+    server = await startRedis([
       '--user', 'default', 'off',
       '--user', 'app', 'on', `>${SECRET}`, '~*', '&*', '+@all',
       '--user', 'limited', 'on', `>${LIMITED_PW}`, '~*', '+ping',
@@ -355,11 +263,11 @@ describe('ACL user (default off, user app with +@all, user limited with +ping on
 // ---------------------------------------------------------------- requirepass
 
 describe('requirepass', () => {
-  let server: AuthServer
+  let server: RedisServer
   let raw: Redis
 
   beforeAll(async () => {
-    server = await startAuthRedis(['--requirepass', SECRET])
+    server = await startRedis(['--requirepass', SECRET])
     raw = new Redis({ host: '127.0.0.1', port: server.port, password: SECRET, maxRetriesPerRequest: 1 })
     await raw.ping()
   })

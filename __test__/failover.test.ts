@@ -8,8 +8,6 @@
 // Every server is stopped by pid (helpers/traffic.ts), every manager and client
 // is closed, so Jest ends by itself.
 
-import { spawn } from 'child_process'
-import * as path from 'path'
 import Redis from 'ioredis'
 import {
   createCacheManager,
@@ -22,6 +20,7 @@ import {
   RecoveredEvent,
 } from '..'
 import { freePort, RawRedis, uniquePrefix } from './helpers/redis-server'
+import { Run, runNode } from './helpers/child'
 import {
   CallRecord,
   describeError,
@@ -38,7 +37,6 @@ import {
 
 const TIMEOUT = 250 // commandTimeoutMs of every manager here
 const MARGIN = 150 // allowed on top of it for a call served during a hang
-const ROOT = path.resolve(__dirname, '..')
 
 // ---------------------------------------------------------------------------
 // bookkeeping: every manager/client made here is closed after each test
@@ -884,49 +882,9 @@ describe('9. health() while Redis hangs', () => {
 })
 
 describe('10. process exit with the probe task running', () => {
-  interface Run {
-    code: number | null
-    signal: NodeJS.Signals | null
-    stdout: string
-    stderr: string
-    exitAfterDoneMs: number | null
-    timedOut: boolean
-  }
-
   /** Runs `node -e script` (cwd = package root); onLine sees stdout lines; SIGKILLs it after deadlineMs. */
   function runChild(script: string, env: Record<string, string>, onLine: (line: string) => void, deadlineMs: number): Promise<Run> {
-    return new Promise((resolve, reject) => {
-      const child = spawn(process.execPath, ['-e', script], { cwd: ROOT, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] })
-      let stdout = ''
-      let stderr = ''
-      let doneAt: number | null = null
-      let timedOut = false
-      let pending = ''
-      child.stdout.on('data', (d) => {
-        stdout += d.toString()
-        pending += d.toString()
-        let i
-        while ((i = pending.indexOf('\n')) >= 0) {
-          const line = pending.slice(0, i).trim()
-          pending = pending.slice(i + 1)
-          if (line === 'done') doneAt = now()
-          onLine(line)
-        }
-      })
-      child.stderr.on('data', (d) => (stderr += d.toString()))
-      const timer = setTimeout(() => {
-        timedOut = true
-        child.kill('SIGKILL')
-      }, deadlineMs)
-      child.on('error', (e) => {
-        clearTimeout(timer)
-        reject(e)
-      })
-      child.on('close', (code, signal) => {
-        clearTimeout(timer)
-        resolve({ code, signal, stdout, stderr, timedOut, exitAfterDoneMs: doneAt === null ? null : now() - doneAt })
-      })
-    })
+    return runNode(script, { env, onLine, deadlineMs })
   }
 
   const PRELUDE = `

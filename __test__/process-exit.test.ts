@@ -2,49 +2,14 @@
 // child `node -e` scripts must exit by themselves with code 0, with or without
 // close(). Also checks the error contract in a plain Node process (no Jest vm).
 
-import { spawn } from 'child_process'
-import * as path from 'path'
 import { freePort, RawRedis, RedisServer, startRedis } from './helpers/redis-server'
+import { Run, runNode as runChild } from './helpers/child'
 
-const ROOT = path.resolve(__dirname, '..')
 const EXIT_DEADLINE_MS = 5000
-
-interface Run {
-  code: number | null
-  signal: NodeJS.Signals | null
-  timedOut: boolean
-  ms: number
-  stdout: string
-  stderr: string
-}
 
 /** Runs `node -e script` in the package root; kills it by pid after `deadlineMs`. */
 function runNode(script: string, env: Record<string, string> = {}, deadlineMs = EXIT_DEADLINE_MS): Promise<Run> {
-  return new Promise((resolve, reject) => {
-    const started = Date.now()
-    const child = spawn(process.execPath, ['-e', script], {
-      cwd: ROOT,
-      env: { ...process.env, ...env },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    })
-    let stdout = ''
-    let stderr = ''
-    let timedOut = false
-    child.stdout.on('data', (d) => (stdout += d.toString()))
-    child.stderr.on('data', (d) => (stderr += d.toString()))
-    const timer = setTimeout(() => {
-      timedOut = true
-      child.kill('SIGKILL')
-    }, deadlineMs)
-    child.on('error', (e) => {
-      clearTimeout(timer)
-      reject(e)
-    })
-    child.on('close', (code, signal) => {
-      clearTimeout(timer)
-      resolve({ code, signal, timedOut, ms: Date.now() - started, stdout, stderr })
-    })
-  })
+  return runChild(script, { env, deadlineMs })
 }
 
 function expectCleanExit(r: Run) {

@@ -169,8 +169,7 @@ fn classify(e: &redis::RedisError) -> RedisFailure {
     "failed to lookup address",
     "certificate",
     "Certificate",
-    "TLS",
-    "tls",
+    "HandshakeFailure",
   ]
   .iter()
   .any(|m| text.contains(m))

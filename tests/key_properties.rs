@@ -270,6 +270,40 @@ fn scan_match(pattern: &[u8], key: &[u8]) -> bool {
   pattern == b"*" || redis_stringmatch(pattern, key)
 }
 
+/// Fixed cases of the literal-prefix rule, through the Redis matcher (SCAN MATCH) and
+/// through the in-process store's rule (`starts_with`), which must agree.
+#[test]
+fn escaped_patterns_match_literally_in_both_stores() {
+  let cases: &[(&str, &str, bool)] = &[
+    ("orders_", "orders_2024", true),
+    ("orders_", "ordersX", false),
+    ("a*", "a*b", true),
+    ("a*", "ab", false),
+    ("a?", "a?", true),
+    ("a?", "ax", false),
+    ("[ab]", "[ab]c", true),
+    ("[ab]", "a", false),
+    (r"x\y", r"x\yz", true),
+    (r"x\y", "xy", false),
+    ("ключ", "ключ-1", true),
+    ("🔑", "🔑x", true),
+    ("🔑", "🔒", false),
+  ];
+  for &(prefix, key, expected) in cases {
+    let pattern = match_pattern(prefix);
+    assert_eq!(
+      scan_match(pattern.as_bytes(), key.as_bytes()),
+      expected,
+      "SCAN MATCH {pattern:?} vs {key:?}"
+    );
+    assert_eq!(
+      key.starts_with(prefix),
+      expected,
+      "memory store rule for {prefix:?} vs {key:?}"
+    );
+  }
+}
+
 #[test]
 fn the_port_agrees_with_known_redis_behaviour() {
   let cases: &[(&str, &str, bool)] = &[

@@ -15,8 +15,18 @@ export interface RedisServer {
   pid: number
   /** Everything the server printed (for diagnostics). */
   output(): string
-  /** Stops the server by pid and waits until it has exited. Idempotent. */
+  /** True once the process has exited. */
+  exited(): boolean
+  /** Resolves when the process has exited. */
+  waitExit(): Promise<void>
+  /** Stops the server by pid (SIGTERM, SIGKILL after 3 s) and waits until it has exited. Idempotent. */
   stop(): Promise<void>
+  /** SIGKILL by pid (Redis "crashes": connections are refused), waits for the exit. Idempotent. */
+  kill(): Promise<void>
+  /** SIGSTOP by pid: the server hangs (the kernel still accepts connections). */
+  pause(): void
+  /** SIGCONT by pid. */
+  resume(): void
 }
 
 export const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms))
@@ -40,81 +50,109 @@ export function freePort(): Promise<number> {
   })
 }
 
-/** Sends one inline PING over a fresh socket; true if the reply is +PONG. */
-function ping(port: number, timeoutMs = 500): Promise<boolean> {
+/**
+ * One raw request over a fresh socket; resolves with the first reply line, or
+ * null on error/timeout.
+ */
+export function rawRequest(port: number, line: string, timeoutMs = 500): Promise<string | null> {
   return new Promise((resolve) => {
     let done = false
     let buf = ''
     const sock = net.connect({ host: '127.0.0.1', port })
-    const finish = (ok: boolean) => {
+    const finish = (v: string | null) => {
       if (done) return
       done = true
       clearTimeout(timer)
       sock.destroy()
-      resolve(ok)
+      resolve(v)
     }
-    const timer = setTimeout(() => finish(false), timeoutMs)
-    sock.on('connect', () => sock.write('PING\r\n'))
+    const timer = setTimeout(() => finish(null), timeoutMs)
+    sock.on('connect', () => sock.write(`${line}\r\n`))
     sock.on('data', (d) => {
       buf += d.toString('latin1')
-      if (buf.includes('\r\n')) finish(buf.startsWith('+PONG'))
+      const i = buf.indexOf('\r\n')
+      if (i >= 0) finish(buf.slice(0, i))
     })
-    sock.on('error', () => finish(false))
-    sock.on('close', () => finish(false))
+    sock.on('error', () => finish(null))
+    sock.on('close', () => finish(null))
   })
 }
 
-function waitExit(child: ChildProcess): Promise<void> {
-  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve()
-  return new Promise((resolve) => child.once('exit', () => resolve()))
-}
+const live = new Set<RedisServer>()
 
-async function startOnce(port: number): Promise<RedisServer | null> {
-  const child = spawn(
+/**
+ * Starts `redis-server` on `port` (loopback, no persistence) with `extraArgs`, and
+ * waits until it answers PING (a -NOAUTH answer counts: the server is up). Resolves
+ * null if the process exited before answering (the port was taken meanwhile).
+ */
+export async function startRedisOn(port: number, extraArgs: string[] = []): Promise<RedisServer | null> {
+  const child: ChildProcess = spawn(
     'redis-server',
-    ['--save', '', '--appendonly', 'no', '--bind', '127.0.0.1', '--port', String(port)],
+    ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', ...extraArgs],
     { cwd: os.tmpdir(), stdio: ['ignore', 'pipe', 'pipe'] },
   )
   let out = ''
   child.stdout!.on('data', (d) => (out += d.toString()))
   child.stderr!.on('data', (d) => (out += d.toString()))
-  const exited = waitExit(child)
-  let stopped = false
+  const isExited = () => child.exitCode !== null || child.signalCode !== null
+  const exitedP = new Promise<void>((resolve) => (isExited() ? resolve() : child.once('exit', () => resolve())))
+  const signal = (sig: NodeJS.Signals) => {
+    if (!isExited()) process.kill(child.pid!, sig)
+  }
+  let stopping: Promise<void> | null = null
   const server: RedisServer = {
     port,
     url: `redis://127.0.0.1:${port}`,
     pid: child.pid!,
     output: () => out,
-    async stop() {
-      if (!stopped) {
-        stopped = true
-        if (child.exitCode === null && child.signalCode === null) {
-          child.kill('SIGTERM')
-          const killer = setTimeout(() => child.kill('SIGKILL'), 3000)
-          await exited
-          clearTimeout(killer)
-        }
-      }
-      await exited
+    exited: isExited,
+    waitExit: () => exitedP,
+    stop() {
+      stopping ??= (async () => {
+        signal('SIGCONT') // a paused server cannot act on SIGTERM
+        signal('SIGTERM')
+        const killer = setTimeout(() => signal('SIGKILL'), 3000)
+        await exitedP
+        clearTimeout(killer)
+        live.delete(server)
+      })()
+      return stopping
     },
+    async kill() {
+      signal('SIGKILL')
+      await exitedP
+      live.delete(server)
+    },
+    pause: () => signal('SIGSTOP'),
+    resume: () => signal('SIGCONT'),
   }
+  live.add(server)
   const deadline = Date.now() + 5000
   while (Date.now() < deadline) {
-    if (child.exitCode !== null || child.signalCode !== null) return null // e.g. the port was taken meanwhile
-    if (await ping(port)) return server
-    await sleep(25)
+    if (isExited()) {
+      live.delete(server)
+      return null
+    }
+    const reply = await rawRequest(port, 'PING', 300)
+    if (reply !== null && (reply.startsWith('+PONG') || reply.startsWith('-NOAUTH'))) return server
+    await sleep(20)
   }
-  await server.stop()
+  await server.kill()
   throw new Error(`redis-server on port ${port} did not answer PING within 5 s:\n${out}`)
 }
 
-/** Starts a private redis-server on a free loopback port and waits until it answers PING. */
-export async function startRedis(): Promise<RedisServer> {
+/** Starts a private redis-server on a free loopback port (with `extraArgs`) and waits until it answers. */
+export async function startRedis(extraArgs: string[] = []): Promise<RedisServer> {
   for (let attempt = 0; attempt < 5; attempt++) {
-    const server = await startOnce(await freePort())
+    const server = await startRedisOn(await freePort(), extraArgs)
     if (server) return server
   }
   throw new Error('could not start redis-server on a free port after 5 attempts')
+}
+
+/** SIGKILLs every server started here that is still running (afterAll). */
+export async function killAllRedis(): Promise<void> {
+  await Promise.all([...live].map((s) => s.kill()))
 }
 
 /** A raw Redis client (ioredis) for looking at what ferrocache wrote. Call close(). */

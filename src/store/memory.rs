@@ -11,7 +11,7 @@
 //! - Values are `Arc<str>`: a read clones a pointer, never the text, under the lock.
 
 use std::future::{ready, Future};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -77,6 +77,10 @@ pub struct MemoryStore {
   max_bytes: u64,
   epoch: Instant,
   last_sweep_ms: AtomicU64,
+  /// False only while nothing was written since the last `clear` (or ever): deletes
+  /// and invalidations then skip the shard locks. In Redis mode the store is empty
+  /// almost always, yet every Redis write drops the key's in-process copy.
+  maybe_nonempty: AtomicBool,
 }
 
 impl MemoryStore {
@@ -98,6 +102,7 @@ impl MemoryStore {
       max_bytes,
       epoch: Instant::now(),
       last_sweep_ms: AtomicU64::new(0),
+      maybe_nonempty: AtomicBool::new(false),
     }
   }
 
@@ -127,12 +132,17 @@ impl MemoryStore {
       )));
     }
     self.cache.insert(key.into(), Entry { value, expires_at });
+    // after the insert: a concurrent `clear` then at worst leaves the flag set on an empty store
+    self.maybe_nonempty.store(true, Ordering::Release);
     self.maybe_sweep();
     Ok(())
   }
 
   /// Removes `key`; true if it was live.
   pub fn delete_now(&self, key: &str) -> bool {
+    if !self.maybe_nonempty.load(Ordering::Acquire) {
+      return false;
+    }
     let now = Instant::now();
     matches!(self.cache.remove(key), Some((_, e)) if e.live(now))
   }
@@ -140,6 +150,9 @@ impl MemoryStore {
   /// Removes every key starting with `literal_prefix` (and any expired entry met);
   /// returns how many live entries matched.
   pub fn invalidate_prefix_now(&self, literal_prefix: &str) -> u64 {
+    if !self.maybe_nonempty.load(Ordering::Acquire) {
+      return 0;
+    }
     let now = Instant::now();
     let removed = AtomicU64::new(0);
     self.cache.retain(|k, e| {
@@ -161,6 +174,8 @@ impl MemoryStore {
 
   /// Removes everything.
   pub fn clear(&self) {
+    // before clearing: an insert racing with it sets the flag again afterwards
+    self.maybe_nonempty.store(false, Ordering::Release);
     self.cache.clear();
   }
 
@@ -312,5 +327,20 @@ mod tests {
     threads.into_iter().for_each(|t| t.join().unwrap());
     assert_eq!(s.stats().entries, 4000);
     assert_eq!(s.stats().bytes, 4000 * (6 + 4 + ENTRY_OVERHEAD));
+  }
+
+  #[test]
+  fn deletes_and_invalidations_see_writes_made_after_a_clear() {
+    let s = MemoryStore::new(MIB, 1024);
+    assert!(!s.delete_now("k"), "an empty store answers without locking");
+    assert_eq!(s.invalidate_prefix_now("k"), 0);
+    s.set_now("k", "1".into(), 60_000).unwrap();
+    s.clear();
+    assert!(!s.delete_now("k"));
+    s.set_now("k", "2".into(), 60_000).unwrap();
+    s.set_now("k2", "2".into(), 60_000).unwrap();
+    assert!(s.delete_now("k"));
+    assert_eq!(s.invalidate_prefix_now("k"), 1);
+    assert_eq!(s.stats().entries, 0);
   }
 }

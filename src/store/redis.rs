@@ -104,11 +104,6 @@ impl RedisStore {
     *self.current.write().unwrap_or_else(|p| p.into_inner()) = None;
   }
 
-  /// True while a connection is open.
-  pub fn is_connected(&self) -> bool {
-    self.current.read().unwrap_or_else(|p| p.into_inner()).is_some()
-  }
-
   fn current(&self) -> Option<Arc<Current>> {
     self.current.read().unwrap_or_else(|p| p.into_inner()).clone()
   }
@@ -199,20 +194,16 @@ impl RedisStore {
   /// Writes `value` with `ttl_ms` unless Redis holds a value for `key` that
   /// expires later; true if written.
   pub async fn set_if_later(&self, key: &str, value: &str, ttl_ms: u64) -> Result<bool> {
-    let cmd = redis::cmd("EVAL")
-      .arg(SET_IF_LATER)
-      .arg(1)
-      .arg(key)
-      .arg(value)
-      .arg(ttl_ms)
-      .to_owned();
+    let mut cmd = redis::cmd("EVAL");
+    cmd.arg(SET_IF_LATER).arg(1).arg(key).arg(value).arg(ttl_ms);
     Ok(self.query::<i64>(&cmd).await? == 1)
   }
 }
 
 impl Store for RedisStore {
   fn get(&self, key: &str) -> impl Future<Output = Result<Option<String>>> + Send {
-    let cmd = redis::cmd("GET").arg(key).to_owned();
+    let mut cmd = redis::cmd("GET");
+    cmd.arg(key);
     async move {
       let bytes: Option<Vec<u8>> = self.query(&cmd).await?;
       bytes.map(String::from_utf8).transpose().map_err(|_| Error::Redis {
@@ -223,12 +214,15 @@ impl Store for RedisStore {
   }
 
   fn set(&self, key: &str, value: &str, ttl_ms: u64) -> impl Future<Output = Result<()>> + Send {
-    let cmd = redis::cmd("SET").arg(key).arg(value).arg("PX").arg(ttl_ms).to_owned();
+    // built in place: `.to_owned()` on the builder would copy the value once more per call
+    let mut cmd = redis::cmd("SET");
+    cmd.arg(key).arg(value).arg("PX").arg(ttl_ms);
     async move { self.query::<()>(&cmd).await }
   }
 
   fn delete(&self, key: &str) -> impl Future<Output = Result<bool>> + Send {
-    let cmd = redis::cmd("UNLINK").arg(key).to_owned();
+    let mut cmd = redis::cmd("UNLINK");
+    cmd.arg(key);
     async move { Ok(self.query::<u64>(&cmd).await? > 0) }
   }
 
@@ -238,16 +232,12 @@ impl Store for RedisStore {
       let mut cursor: u64 = 0;
       let mut removed = 0;
       loop {
-        let scan = redis::cmd("SCAN")
-          .arg(cursor)
-          .arg("MATCH")
-          .arg(&pattern)
-          .arg("COUNT")
-          .arg(SCAN_COUNT)
-          .to_owned();
+        let mut scan = redis::cmd("SCAN");
+        scan.arg(cursor).arg("MATCH").arg(&pattern).arg("COUNT").arg(SCAN_COUNT);
         let (next, keys): (u64, Vec<Vec<u8>>) = self.query(&scan).await?;
         if !keys.is_empty() {
-          let unlink = redis::cmd("UNLINK").arg(&keys).to_owned();
+          let mut unlink = redis::cmd("UNLINK");
+          unlink.arg(&keys);
           removed += self.query::<u64>(&unlink).await?;
         }
         if next == 0 {
@@ -268,7 +258,9 @@ impl Store for RedisStore {
 impl RedisStore {
   /// `used_memory` from `INFO memory`, in bytes.
   pub async fn used_memory(&self) -> Result<u64> {
-    let info: String = self.query(&redis::cmd("INFO").arg("memory").to_owned()).await?;
+    let mut cmd = redis::cmd("INFO");
+    cmd.arg("memory");
+    let info: String = self.query(&cmd).await?;
     info
       .lines()
       .find_map(|l| l.strip_prefix("used_memory:"))
