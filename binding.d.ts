@@ -60,6 +60,10 @@ export declare class NativeCache {
   failoverStatus(): FailoverStatus
   /** Counters, latency percentiles, fallback store size and failover state; no I/O. */
   metrics(): NativeMetrics
+  /** One tenant's counters and in-process store usage; no I/O. */
+  tenantMetrics(tenant: string): NativeTenantMetrics
+  /** Every tenant tracked one by one (at most `tenantMetricsLimit`), sorted by id. */
+  allTenantMetrics(): Array<NativeTenantMetrics>
   /**
    * The live part of `health()`: PING (and Redis memory when it answers) plus
    * mode age and recent PING percentiles. Never fails while open.
@@ -128,6 +132,8 @@ export interface CacheOptions {
    * `false` skips all counting (its cost is measured by bench/metrics-overhead.js).
    */
   metrics?: boolean
+  /** Tenants with their own counters in `tenant(id).metrics()`; the rest are aggregated. Default 1000. */
+  tenantMetricsLimit?: number
 }
 
 /** Failover state of a manager. */
@@ -156,6 +162,11 @@ export interface FallbackOptions {
   enabled?: boolean
   /** Byte budget of the in-process store (keys + values + 64 bytes per entry); default 64 MiB. */
   maxBytes?: number
+  /**
+   * The most one tenant may hold in the in-process store; past it, the tenant's own
+   * cold entries are evicted. Default: 1/8 of `maxBytes` (raised to fit the largest value).
+   */
+  maxBytesPerTenant?: number
 }
 
 /** Counters of one kind. */
@@ -249,6 +260,43 @@ export interface NativeMetrics {
   fallbackEntries: number
   /** The in-process store's byte budget. */
   fallbackMaxBytes: number
+  /** Per-tenant counters: how many tenants are tracked, the limit, the aggregate of the rest. */
+  tenants: NativeTenantsSummary
+}
+
+/** One tenant's metrics. */
+export interface NativeTenantMetrics {
+  /** The tenant id. */
+  tenant: string
+  /**
+   * False when the tenant is past `tenantMetricsLimit`: its counters are in the
+   * aggregate (`metrics().tenants.other`) and read 0 here; the fallback figures are exact.
+   */
+  tracked: boolean
+  /** Reads that found a value. */
+  hits: number
+  /** Reads that found nothing. */
+  misses: number
+  /** hits / (hits + misses), 0 without reads. */
+  hitRate: number
+  /** Entries removed by the tenant's invalidations. */
+  invalidated: number
+  /** Bytes the tenant holds in the in-process store. */
+  fallbackBytes: number
+  /** Entries the tenant holds in the in-process store. */
+  fallbackEntries: number
+  /** The most one tenant may hold there (`fallback.maxBytesPerTenant`). */
+  fallbackMaxBytes: number
+}
+
+/** The per-tenant metrics' bounds. */
+export interface NativeTenantsSummary {
+  /** Tenants with their own counters. */
+  tracked: number
+  /** `tenantMetricsLimit`. */
+  limit: number
+  /** The tenants past the limit, summed. */
+  other: TenantCountsJs
 }
 
 /** Retry policy of one Redis call, within `commandTimeoutMs`. */
@@ -259,6 +307,18 @@ export interface RetryOptions {
   baseDelayMs?: number
   /** Largest backoff delay in ms, also the longest pause before Redis is tried again; default 2000. */
   maxDelayMs?: number
+}
+
+/** Counters of one tenant or of the untracked ones. */
+export interface TenantCountsJs {
+  /** Reads that found a value. */
+  hits: number
+  /** Reads that found nothing. */
+  misses: number
+  /** hits / (hits + misses), 0 without reads. */
+  hitRate: number
+  /** Entries removed by invalidations. */
+  invalidated: number
 }
 
 /** TLS for `rediss://` (server certificate and name are always checked). */

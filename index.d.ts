@@ -41,8 +41,12 @@ export interface CacheOptions {
   connectTimeoutMs?: number
   /** Retries within the call budget: 3 attempts, exponential backoff from 20 ms up to 2000 ms, with jitter. */
   retry?: { attempts?: number; baseDelayMs?: number; maxDelayMs?: number }
-  /** In-process store: on by default, bounded by `maxBytes` (default 64 MiB). */
-  fallback?: { enabled?: boolean; maxBytes?: number }
+  /**
+   * In-process store: on by default, bounded by `maxBytes` (default 64 MiB). One tenant holds at
+   * most `maxBytesPerTenant` (default 1/8 of `maxBytes`, raised to fit the largest value); past it,
+   * that tenant's own cold entries are evicted, never another tenant's.
+   */
+  fallback?: { enabled?: boolean; maxBytes?: number; maxBytesPerTenant?: number }
   /** Size limits: key 4096 bytes, value 4 MiB of JSON by default. */
   limits?: { maxKeyBytes?: number; maxValueBytes?: number }
   /**
@@ -52,6 +56,11 @@ export interface CacheOptions {
   tls?: { caFile?: string; certFile?: string; keyFile?: string }
   /** Count hits, misses, errors and Redis latency for `metrics()`; default true. `false` skips all counting. */
   metrics?: boolean
+  /**
+   * Tenants with their own counters in `metrics().tenants.list` and `tenant(id).metrics()` (the first
+   * ones seen); later tenants are summed in `metrics().tenants.other`. Default 1000, 0..100000.
+   */
+  tenantMetricsLimit?: number
 }
 
 /** The data methods; on a manager they use its own keys, on a TenantCache the tenant's. */
@@ -91,6 +100,29 @@ export declare class TenantCache implements CacheScope {
   invalidateCache(prefix: string): Promise<number>
   invalidateAll(): Promise<number>
   getOrSet<T>(key: string, loader: () => T | Promise<T>, ttlSeconds?: number): Promise<T>
+  /** This tenant's counters and in-process store usage; synchronous, no I/O. */
+  metrics(): TenantMetrics
+}
+
+/** Counters of one tenant, or of the tenants past `tenantMetricsLimit` together. */
+export interface TenantCounts {
+  hits: number
+  misses: number
+  /** hits / (hits + misses), 0 without reads */
+  hitRate: number
+  /** Entries removed by the tenant's invalidateCache/invalidateAll. */
+  invalidated: number
+}
+
+/** `tenant(id).metrics()`: one tenant's counters and what it holds in the in-process store. */
+export interface TenantMetrics extends TenantCounts {
+  tenantId: string
+  /**
+   * False when the tenant is past `tenantMetricsLimit`: its counters are summed in
+   * `metrics().tenants.other` and read 0 here. The `memory` figures are always exact.
+   */
+  tracked: boolean
+  memory: { fallbackBytes: number; fallbackEntries: number; fallbackMaxBytes: number }
 }
 
 /** `health()`: a live check. Never rejects. */
@@ -169,6 +201,8 @@ export interface CacheMetrics {
   journalDepth: number
   /** Cumulative latency buckets (upper bound `le` in ms), for Prometheus. */
   latencyHistogram: { count: number; sumMs: number; buckets: Array<{ le: number; count: number }> }
+  /** Per-tenant metrics: at most `limit` tenants one by one (sorted by id), the rest summed in `other`. */
+  tenants: { tracked: number; limit: number; other: TenantCounts; list: TenantMetrics[] }
 }
 
 /** `fallback` event: switched to the in-process store. */

@@ -245,10 +245,36 @@ class Scope {
 
 /** The data methods of a manager, isolated to one tenant's keys. */
 class TenantCache extends Scope {
+  #owner
+
   /** @internal use `manager.tenant(id)` */
   constructor(owner, tenantId) {
     super(owner, tenantId)
+    this.#owner = owner
     this.tenantId = tenantId
+  }
+
+  /**
+   * This tenant's counters (hits, misses, hitRate, entries invalidated) and what it
+   * holds in the in-process store; synchronous, no I/O. `tracked` is false past
+   * `tenantMetricsLimit`: the counters then read 0 (they are in
+   * `metrics().tenants.other`), the in-process figures stay exact.
+   */
+  metrics() {
+    return tenantStats(this.#owner._native().tenantMetrics(this.tenantId))
+  }
+}
+
+function counts(c) {
+  return { hits: c.hits, misses: c.misses, hitRate: c.hitRate, invalidated: c.invalidated }
+}
+
+function tenantStats(t) {
+  return {
+    tenantId: t.tenant,
+    tracked: t.tracked,
+    ...counts(t),
+    memory: { fallbackBytes: t.fallbackBytes, fallbackEntries: t.fallbackEntries, fallbackMaxBytes: t.fallbackMaxBytes },
   }
 }
 
@@ -410,10 +436,12 @@ class CacheManager extends Scope {
    * A snapshot of the counters (no I/O): hits/misses/hitRate overall and per type,
    * sets/deletes, invalidations, Redis errors/timeouts, fallback activations, time in
    * memory mode, Redis round-trip latency percentiles (from a histogram), the
-   * in-process store's size and the outage journal's depth.
+   * in-process store's size and the outage journal's depth; per tenant (at most
+   * `tenantMetricsLimit` tenants, the rest summed in `tenants.other`) in `tenants.list`.
    */
   metrics() {
-    const m = this._native().metrics()
+    const native = this._native()
+    const m = native.metrics()
     const byType = (k) => ({ hits: k.hits, misses: k.misses, hitRate: k.hitRate, sets: k.sets, deletes: k.deletes })
     return {
       mode: m.mode,
@@ -434,6 +462,12 @@ class CacheManager extends Scope {
         count: m.latencyCount,
         sumMs: m.latencySumMs,
         buckets: LATENCY_BOUNDS_MS.map((le, i) => ({ le, count: m.latencyBuckets[i] })),
+      },
+      tenants: {
+        tracked: m.tenants.tracked,
+        limit: m.tenants.limit,
+        other: counts(m.tenants.other),
+        list: native.allTenantMetrics().map(tenantStats),
       },
     }
   }

@@ -14,7 +14,7 @@ const PROMETHEUS_CONTENT_TYPE = 'text/plain; version=0.0.4; charset=utf-8'
 const { invalid, describe } = require('./errors.js')
 const LABEL_NAME = /^[a-zA-Z_][a-zA-Z0-9_]*$/
 // Label names the families use themselves (and `le`, which histograms reserve).
-const RESERVED_LABELS = new Set(['type', 'mode', 'le', 'quantile'])
+const RESERVED_LABELS = new Set(['type', 'mode', 'tenant', 'le', 'quantile'])
 const TYPES = ['session', 'query']
 const MODES = ['redis', 'memory']
 
@@ -44,6 +44,20 @@ function perType(field) {
 
 function scalar(read) {
   return (m) => [{ labels: [], value: read(m) }]
+}
+
+/** One sample per tracked tenant (bounded by tenantMetricsLimit). */
+function perTenant(read) {
+  return (m) => {
+    const list = obj(m.tenants) && Array.isArray(m.tenants.list) ? m.tenants.list : []
+    return list
+      .filter((t) => obj(t) && typeof t.tenantId === 'string')
+      .map((t) => ({ labels: [['tenant', t.tenantId]], value: num(read(t)) }))
+  }
+}
+
+function untracked(field) {
+  return scalar((m) => num(obj(m.tenants) && obj(m.tenants.other) && m.tenants.other[field]))
 }
 
 // Each family: name, help, type, and `samples(snapshot)` -> [{suffix?, labels: [[name, value]], value}].
@@ -152,6 +166,62 @@ const FAMILIES = [
     aggregator: 'average', // prom-client cluster aggregation: a ratio is not summed over workers
     labelNames: ['type'],
     samples: perType('hitRate'),
+  },
+  {
+    name: 'ferrocache_tenant_hits_total',
+    type: 'counter',
+    help: 'Cache reads of one tenant that found an entry (tenants within tenantMetricsLimit).',
+    labelNames: ['tenant'],
+    perTenant: true,
+    samples: perTenant((t) => t.hits),
+  },
+  {
+    name: 'ferrocache_tenant_misses_total',
+    type: 'counter',
+    help: 'Cache reads of one tenant that found no entry (tenants within tenantMetricsLimit).',
+    labelNames: ['tenant'],
+    perTenant: true,
+    samples: perTenant((t) => t.misses),
+  },
+  {
+    name: 'ferrocache_tenant_invalidated_entries_total',
+    type: 'counter',
+    help: "Entries removed by one tenant's invalidations (tenants within tenantMetricsLimit).",
+    labelNames: ['tenant'],
+    perTenant: true,
+    samples: perTenant((t) => t.invalidated),
+  },
+  {
+    name: 'ferrocache_tenant_fallback_bytes',
+    type: 'gauge',
+    help: 'Bytes one tenant holds in the in-process store (tenants within tenantMetricsLimit).',
+    labelNames: ['tenant'],
+    perTenant: true,
+    samples: perTenant((t) => obj(t.memory) && t.memory.fallbackBytes),
+  },
+  {
+    name: 'ferrocache_tenants_tracked',
+    type: 'gauge',
+    help: 'Tenants with their own ferrocache_tenant_* series (at most tenantMetricsLimit).',
+    samples: scalar((m) => num(obj(m.tenants) && m.tenants.tracked)),
+  },
+  {
+    name: 'ferrocache_untracked_tenant_hits_total',
+    type: 'counter',
+    help: 'Cache reads that found an entry, of all tenants past tenantMetricsLimit together.',
+    samples: untracked('hits'),
+  },
+  {
+    name: 'ferrocache_untracked_tenant_misses_total',
+    type: 'counter',
+    help: 'Cache reads that found no entry, of all tenants past tenantMetricsLimit together.',
+    samples: untracked('misses'),
+  },
+  {
+    name: 'ferrocache_untracked_tenant_invalidated_entries_total',
+    type: 'counter',
+    help: 'Entries removed by invalidations of all tenants past tenantMetricsLimit together.',
+    samples: untracked('invalidated'),
   },
   {
     name: 'ferrocache_redis_latency_seconds',
@@ -283,7 +353,9 @@ function renderText(sources) {
         lines += `${s.name}${labelText} ${formatValue(s.value)}\n`
       }
     }
-    if (lines === '') continue
+    // the per-tenant families have no sample until a tenant is counted: listed
+    // anyway when the snapshot has `tenants`, as prom-client lists them
+    if (lines === '' && !(family.perTenant && sources.some((s) => obj(s.snapshot.tenants)))) continue
     text += `# HELP ${family.name} ${escapeHelp(family.help)}\n# TYPE ${family.name} ${family.type}\n${lines}`
   }
   return text
@@ -292,7 +364,9 @@ function renderText(sources) {
 /**
  * The Prometheus text exposition (format 0.0.4) of a `metrics()` snapshot.
  * `options.labels` adds constant labels (e.g. `{ manager: 'main' }`) to every sample.
- * Fields the snapshot lacks are left out. Serve it with `PROMETHEUS_CONTENT_TYPE`.
+ * Samples (and families) of fields the snapshot lacks are left out; the per-tenant
+ * families are listed without samples while no tenant is tracked. Serve it with
+ * `PROMETHEUS_CONTENT_TYPE`.
  */
 function toPrometheusText(metrics, options) {
   checkSnapshot(metrics)

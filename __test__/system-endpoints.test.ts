@@ -73,13 +73,24 @@ const SCALAR_COUNTERS: Record<string, (m: CacheMetrics) => number> = {
   ferrocache_redis_timeouts_total: (m) => m.timeouts,
   ferrocache_fallback_activations_total: (m) => m.fallbackActivations,
   ferrocache_memory_mode_seconds_total: (m) => m.memoryModeMs / 1000,
+  ferrocache_untracked_tenant_hits_total: (m) => m.tenants.other.hits,
+  ferrocache_untracked_tenant_misses_total: (m) => m.tenants.other.misses,
+  ferrocache_untracked_tenant_invalidated_entries_total: (m) => m.tenants.other.invalidated,
 }
 const SCALAR_GAUGES: Record<string, (m: CacheMetrics) => number> = {
   ferrocache_journal_depth: (m) => m.journalDepth,
   ferrocache_fallback_bytes: (m) => m.memory.fallbackBytes,
   ferrocache_fallback_entries: (m) => m.memory.fallbackEntries,
   ferrocache_fallback_max_bytes: (m) => m.memory.fallbackMaxBytes,
+  ferrocache_tenants_tracked: (m) => m.tenants.tracked,
 }
+/** Per-tenant families: present only while some tenant is tracked (tenant-metrics.test.ts checks their values). */
+const TENANT_FAMILIES = [
+  'ferrocache_tenant_hits_total',
+  'ferrocache_tenant_misses_total',
+  'ferrocache_tenant_invalidated_entries_total',
+  'ferrocache_tenant_fallback_bytes',
+]
 const HISTOGRAM = 'ferrocache_redis_latency_seconds'
 const FAMILY_TYPES: Record<string, PromFamily['type']> = {
   ...Object.fromEntries(Object.keys(PER_TYPE_COUNTERS).map((n) => [n, 'COUNTER'])),
@@ -155,7 +166,7 @@ function checkTextFormat(text: string): void {
 function checkExposition(text: string, extra: Record<string, string> = {}): Map<string, PromFamily> {
   checkTextFormat(text)
   const families = parseProm(text)
-  expect([...families.keys()].sort()).toEqual(FAMILY_NAMES)
+  expect([...families.keys()].filter((n) => !TENANT_FAMILIES.includes(n)).sort()).toEqual(FAMILY_NAMES)
   for (const [name, type] of Object.entries(FAMILY_TYPES)) {
     const f = families.get(name)!
     expect(f.type).toBe(type)
@@ -970,7 +981,7 @@ describe('registerPrometheus (prom-client)', () => {
     await knownSequence(m)
     const registry = new Registry()
     const reg = registerPrometheus(m, registry)
-    expect([...reg.metricNames].sort()).toEqual(FAMILY_NAMES)
+    expect([...reg.metricNames].sort()).toEqual([...FAMILY_NAMES, ...TENANT_FAMILIES].sort())
     const text = await registry.metrics()
     const families = checkExposition(text)
     expectMatchesSnapshot(families, m.metrics())

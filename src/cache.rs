@@ -30,7 +30,8 @@ use crate::events::{EventSink, Events};
 use crate::failover::Simulation;
 use crate::journal::{Journal, Lookup, DEFAULT_MAX_ENTRIES};
 use crate::keys::{KeyLayout, Kind, Scope, MAX_TENANT_BYTES};
-use crate::metrics::{Metrics, MetricsSnapshot};
+use crate::metrics::{Metrics, MetricsSnapshot, TenantCounts};
+use crate::store::memory::TenantUsage;
 use crate::store::redis::RedisTimeouts;
 use crate::store::{MemoryStats, MemoryStore, RedisStore, Store};
 
@@ -143,11 +144,16 @@ impl Cache {
       }
       Backend::Memory => None,
     };
-    let memory = MemoryStore::new(config.fallback().max_bytes, config.largest_entry_bytes());
+    let fallback = config.fallback();
+    let memory = MemoryStore::with_tenant_budget(
+      fallback.max_bytes,
+      fallback.max_bytes_per_tenant,
+      config.largest_entry_bytes(),
+    );
     Ok(Arc::new_cyclic(|me| Cache {
       layout: KeyLayout::new(config.key_prefix()),
       breaker: Breaker::new(DEFAULT_FAILURE_THRESHOLD, DEFAULT_PROBE_SUCCESSES),
-      journal: Journal::new(DEFAULT_MAX_ENTRIES, config.key_prefix()),
+      journal: Journal::new(DEFAULT_MAX_ENTRIES, fallback.max_bytes, config.key_prefix()),
       events: Events::default(),
       epoch: Instant::now(),
       me: me.clone(),
@@ -157,7 +163,7 @@ impl Cache {
       replay_failures: AtomicU32::new(0),
       mode_since_ms: AtomicU64::new(0),
       last_error: Mutex::new(None),
-      metrics: Metrics::new(config.metrics_enabled),
+      metrics: Metrics::new(config.metrics_enabled, config.tenant_metrics_limit),
       pings: PingWindow::default(),
       config,
       memory,
@@ -213,6 +219,17 @@ impl Cache {
   /// The in-process store's size.
   pub fn memory_stats(&self) -> MemoryStats {
     self.memory.stats()
+  }
+
+  /// One tenant's counters (`None` when not tracked one by one) and what it
+  /// holds in the in-process store; no I/O.
+  pub fn tenant_stats(&self, tenant: &str) -> (Option<TenantCounts>, TenantUsage) {
+    (self.metrics.tenant_counts(tenant), self.memory.tenant_usage(tenant))
+  }
+
+  /// The most one tenant may hold in the in-process store.
+  pub fn tenant_max_bytes(&self) -> u64 {
+    self.memory.tenant_max_bytes()
   }
 
   /// The last Redis failure, password-free.
@@ -363,7 +380,7 @@ impl Cache {
   pub fn get_local(&self, scope: Scope<'_>, kind: Kind, key: &str) -> Result<Option<Arc<str>>> {
     let key = self.full_key(scope, kind, key)?;
     let value = self.memory.get_now(&key);
-    self.metrics.read(kind, value.is_some());
+    self.count_read(scope, kind, value.is_some());
     Ok(value)
   }
 
@@ -372,7 +389,8 @@ impl Cache {
     let key = self.full_key(scope, kind, key)?;
     let ttl = self.ttl(kind, ttl_secs)?;
     self.check_value(json)?;
-    self.memory.set_now(&key, json.into(), ttl)?;
+    let expires_at = Instant::now() + Duration::from_millis(ttl);
+    self.memory.set_until(scope.tenant(), &key, json.into(), expires_at)?;
     self.metrics.set(kind);
     Ok(())
   }
@@ -380,7 +398,7 @@ impl Cache {
   /// Deletes from the in-process store on the calling thread.
   pub fn delete_local(&self, scope: Scope<'_>, kind: Kind, key: &str) -> Result<bool> {
     let key = self.full_key(scope, kind, key)?;
-    let existed = self.memory.delete_now(&key);
+    let existed = self.memory.delete_now(scope.tenant(), &key);
     self.metrics.delete(kind);
     Ok(existed)
   }
@@ -389,9 +407,23 @@ impl Cache {
   /// empty prefix is accepted only with `all`.
   pub fn invalidate_local(&self, scope: Scope<'_>, kind: Kind, prefix: &str, all: bool) -> Result<u64> {
     let literal = self.prefix_key(scope, kind, prefix, all)?;
-    let removed = self.memory.invalidate_prefix_now(&literal);
-    self.metrics.invalidation(removed);
+    let removed = self.memory.invalidate_prefix_now(scope.tenant(), &literal);
+    self.count_invalidation(scope, removed);
     Ok(removed)
+  }
+
+  fn count_read(&self, scope: Scope<'_>, kind: Kind, hit: bool) {
+    self.metrics.read(kind, hit);
+    if let Some(t) = scope.tenant() {
+      self.metrics.tenant_read(t, hit);
+    }
+  }
+
+  fn count_invalidation(&self, scope: Scope<'_>, removed: u64) {
+    self.metrics.invalidation(removed);
+    if let Some(t) = scope.tenant() {
+      self.metrics.tenant_invalidated(t, removed);
+    }
   }
 
   // ----- asynchronous path ------------------------------------------------
@@ -399,7 +431,7 @@ impl Cache {
   /// Reads `key`.
   pub async fn get(&self, scope: Scope<'_>, kind: Kind, key: &str) -> Result<Option<String>> {
     let value = self.get_uncounted(scope, kind, key).await?;
-    self.metrics.read(kind, value.is_some());
+    self.count_read(scope, kind, value.is_some());
     Ok(value)
   }
 
@@ -421,7 +453,7 @@ impl Cache {
   /// (every entry when `all`); returns how many.
   pub async fn invalidate(&self, scope: Scope<'_>, kind: Kind, prefix: &str, all: bool) -> Result<u64> {
     let removed = self.invalidate_uncounted(scope, kind, prefix, all).await?;
-    self.metrics.invalidation(removed);
+    self.count_invalidation(scope, removed);
     Ok(removed)
   }
 
@@ -462,7 +494,7 @@ impl Cache {
       if self.routes_to_redis(&full) {
         match self.redis_call(|| redis.set(&full, json, ttl)).await {
           Ok(()) => {
-            self.memory.delete_now(&full);
+            self.memory.delete_now(scope.tenant(), &full);
             return Ok(());
           }
           Err(e) => {
@@ -476,7 +508,9 @@ impl Cache {
     }
     let expires_at = Instant::now() + Duration::from_millis(ttl);
     let value: Arc<str> = json.into();
-    self.memory.set_until(&full, value.clone(), expires_at)?;
+    self
+      .memory
+      .set_until(scope.tenant(), &full, value.clone(), expires_at)?;
     if self.redis.is_some() {
       let namespace = self.layout.namespace(scope, kind);
       self.journal.record_set(&full, value, expires_at, &namespace, uncertain);
@@ -492,7 +526,7 @@ impl Cache {
       if self.routes_to_redis(&full) {
         match self.redis_call(|| redis.delete(&full)).await {
           Ok(existed) => {
-            self.memory.delete_now(&full);
+            self.memory.delete_now(scope.tenant(), &full);
             return Ok(existed);
           }
           Err(e) => {
@@ -505,7 +539,7 @@ impl Cache {
       }
     }
     let existed = self.read_outage(&full).is_some();
-    self.memory.delete_now(&full);
+    self.memory.delete_now(scope.tenant(), &full);
     if self.redis.is_some() {
       self
         .journal
@@ -521,7 +555,7 @@ impl Cache {
       if self.breaker.allows_calls() && self.journal.is_empty() {
         match self.redis_call(|| redis.invalidate_prefix(&literal)).await {
           Ok(n) => {
-            self.memory.invalidate_prefix_now(&literal);
+            self.memory.invalidate_prefix_now(scope.tenant(), &literal);
             return Ok(n);
           }
           Err(e) => self.on_redis_failure(e)?,
@@ -530,7 +564,7 @@ impl Cache {
         self.refuse_without_fallback()?;
       }
     }
-    let removed = self.memory.invalidate_prefix_now(&literal);
+    let removed = self.memory.invalidate_prefix_now(scope.tenant(), &literal);
     if self.redis.is_some() {
       self.journal.record_invalidate(&literal);
       self.ensure_recovery();

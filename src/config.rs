@@ -35,6 +35,14 @@ pub const DEFAULT_RETRY_MAX_DELAY_MS: u64 = 2000;
 pub const DEFAULT_FALLBACK_MAX_BYTES: u64 = 64 * 1024 * 1024;
 /// Smallest accepted byte budget.
 pub const MIN_FALLBACK_MAX_BYTES: u64 = 64 * 1024;
+/// Default tenant budget: this fraction of `fallback.maxBytes` (1/8), raised to fit
+/// the largest allowed entry. A noisy tenant holds at most that; the rest stays
+/// for the others.
+pub const DEFAULT_TENANT_SHARE_DIVISOR: u64 = 8;
+/// Default number of tenants with their own metrics; the rest are aggregated.
+pub const DEFAULT_TENANT_METRICS_LIMIT: usize = 1000;
+/// Largest `tenantMetricsLimit`.
+pub const MAX_TENANT_METRICS_LIMIT: usize = 100_000;
 /// Longest key (session id, query key, prefix) in UTF-8 bytes.
 pub const DEFAULT_MAX_KEY_BYTES: usize = 4096;
 /// Largest value in bytes of JSON text.
@@ -87,6 +95,8 @@ pub struct FallbackConfig {
   pub enabled: bool,
   /// Byte budget (keys + values + a fixed per-entry overhead).
   pub max_bytes: u64,
+  /// The most one tenant may hold (its own cold entries are evicted past it).
+  pub max_bytes_per_tenant: u64,
 }
 
 /// Size limits enforced before anything is written.
@@ -111,6 +121,7 @@ pub struct Config {
   pub(crate) fallback: FallbackConfig,
   pub(crate) limits: Limits,
   pub(crate) metrics_enabled: bool,
+  pub(crate) tenant_metrics_limit: usize,
   pub(crate) tls: TlsFiles,
 }
 
@@ -176,9 +187,11 @@ pub struct ConfigBuilder {
   pub retry_max_delay_ms: Option<f64>,
   pub fallback_enabled: Option<bool>,
   pub fallback_max_bytes: Option<f64>,
+  pub fallback_max_bytes_per_tenant: Option<f64>,
   pub max_key_bytes: Option<f64>,
   pub max_value_bytes: Option<f64>,
   pub metrics: Option<bool>,
+  pub tenant_metrics_limit: Option<f64>,
   pub tls: TlsFiles,
 }
 
@@ -267,11 +280,34 @@ impl ConfigBuilder {
     let enabled = self.fallback_enabled.unwrap_or(true);
     let memory_needed = enabled || backend == Backend::Memory;
     let largest_entry = largest_entry_bytes(&key_prefix, max_key_bytes, max_value_bytes);
-    if memory_needed && largest_entry > crate::store::memory::admissible_weight(max_bytes) {
+    let admissible = crate::store::memory::admissible_weight;
+    if memory_needed && largest_entry > admissible(max_bytes) {
       return Err(Error::invalid(format!(
         "fallback.maxBytes ({max_bytes}) must hold at least one entry of limits.maxValueBytes ({max_value_bytes}) plus its key"
       )));
     }
+    let fair_share = (max_bytes / DEFAULT_TENANT_SHARE_DIVISOR)
+      .max((largest_entry as f64 / crate::store::memory::HOT_ALLOCATION).ceil() as u64 + 1)
+      .min(max_bytes);
+    let max_bytes_per_tenant = ms(
+      self.fallback_max_bytes_per_tenant,
+      fair_share,
+      "fallback.maxBytesPerTenant",
+      1,
+      max_bytes,
+    )?;
+    if memory_needed && largest_entry > admissible(max_bytes_per_tenant) {
+      return Err(Error::invalid(format!(
+        "fallback.maxBytesPerTenant ({max_bytes_per_tenant}) must hold at least one entry of limits.maxValueBytes ({max_value_bytes}) plus its key"
+      )));
+    }
+    let tenant_metrics_limit = ms(
+      self.tenant_metrics_limit,
+      DEFAULT_TENANT_METRICS_LIMIT as u64,
+      "tenantMetricsLimit",
+      0,
+      MAX_TENANT_METRICS_LIMIT as u64,
+    )? as usize;
     Ok(Config {
       backend,
       key_prefix,
@@ -284,12 +320,17 @@ impl ConfigBuilder {
         base_delay: Duration::from_millis(base),
         max_delay: Duration::from_millis(max),
       },
-      fallback: FallbackConfig { enabled, max_bytes },
+      fallback: FallbackConfig {
+        enabled,
+        max_bytes,
+        max_bytes_per_tenant,
+      },
       limits: Limits {
         max_key_bytes,
         max_value_bytes,
       },
       metrics_enabled: self.metrics.unwrap_or(true),
+      tenant_metrics_limit,
       tls: self.tls.clone(),
     })
   }
@@ -397,6 +438,8 @@ mod tests {
     assert_eq!(c.retry.attempts, 3);
     assert!(c.fallback.enabled);
     assert_eq!(c.fallback.max_bytes, 64 * 1024 * 1024);
+    assert_eq!(c.fallback.max_bytes_per_tenant, 8 * 1024 * 1024, "a fair share: 1/8");
+    assert_eq!(c.tenant_metrics_limit, DEFAULT_TENANT_METRICS_LIMIT);
     assert_eq!(c.limits.max_value_bytes, 4 * 1024 * 1024);
   }
 
@@ -455,6 +498,38 @@ mod tests {
     }
     .build();
     assert!(r.is_err());
+  }
+
+  #[test]
+  fn tenant_budget_defaults_to_a_fair_share_that_fits_the_largest_value() {
+    let c = ConfigBuilder {
+      fallback_max_bytes: Some(16.0 * 1024.0 * 1024.0),
+      ..Default::default()
+    }
+    .build()
+    .unwrap();
+    let largest = c.largest_entry_bytes();
+    assert!(
+      c.fallback.max_bytes_per_tenant > 2 * 1024 * 1024,
+      "raised past 1/8 to fit {largest}"
+    );
+    assert!(largest <= crate::store::memory::admissible_weight(c.fallback.max_bytes_per_tenant));
+    let set = |v: f64| ConfigBuilder {
+      fallback_max_bytes_per_tenant: Some(v),
+      max_value_bytes: Some(1024.0),
+      ..Default::default()
+    };
+    assert_eq!(set(65536.0).build().unwrap().fallback.max_bytes_per_tenant, 65536);
+    assert!(set(100.0).build().is_err(), "too small for one entry");
+    assert!(set(1e15).build().is_err(), "above fallback.maxBytes");
+    assert!(set(0.5).build().is_err());
+    let limit = |v: f64| ConfigBuilder {
+      tenant_metrics_limit: Some(v),
+      ..Default::default()
+    };
+    assert_eq!(limit(0.0).build().unwrap().tenant_metrics_limit, 0);
+    assert!(limit(-1.0).build().is_err());
+    assert!(limit(1e9).build().is_err());
   }
 
   #[test]

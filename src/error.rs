@@ -170,6 +170,8 @@ fn classify(e: &redis::RedisError) -> RedisFailure {
     "certificate",
     "Certificate",
     "HandshakeFailure",
+    // rustls: the server's TLS alert (UnknownCA, BadCertificate, AccessDenied...) refusing our client certificate
+    "received fatal alert",
   ]
   .iter()
   .any(|m| text.contains(m))

@@ -10,10 +10,13 @@
 //!   entry under it: whatever key entry remains happened after it.
 //! - A `Set` whose TTL passed before replay is replayed as a `Delete` (the older
 //!   Redis value must not come back).
-//! - Bounded: past `max_entries`, the namespace (scope + kind) of the operation
-//!   being recorded is collapsed into one *wipe*: its entries are dropped and,
-//!   on recovery, every Redis key of that namespace is removed. Safe (nothing
-//!   stale, nothing deleted comes back) at the cost of that namespace's data.
+//! - Bounded: past `max_entries` operations, or past `max_bytes` of journaled keys
+//!   and values (the fallback budget: the journal holds every outage write until
+//!   replay), the namespace (scope + kind) with the most entries (or bytes) is
+//!   collapsed into one *wipe*: its entries are dropped and, on recovery, every
+//!   Redis key of that namespace is removed. Safe (nothing stale, nothing deleted
+//!   comes back) at the cost of that namespace's data — the noisy tenant's, not
+//!   its neighbours'.
 //! - `depth()` is lock-free for health and for the "journal empty" fast path.
 
 use std::collections::{BTreeMap, HashMap};
@@ -82,9 +85,49 @@ struct Inner {
   prefixes: BTreeMap<String, u64>,
   wipes: BTreeMap<String, u64>,
   seq: u64,
+  /// Bytes of the journaled keys and values ([`op_bytes`]).
+  bytes: u64,
 }
 
+/// What a journaled key operation holds in memory: key, value, a fixed overhead.
+fn op_bytes(key: &str, op: &KeyOp) -> u64 {
+  let value = match op {
+    KeyOp::Set { value, .. } => value.len(),
+    KeyOp::Delete => 0,
+  };
+  (key.len() + value) as u64 + OP_OVERHEAD
+}
+
+/// Bytes charged per journaled key on top of key and value (map slot, namespace, flags).
+pub const OP_OVERHEAD: u64 = 96;
+
 impl Inner {
+  fn insert_key(&mut self, key: &str, entry: (KeyOp, Arc<str>, u64, bool)) {
+    self.bytes += op_bytes(key, &entry.0);
+    if let Some((old, ..)) = self.keys.insert(key.to_string(), entry) {
+      self.bytes -= op_bytes(key, &old);
+    }
+  }
+
+  fn remove_key(&mut self, key: &str) {
+    if let Some((old, ..)) = self.keys.remove(key) {
+      self.bytes -= op_bytes(key, &old);
+    }
+  }
+
+  /// Drops every key entry starting with `prefix`.
+  fn remove_keys_under(&mut self, prefix: &str) {
+    let mut freed = 0;
+    self.keys.retain(|k, e| {
+      let keep = !k.starts_with(prefix);
+      if !keep {
+        freed += op_bytes(k, &e.0);
+      }
+      keep
+    });
+    self.bytes -= freed;
+  }
+
   fn depth(&self) -> usize {
     self.keys.len() + self.prefixes.len() + self.wipes.len()
   }
@@ -94,16 +137,19 @@ impl Inner {
     self.seq
   }
 
-  /// The namespace with the most journaled keys.
-  fn largest_namespace(&self) -> Option<(Arc<str>, usize)> {
-    let mut counts: HashMap<&Arc<str>, usize> = HashMap::new();
-    for (_, ns, _, _) in self.keys.values() {
-      *counts.entry(ns).or_default() += 1;
+  /// The namespace with the most journaled keys (`by_bytes`: the most bytes),
+  /// and how many keys it has.
+  fn largest_namespace(&self, by_bytes: bool) -> Option<(Arc<str>, usize)> {
+    let mut sizes: HashMap<&Arc<str>, (u64, usize)> = HashMap::new();
+    for (k, (op, ns, _, _)) in &self.keys {
+      let s = sizes.entry(ns).or_default();
+      s.0 += if by_bytes { op_bytes(k, op) } else { 1 };
+      s.1 += 1;
     }
-    counts
+    sizes
       .into_iter()
-      .max_by_key(|(_, n)| *n)
-      .map(|(ns, n)| (ns.clone(), n))
+      .max_by_key(|(_, (size, _))| *size)
+      .map(|(ns, (_, n))| (ns.clone(), n))
   }
 
   fn covered(&self, key: &str) -> bool {
@@ -124,7 +170,7 @@ impl Inner {
   }
 
   fn add_wipe(&mut self, namespace: &str) {
-    self.keys.retain(|k, _| !k.starts_with(namespace));
+    self.remove_keys_under(namespace);
     self.prefixes.retain(|p, _| !p.starts_with(namespace));
     self.wipes.retain(|w, _| !w.starts_with(namespace));
     let seq = self.next_seq();
@@ -137,33 +183,44 @@ pub struct Journal {
   inner: Mutex<Inner>,
   depth: AtomicUsize,
   max_entries: usize,
+  max_bytes: u64,
   root: String,
   wiped_namespaces: AtomicU64,
 }
 
 impl Journal {
-  /// An empty journal holding at most `max_entries` operations; `root` (the
-  /// `keyPrefix`) is what the last-resort overflow rule wipes.
-  pub fn new(max_entries: usize, root: &str) -> Self {
+  /// An empty journal holding at most `max_entries` operations and `max_bytes`
+  /// of keys and values; `root` (the `keyPrefix`) is what the last-resort
+  /// overflow rule wipes.
+  pub fn new(max_entries: usize, max_bytes: u64, root: &str) -> Self {
     Journal {
       inner: Mutex::new(Inner::default()),
       depth: AtomicUsize::new(0),
       max_entries: max_entries.max(4),
+      max_bytes,
       root: root.to_string(),
       wiped_namespaces: AtomicU64::new(0),
     }
   }
 
-  /// Overflow rule: wipe the namespace with the most entries; when wipes
-  /// themselves pile up (many small namespaces), wipe everything under `root`.
-  fn make_room(&self, inner: &mut Inner) {
-    while inner.depth() >= self.max_entries {
+  /// Overflow rule, before recording an operation that adds `new_entries` entries
+  /// and `incoming` bytes: wipe the namespace with the most entries (or bytes, when
+  /// over the byte bound); when wipes themselves pile up (many small namespaces),
+  /// or one namespace holds a single huge entry, wipe everything under `root`.
+  fn make_room(&self, inner: &mut Inner, new_entries: usize, incoming: u64) {
+    loop {
+      let over_count = inner.depth() + new_entries > self.max_entries;
+      let over_bytes = inner.bytes + incoming > self.max_bytes;
+      if !over_count && !over_bytes {
+        return;
+      }
       self.wiped_namespaces.fetch_add(1, Ordering::Relaxed);
-      match inner.largest_namespace() {
-        Some((ns, n)) if n > 1 && inner.wipes.len() < self.max_entries / 4 => inner.add_wipe(&ns),
+      match inner.largest_namespace(!over_count) {
+        Some((ns, n)) if (n > 1 || !over_count) && inner.wipes.len() < self.max_entries / 4 => inner.add_wipe(&ns),
         _ => {
           let seq = inner.next_seq();
           inner.keys.clear();
+          inner.bytes = 0;
           inner.prefixes.clear();
           inner.wipes.clear();
           inner.wipes.insert(self.root.clone(), seq);
@@ -199,17 +256,15 @@ impl Journal {
     self.with(|inner| {
       // uncertainty sticks to the key until replay: the late write may land any time
       let uncertain = uncertain || inner.keys.get(key).is_some_and(|e| e.3);
-      if !inner.keys.contains_key(key) {
-        self.make_room(inner);
-      }
+      let replaced = inner.keys.get(key).map_or(0, |e| op_bytes(key, &e.0));
+      let new_entries = usize::from(replaced == 0);
+      self.make_room(inner, new_entries, op_bytes(key, &op).saturating_sub(replaced));
       if matches!(op, KeyOp::Delete) && inner.wipes.keys().any(|w| key.starts_with(w.as_str())) {
-        inner.keys.remove(key); // the wipe already removes it
+        inner.remove_key(key); // the wipe already removes it
         return;
       }
       let seq = inner.next_seq();
-      inner
-        .keys
-        .insert(key.to_string(), (op, namespace.into(), seq, uncertain));
+      inner.insert_key(key, (op, namespace.into(), seq, uncertain));
     })
   }
 
@@ -232,9 +287,9 @@ impl Journal {
   /// Records an invalidation of every key starting with `prefix`.
   pub fn record_invalidate(&self, prefix: &str) {
     self.with(|inner| {
-      inner.keys.retain(|k, _| !k.starts_with(prefix));
+      inner.remove_keys_under(prefix);
       if !inner.covered(prefix) {
-        self.make_room(inner);
+        self.make_room(inner, 1, 0);
       }
       inner.add_prefix(prefix);
     })
@@ -305,7 +360,7 @@ impl Journal {
         let seq = seqs.next().copied();
         match inner.keys.get_mut(k) {
           Some(entry) if Some(entry.2) == seq => {
-            inner.keys.remove(k);
+            inner.remove_key(k);
           }
           // re-recorded while the replay ran: Redis now holds *our* older value,
           // so the newer entry must overwrite it whatever its expiry
@@ -339,7 +394,7 @@ mod tests {
 
   #[test]
   fn keeps_only_the_latest_operation_per_key() {
-    let j = Journal::new(100, "ns:");
+    let j = Journal::new(100, u64::MAX, "ns:");
     set(&j, "ns:a", "1");
     set(&j, "ns:a", "2");
     assert_eq!(j.depth(), 1);
@@ -352,7 +407,7 @@ mod tests {
 
   #[test]
   fn an_invalidation_supersedes_earlier_writes_under_it_only() {
-    let j = Journal::new(100, "ns:");
+    let j = Journal::new(100, u64::MAX, "ns:");
     set(&j, "ns:orders_1", "old");
     set(&j, "ns:ordersX", "keep");
     j.record_invalidate("ns:orders_");
@@ -371,7 +426,7 @@ mod tests {
 
   #[test]
   fn invalidated_keys_read_as_gone_until_replayed() {
-    let j = Journal::new(100, "ns:");
+    let j = Journal::new(100, u64::MAX, "ns:");
     j.record_invalidate("ns:orders_");
     assert_eq!(j.lookup("ns:orders_1", Instant::now()), Lookup::Gone);
     assert_eq!(j.lookup("ns:ordersX", Instant::now()), Lookup::Unknown);
@@ -379,7 +434,7 @@ mod tests {
 
   #[test]
   fn nested_prefixes_are_kept_once() {
-    let j = Journal::new(100, "ns:");
+    let j = Journal::new(100, u64::MAX, "ns:");
     j.record_invalidate("ns:a:b");
     j.record_invalidate("ns:a");
     j.record_invalidate("ns:a:c");
@@ -388,7 +443,7 @@ mod tests {
 
   #[test]
   fn expired_writes_replay_as_deletes() {
-    let j = Journal::new(100, "ns:");
+    let j = Journal::new(100, u64::MAX, "ns:");
     j.record_set("ns:s", "1".into(), Instant::now(), "ns:", false);
     std::thread::sleep(Duration::from_millis(2));
     assert_eq!(j.lookup("ns:s", Instant::now()), Lookup::Gone);
@@ -397,7 +452,7 @@ mod tests {
 
   #[test]
   fn overflow_wipes_the_largest_namespace_and_stays_bounded() {
-    let j = Journal::new(10, "fc:");
+    let j = Journal::new(10, u64::MAX, "fc:");
     for i in 0..9 {
       j.record_set(&format!("fc:q:{i}"), "1".into(), later(), "fc:q:", false);
     }
@@ -422,7 +477,7 @@ mod tests {
 
   #[test]
   fn many_small_namespaces_collapse_into_one_root_wipe() {
-    let j = Journal::new(8, "fc:");
+    let j = Journal::new(8, u64::MAX, "fc:");
     for t in 0..50 {
       let ns = format!("fc:t:{t}:s:");
       j.record_delete(&format!("{ns}x"), &ns, false);
@@ -435,7 +490,7 @@ mod tests {
 
   #[test]
   fn commit_keeps_operations_recorded_during_replay() {
-    let j = Journal::new(100, "ns:");
+    let j = Journal::new(100, u64::MAX, "ns:");
     set(&j, "ns:a", "old");
     set(&j, "ns:b", "b");
     j.record_invalidate("ns:p");
@@ -451,7 +506,7 @@ mod tests {
 
   #[test]
   fn an_uncertain_write_forces_the_replay_of_its_key() {
-    let j = Journal::new(100, "ns:");
+    let j = Journal::new(100, u64::MAX, "ns:");
     j.record_set("ns:a", "v1".into(), later(), "ns:", true);
     j.record_delete("ns:a", "ns:", false);
     j.record_set("ns:a", "v2".into(), later(), "ns:", false);
@@ -467,7 +522,7 @@ mod tests {
 
   #[test]
   fn an_entry_rewritten_during_replay_overwrites_what_replay_wrote() {
-    let j = Journal::new(100, "ns:");
+    let j = Journal::new(100, u64::MAX, "ns:");
     set(&j, "ns:a", "v1");
     let batch = j.snapshot(Instant::now());
     set(&j, "ns:a", "v2");
@@ -478,5 +533,53 @@ mod tests {
       }
       other => panic!("{other:?}"),
     }
+  }
+
+  #[test]
+  fn past_the_byte_bound_the_namespace_with_the_most_bytes_is_wiped() {
+    let value = |n: usize| -> Arc<str> { "v".repeat(n).into() };
+    let later = Instant::now() + Duration::from_secs(60);
+    let j = Journal::new(1000, 20_000, "fc:");
+    for i in 0..5 {
+      j.record_set(
+        &format!("fc:t:5:quiet:s:{i}"),
+        value(100),
+        later,
+        "fc:t:5:quiet:s:",
+        false,
+      );
+    }
+    for i in 0..40 {
+      j.record_set(
+        &format!("fc:t:5:noisy:s:{i}"),
+        value(1000),
+        later,
+        "fc:t:5:noisy:s:",
+        false,
+      );
+    }
+    let now = Instant::now();
+    for i in 0..5 {
+      assert!(
+        matches!(j.lookup(&format!("fc:t:5:quiet:s:{i}"), now), Lookup::Value(_)),
+        "quiet:{i} kept"
+      );
+    }
+    assert!(j.overflow_wipes() >= 1);
+    let batch = j.snapshot(now);
+    assert_eq!(batch.wipes, ["fc:t:5:noisy:s:"]);
+    assert!(batch
+      .keys
+      .iter()
+      .all(|(k, _)| k.contains("quiet") || k.contains("noisy")));
+    assert!(
+      j.with(|i| i.bytes) <= 20_000,
+      "journal within its byte bound: {}",
+      j.with(|i| i.bytes)
+    );
+    let exact: u64 = j.with(|i| i.keys.iter().map(|(k, e)| op_bytes(k, &e.0)).sum());
+    assert_eq!(j.with(|i| i.bytes), exact, "byte accounting is exact");
+    j.take(now);
+    assert_eq!(j.with(|i| i.bytes), 0);
   }
 }

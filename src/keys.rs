@@ -54,6 +54,16 @@ pub enum Scope<'a> {
   Tenant(&'a str),
 }
 
+impl<'a> Scope<'a> {
+  /// The tenant id, `None` for the manager's own keys.
+  pub fn tenant(self) -> Option<&'a str> {
+    match self {
+      Scope::Global => None,
+      Scope::Tenant(t) => Some(t),
+    }
+  }
+}
+
 /// Builds full keys from a validated `keyPrefix`.
 #[derive(Debug, Clone)]
 pub struct KeyLayout {

@@ -103,6 +103,9 @@ pub struct FallbackOptions {
   pub enabled: Option<bool>,
   /// Byte budget of the in-process store (keys + values + 64 bytes per entry); default 64 MiB.
   pub max_bytes: Option<f64>,
+  /// The most one tenant may hold in the in-process store; past it, the tenant's own
+  /// cold entries are evicted. Default: 1/8 of `maxBytes` (raised to fit the largest value).
+  pub max_bytes_per_tenant: Option<f64>,
 }
 
 /// TLS for `rediss://` (server certificate and name are always checked).
@@ -150,6 +153,8 @@ pub struct CacheOptions {
   /// Count hits, misses, errors and Redis latency for `metrics()`; default true.
   /// `false` skips all counting (its cost is measured by bench/metrics-overhead.js).
   pub metrics: Option<bool>,
+  /// Tenants with their own counters in `tenant(id).metrics()`; the rest are aggregated. Default 1000.
+  pub tenant_metrics_limit: Option<f64>,
 }
 
 impl From<CacheOptions> for ConfigBuilder {
@@ -166,9 +171,11 @@ impl From<CacheOptions> for ConfigBuilder {
       retry_max_delay_ms: o.retry.as_ref().and_then(|r| r.max_delay_ms),
       fallback_enabled: o.fallback.as_ref().and_then(|f| f.enabled),
       fallback_max_bytes: o.fallback.as_ref().and_then(|f| f.max_bytes),
+      fallback_max_bytes_per_tenant: o.fallback.as_ref().and_then(|f| f.max_bytes_per_tenant),
       max_key_bytes: o.limits.as_ref().and_then(|l| l.max_key_bytes),
       max_value_bytes: o.limits.as_ref().and_then(|l| l.max_value_bytes),
       metrics: o.metrics,
+      tenant_metrics_limit: o.tenant_metrics_limit,
       tls: o
         .tls
         .map(|t| config::TlsFiles {
@@ -448,7 +455,36 @@ impl NativeCache {
       fallback_bytes: mem.bytes as f64,
       fallback_entries: mem.entries as f64,
       fallback_max_bytes: mem.max_bytes as f64,
+      tenants: {
+        let t = self.inner.metrics_ref().tenants();
+        NativeTenantsSummary {
+          tracked: t.tracked.len() as f64,
+          limit: t.limit as f64,
+          other: counts(&t.other),
+        }
+      },
     }
+  }
+
+  /// One tenant's counters and in-process store usage; no I/O.
+  #[napi(catch_unwind)]
+  pub fn tenant_metrics(&self, tenant: String) -> NativeTenantMetrics {
+    let (c, usage) = self.inner.tenant_stats(&tenant);
+    self.tenant_metrics_of(tenant, c, usage)
+  }
+
+  /// Every tenant tracked one by one (at most `tenantMetricsLimit`), sorted by id.
+  #[napi(catch_unwind)]
+  pub fn all_tenant_metrics(&self) -> Vec<NativeTenantMetrics> {
+    let snapshot = self.inner.metrics_ref().tenants();
+    snapshot
+      .tracked
+      .into_iter()
+      .map(|(tenant, c)| {
+        let (_, usage) = self.inner.tenant_stats(&tenant);
+        self.tenant_metrics_of(tenant, Some(c), usage)
+      })
+      .collect()
   }
 
   /// The live part of `health()`: PING (and Redis memory when it answers) plus
@@ -472,6 +508,90 @@ impl NativeCache {
   pub async fn ping(&self) -> Result<Settled<f64>> {
     settle(self.inner.ping().await.map(|d| d.as_secs_f64() * 1000.0))
   }
+}
+
+impl NativeCache {
+  fn tenant_metrics_of(
+    &self,
+    tenant: String,
+    c: Option<metrics::TenantCounts>,
+    usage: store::memory::TenantUsage,
+  ) -> NativeTenantMetrics {
+    let TenantCountsJs {
+      hits,
+      misses,
+      hit_rate,
+      invalidated,
+    } = counts(&c.unwrap_or_default());
+    NativeTenantMetrics {
+      tenant,
+      tracked: c.is_some(),
+      hits,
+      misses,
+      hit_rate,
+      invalidated,
+      fallback_bytes: usage.bytes as f64,
+      fallback_entries: usage.entries as f64,
+      fallback_max_bytes: self.inner.tenant_max_bytes() as f64,
+    }
+  }
+}
+
+fn counts(c: &metrics::TenantCounts) -> TenantCountsJs {
+  TenantCountsJs {
+    hits: c.hits as f64,
+    misses: c.misses as f64,
+    hit_rate: c.hit_rate(),
+    invalidated: c.invalidated as f64,
+  }
+}
+
+/// One tenant's metrics.
+#[napi(object)]
+pub struct NativeTenantMetrics {
+  /// The tenant id.
+  pub tenant: String,
+  /// False when the tenant is past `tenantMetricsLimit`: its counters are in the
+  /// aggregate (`metrics().tenants.other`) and read 0 here; the fallback figures are exact.
+  pub tracked: bool,
+  /// Reads that found a value.
+  pub hits: f64,
+  /// Reads that found nothing.
+  pub misses: f64,
+  /// hits / (hits + misses), 0 without reads.
+  pub hit_rate: f64,
+  /// Entries removed by the tenant's invalidations.
+  pub invalidated: f64,
+  /// Bytes the tenant holds in the in-process store.
+  pub fallback_bytes: f64,
+  /// Entries the tenant holds in the in-process store.
+  pub fallback_entries: f64,
+  /// The most one tenant may hold there (`fallback.maxBytesPerTenant`).
+  pub fallback_max_bytes: f64,
+}
+
+/// Counters of one tenant or of the untracked ones.
+#[napi(object)]
+pub struct TenantCountsJs {
+  /// Reads that found a value.
+  pub hits: f64,
+  /// Reads that found nothing.
+  pub misses: f64,
+  /// hits / (hits + misses), 0 without reads.
+  pub hit_rate: f64,
+  /// Entries removed by invalidations.
+  pub invalidated: f64,
+}
+
+/// The per-tenant metrics' bounds.
+#[napi(object)]
+pub struct NativeTenantsSummary {
+  /// Tenants with their own counters.
+  pub tracked: f64,
+  /// `tenantMetricsLimit`.
+  pub limit: f64,
+  /// The tenants past the limit, summed.
+  pub other: TenantCountsJs,
 }
 
 /// Upper bounds (µs) of the Prometheus latency buckets: 0.1 ms .. 2.5 s.
@@ -553,6 +673,8 @@ pub struct NativeMetrics {
   pub fallback_entries: f64,
   /// The in-process store's byte budget.
   pub fallback_max_bytes: f64,
+  /// Per-tenant counters: how many tenants are tracked, the limit, the aggregate of the rest.
+  pub tenants: NativeTenantsSummary,
 }
 
 /// Upper bounds (ms) of the latency buckets in `NativeCache.metrics().latencyBuckets`.

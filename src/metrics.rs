@@ -6,8 +6,14 @@
 //! - Latency goes into a log-linear histogram (8 buckets per power of two, so a
 //!   percentile is within ~9 % of the true value) from 1 µs to ~18 minutes, plus an
 //!   exact maximum. Fixed memory: no sample list grows.
+//! - Per-tenant counters (reads, hits, invalidated entries) for the first
+//!   `tenant_limit` tenants seen; later tenants share one aggregate, so the
+//!   cardinality stays bounded whatever the number of tenants. Counting takes a
+//!   read lock of the tenant map (a write lock only the first time a tenant is seen).
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::RwLock;
 use std::time::Duration;
 
 use crate::keys::Kind;
@@ -153,6 +159,53 @@ fn rate(hits: u64, misses: u64) -> f64 {
   }
 }
 
+/// Counters of one tenant.
+#[derive(Default)]
+struct TenantCounters {
+  hits: AtomicU64,
+  misses: AtomicU64,
+  invalidated: AtomicU64,
+}
+
+impl TenantCounters {
+  fn counts(&self) -> TenantCounts {
+    TenantCounts {
+      hits: self.hits.load(Relaxed),
+      misses: self.misses.load(Relaxed),
+      invalidated: self.invalidated.load(Relaxed),
+    }
+  }
+}
+
+/// One tenant's counters (or the aggregate of untracked tenants).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct TenantCounts {
+  /// Reads that found a value.
+  pub hits: u64,
+  /// Reads that found nothing.
+  pub misses: u64,
+  /// Entries removed by the tenant's invalidateCache/invalidateAll.
+  pub invalidated: u64,
+}
+
+impl TenantCounts {
+  /// hits / reads, 0 without reads.
+  pub fn hit_rate(&self) -> f64 {
+    rate(self.hits, self.misses)
+  }
+}
+
+/// Every tracked tenant's counters and the aggregate of the others.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct TenantsSnapshot {
+  /// Tracked tenants, sorted by id.
+  pub tracked: Vec<(String, TenantCounts)>,
+  /// Tenants past the limit, summed.
+  pub other: TenantCounts,
+  /// The most tenants tracked one by one.
+  pub limit: usize,
+}
+
 /// All counters of one cache.
 #[derive(Default)]
 pub struct Metrics {
@@ -165,6 +218,9 @@ pub struct Metrics {
   errors: AtomicU64,
   timeouts: AtomicU64,
   latency: Histogram,
+  tenants: RwLock<HashMap<Box<str>, TenantCounters>>,
+  tenant_limit: usize,
+  other_tenants: TenantCounters,
 }
 
 /// A snapshot of [`Metrics`].
@@ -204,11 +260,72 @@ impl MetricsSnapshot {
 }
 
 impl Metrics {
-  /// Counters that record (`enabled`) or ignore every event.
-  pub fn new(enabled: bool) -> Self {
+  /// Counters that record (`enabled`) or ignore every event, with per-tenant
+  /// counters for at most `tenant_limit` tenants.
+  pub fn new(enabled: bool, tenant_limit: usize) -> Self {
     Metrics {
       disabled: !enabled,
+      tenant_limit,
       ..Default::default()
+    }
+  }
+
+  /// Runs `f` on `tenant`'s counters, or on the aggregate past the limit.
+  fn with_tenant(&self, tenant: &str, f: impl Fn(&TenantCounters)) {
+    {
+      let map = self.tenants.read().unwrap_or_else(|p| p.into_inner());
+      if let Some(c) = map.get(tenant) {
+        return f(c);
+      }
+      if map.len() >= self.tenant_limit {
+        return f(&self.other_tenants);
+      }
+    }
+    let mut map = self.tenants.write().unwrap_or_else(|p| p.into_inner());
+    if map.len() < self.tenant_limit || map.contains_key(tenant) {
+      f(map.entry(tenant.into()).or_default())
+    } else {
+      f(&self.other_tenants)
+    }
+  }
+
+  /// Counts a read of `tenant`.
+  pub fn tenant_read(&self, tenant: &str, hit: bool) {
+    if self.disabled {
+      return;
+    }
+    self.with_tenant(tenant, |c| {
+      if hit { &c.hits } else { &c.misses }.fetch_add(1, Relaxed);
+    });
+  }
+
+  /// Counts entries removed by an invalidation of `tenant`.
+  pub fn tenant_invalidated(&self, tenant: &str, removed: u64) {
+    if self.disabled {
+      return;
+    }
+    self.with_tenant(tenant, |c| {
+      c.invalidated.fetch_add(removed, Relaxed);
+    });
+  }
+
+  /// `tenant`'s counters; `None` when it is not tracked one by one (past the
+  /// limit: counted in the aggregate) or never counted.
+  pub fn tenant_counts(&self, tenant: &str) -> Option<TenantCounts> {
+    let map = self.tenants.read().unwrap_or_else(|p| p.into_inner());
+    map.get(tenant).map(TenantCounters::counts)
+  }
+
+  /// Every tracked tenant and the aggregate of the rest.
+  pub fn tenants(&self) -> TenantsSnapshot {
+    let map = self.tenants.read().unwrap_or_else(|p| p.into_inner());
+    let mut tracked: Vec<(String, TenantCounts)> = map.iter().map(|(t, c)| (t.to_string(), c.counts())).collect();
+    drop(map);
+    tracked.sort_by(|a, b| a.0.cmp(&b.0));
+    TenantsSnapshot {
+      tracked,
+      other: self.other_tenants.counts(),
+      limit: self.tenant_limit,
     }
   }
 
@@ -347,9 +464,9 @@ mod tests {
     assert_eq!(h.cumulative(&[1_000]), (vec![2], 4), "the total counts every bucket");
   }
 
-  #[test]
-  fn counters_are_exact_under_concurrency() {
-    let m = Arc::new(Metrics::default());
+  /// Runs `f(metrics, thread, i)` for i in 0..10,000 on 4 threads started together.
+  fn on_four_threads(m: Metrics, f: fn(&Metrics, usize, usize)) -> Metrics {
+    let m = Arc::new(m);
     let barrier = Arc::new(Barrier::new(4));
     let threads: Vec<_> = (0..4)
       .map(|t| {
@@ -357,19 +474,78 @@ mod tests {
         std::thread::spawn(move || {
           barrier.wait();
           for i in 0..10_000 {
-            m.read(if t % 2 == 0 { Kind::Session } else { Kind::Query }, i % 4 != 0);
-            m.set(Kind::Session);
-            m.redis_latency(Duration::from_micros(i as u64));
+            f(&m, t, i);
           }
         })
       })
       .collect();
     threads.into_iter().for_each(|t| t.join().unwrap());
+    Arc::into_inner(m).unwrap()
+  }
+
+  #[test]
+  fn counters_are_exact_under_concurrency() {
+    let m = on_four_threads(Metrics::default(), |m, t, i| {
+      m.read(if t % 2 == 0 { Kind::Session } else { Kind::Query }, i % 4 != 0);
+      m.set(Kind::Session);
+      m.redis_latency(Duration::from_micros(i as u64));
+    });
     let s = m.snapshot();
     assert_eq!(s.hits() + s.misses(), 40_000);
     assert_eq!(s.hits(), 30_000);
     assert_eq!(s.session.sets, 40_000);
     assert_eq!(s.latency_count, 40_000);
     assert!((s.hit_rate() - 0.75).abs() < 1e-12);
+  }
+
+  #[test]
+  fn tenant_counters_are_bounded_and_the_rest_aggregated() {
+    let m = Metrics::new(true, 2);
+    m.tenant_read("a", true);
+    m.tenant_read("a", false);
+    m.tenant_read("b", true);
+    m.tenant_read("c", true);
+    m.tenant_read("d", false);
+    m.tenant_invalidated("a", 5);
+    m.tenant_invalidated("d", 3);
+    assert_eq!(
+      m.tenant_counts("a"),
+      Some(TenantCounts {
+        hits: 1,
+        misses: 1,
+        invalidated: 5
+      })
+    );
+    assert_eq!(m.tenant_counts("a").unwrap().hit_rate(), 0.5);
+    assert_eq!(m.tenant_counts("c"), None, "past the limit");
+    let all = m.tenants();
+    assert_eq!(
+      all.tracked.iter().map(|(t, _)| t.as_str()).collect::<Vec<_>>(),
+      ["a", "b"]
+    );
+    assert_eq!(
+      all.other,
+      TenantCounts {
+        hits: 1,
+        misses: 1,
+        invalidated: 3
+      }
+    );
+    assert_eq!(all.limit, 2);
+  }
+
+  #[test]
+  fn tenant_counting_is_exact_under_concurrency_and_off_when_disabled() {
+    let m = on_four_threads(Metrics::new(true, 10), |m, t, i| {
+      m.tenant_read(&format!("t{}", (i + t) % 20), i % 2 == 0)
+    });
+    let all = m.tenants();
+    let reads: u64 =
+      all.tracked.iter().map(|(_, c)| c.hits + c.misses).sum::<u64>() + all.other.hits + all.other.misses;
+    assert_eq!(reads, 40_000);
+    assert_eq!(all.tracked.len(), 10);
+    let off = Metrics::new(false, 10);
+    off.tenant_read("a", true);
+    assert_eq!(off.tenant_counts("a"), None);
   }
 }

@@ -1,6 +1,7 @@
 //! `rediss://` against a TLS redis-server started here with certificates made by
 //! openssl: the right CA works; a wrong or missing CA is a misconfiguration that
-//! is reported and served from memory.
+//! is reported and served from memory. Mutual TLS: a server that requires client
+//! certificates accepts one signed by its CA and refuses none or a foreign one.
 
 mod support;
 
@@ -50,7 +51,51 @@ fn make_ca(dir: &Path, name: &str) {
   );
 }
 
+/// A certificate `<name>.crt`/`.key` for `cn`, signed by the CA `<ca>.crt`, with `ext` (openssl extfile lines).
+fn make_signed(dir: &Path, name: &str, cn: &str, ca: &str, ext: &str) {
+  let (key, csr, crt, subj) = (
+    format!("{name}.key"),
+    format!("{name}.csr"),
+    format!("{name}.crt"),
+    format!("/CN={cn}"),
+  );
+  openssl(
+    dir,
+    &[
+      "req", "-newkey", "rsa:2048", "-nodes", "-keyout", &key, "-out", &csr, "-subj", &subj,
+    ],
+  );
+  let extfile = format!("{name}.ext");
+  std::fs::write(dir.join(&extfile), ext).unwrap();
+  let (ca_crt, ca_key) = (format!("{ca}.crt"), format!("{ca}.key"));
+  openssl(
+    dir,
+    &[
+      "x509",
+      "-req",
+      "-in",
+      &csr,
+      "-CA",
+      &ca_crt,
+      "-CAkey",
+      &ca_key,
+      "-CAcreateserial",
+      "-out",
+      &crt,
+      "-days",
+      "1",
+      "-extfile",
+      &extfile,
+    ],
+  );
+}
+
 fn start_tls_server() -> TlsServer {
+  start_tls_server_with(false)
+}
+
+/// A TLS redis-server; `auth_clients`: it requires a client certificate signed by `ca`.
+fn start_tls_server_with(auth_clients: bool) -> TlsServer {
   let dir = std::env::temp_dir().join(format!(
     "ferrocache-tls-{}-{}",
     std::process::id(),
@@ -59,42 +104,18 @@ fn start_tls_server() -> TlsServer {
   std::fs::create_dir_all(&dir).unwrap();
   make_ca(&dir, "ca");
   make_ca(&dir, "other-ca");
-  openssl(
+  make_signed(
     &dir,
-    &[
-      "req",
-      "-newkey",
-      "rsa:2048",
-      "-nodes",
-      "-keyout",
-      "server.key",
-      "-out",
-      "server.csr",
-      "-subj",
-      "/CN=localhost",
-    ],
+    "server",
+    "localhost",
+    "ca",
+    "subjectAltName=DNS:localhost,IP:127.0.0.1\n",
   );
-  std::fs::write(dir.join("san.ext"), "subjectAltName=DNS:localhost,IP:127.0.0.1\n").unwrap();
-  openssl(
-    &dir,
-    &[
-      "x509",
-      "-req",
-      "-in",
-      "server.csr",
-      "-CA",
-      "ca.crt",
-      "-CAkey",
-      "ca.key",
-      "-CAcreateserial",
-      "-out",
-      "server.crt",
-      "-days",
-      "1",
-      "-extfile",
-      "san.ext",
-    ],
-  );
+  if auth_clients {
+    let client_ext = "extendedKeyUsage=clientAuth\n";
+    make_signed(&dir, "client", "ferrocache", "ca", client_ext);
+    make_signed(&dir, "foreign-client", "ferrocache", "other-ca", client_ext);
+  }
   let port = support::free_port();
   let child = Command::new("redis-server")
     .args([
@@ -117,7 +138,7 @@ fn start_tls_server() -> TlsServer {
       "--tls-ca-cert-file",
       "ca.crt",
     ])
-    .args(["--tls-auth-clients", "no"])
+    .args(["--tls-auth-clients", if auth_clients { "yes" } else { "no" }])
     .current_dir(&dir)
     .stdout(Stdio::null())
     .stderr(Stdio::null())
@@ -126,20 +147,20 @@ fn start_tls_server() -> TlsServer {
   let server = TlsServer { port, dir, child };
   let deadline = Instant::now() + Duration::from_secs(10);
   loop {
-    let out = Command::new("redis-cli")
-      .args([
-        "--tls",
-        "--cacert",
-        "ca.crt",
-        "-h",
-        "localhost",
-        "-p",
-        &port.to_string(),
-        "PING",
-      ])
-      .current_dir(&server.dir)
-      .output()
-      .unwrap();
+    let mut cli = Command::new("redis-cli");
+    cli.args([
+      "--tls",
+      "--cacert",
+      "ca.crt",
+      "-h",
+      "localhost",
+      "-p",
+      &port.to_string(),
+    ]);
+    if auth_clients {
+      cli.args(["--cert", "client.crt", "--key", "client.key"]);
+    }
+    let out = cli.arg("PING").current_dir(&server.dir).output().unwrap();
     if String::from_utf8_lossy(&out.stdout).trim() == "PONG" {
       return server;
     }
@@ -149,9 +170,16 @@ fn start_tls_server() -> TlsServer {
 }
 
 fn cache(server: &TlsServer, ca: Option<&str>) -> std::sync::Arc<Cache> {
+  cache_with_client_cert(server, ca, None)
+}
+
+/// A cache over `server`'s TLS port trusting `ca`, presenting `<client>.crt`/`.key` if given.
+fn cache_with_client_cert(server: &TlsServer, ca: Option<&str>, client: Option<&str>) -> std::sync::Arc<Cache> {
+  let file = |f: String| server.dir.join(f).display().to_string();
   let tls = TlsFiles {
-    ca_file: ca.map(|f| server.dir.join(f).display().to_string()),
-    ..Default::default()
+    ca_file: ca.map(|f| file(f.to_string())),
+    cert_file: client.map(|c| file(format!("{c}.crt"))),
+    key_file: client.map(|c| file(format!("{c}.key"))),
   };
   let url = format!("rediss://localhost:{}", server.port);
   Cache::new(
@@ -197,6 +225,45 @@ async fn a_wrong_or_missing_ca_is_a_misconfiguration_served_from_memory() {
       c.get(Scope::Global, Kind::Session, "s").await.unwrap().as_deref(),
       Some("1")
     );
+  }
+}
+
+#[tokio::test]
+async fn mutual_tls_with_a_client_certificate_signed_by_the_server_ca_serves_from_redis() {
+  let server = start_tls_server_with(true);
+  let c = cache_with_client_cert(&server, Some("ca.crt"), Some("client"));
+  c.set(Scope::Global, Kind::Session, "s", "\"mtls\"", None)
+    .await
+    .unwrap();
+  assert_eq!(c.mode(), Mode::Redis, "{:?}", c.failover_status());
+  assert_eq!(
+    c.get(Scope::Global, Kind::Session, "s").await.unwrap().as_deref(),
+    Some("\"mtls\"")
+  );
+}
+
+#[tokio::test]
+async fn mutual_tls_without_or_with_a_foreign_client_certificate_is_refused_and_served_from_memory() {
+  let server = start_tls_server_with(true);
+  for client in [None, Some("foreign-client")] {
+    let c = cache_with_client_cert(&server, Some("ca.crt"), client);
+    c.set(Scope::Global, Kind::Session, "s", "1", None).await.unwrap();
+    let status = c.failover_status();
+    assert_eq!(c.mode(), Mode::Memory, "client {client:?}: {status:?}");
+    assert_eq!(
+      status.fallback_activations, 1,
+      "client {client:?}: a refused certificate is a misconfiguration, the breaker opens at once: {status:?}"
+    );
+    assert!(
+      status.last_error.is_some(),
+      "client {client:?}: the refusal is reported"
+    );
+    assert_eq!(
+      c.get(Scope::Global, Kind::Session, "s").await.unwrap().as_deref(),
+      Some("1"),
+      "client {client:?}: served from memory"
+    );
+    assert!(c.ping().await.is_err(), "client {client:?}: Redis never accepts it");
   }
 }
 

@@ -9,14 +9,22 @@
 //!   refused with `ERR_TOO_LARGE` (config validation sizes shards so the largest
 //!   allowed value always fits).
 //! - Values are `Arc<str>`: a read clones a pointer, never the text, under the lock.
+//! - Tenant budget: the entries of each tenant are also tracked in a per-tenant
+//!   ledger (a small quick_cache of keys and weights) bounded by
+//!   `tenant_max_bytes`. A tenant writing past its budget evicts its *own* cold
+//!   entries (the ledger's CLOCK-Pro choice), never another tenant's; the global
+//!   budget still bounds the sum. Global-scope keys (no tenant) have no ledger.
+//!   Evictions are collected during an insert and applied after it, outside any
+//!   lock, so the two caches never lock each other.
 
+use std::collections::HashMap;
 use std::future::{ready, Future};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use quick_cache::sync::Cache;
-use quick_cache::{OptionsBuilder, Weighter};
+use quick_cache::{DefaultHashBuilder, Lifecycle, OptionsBuilder, Weighter};
 
 use crate::error::{Error, Result};
 use crate::store::Store;
@@ -39,6 +47,8 @@ pub fn admissible_weight(max_bytes: u64) -> u64 {
 struct Entry {
   value: Arc<str>,
   expires_at: Instant,
+  /// The tenant whose ledger tracks this entry.
+  tenant: Option<Arc<str>>,
 }
 
 impl Entry {
@@ -56,8 +66,86 @@ impl Weighter<Box<str>, Entry> for ByteWeighter {
   }
 }
 
+/// A tenant entry the main cache evicted (or replaced: quick_cache reports the
+/// replaced value of a key like an eviction): tenant, key, value.
+type Evicted = (Arc<str>, Box<str>, Arc<str>);
+
+/// Collects the tenant entries the main cache evicts, to drop them from their ledgers.
+#[derive(Clone, Copy, Default)]
+struct MainEvictions;
+
+impl Lifecycle<Box<str>, Entry> for MainEvictions {
+  type RequestState = Vec<Evicted>;
+
+  fn on_evict(&self, state: &mut Self::RequestState, key: Box<str>, val: Entry) {
+    if let Some(tenant) = val.tenant {
+      state.push((tenant, key, val.value));
+    }
+  }
+}
+
+/// A ledger entry: the weight the main cache charges, when it expires, and a
+/// write id that tells a replaced entry from the one that replaced it.
+#[derive(Clone, Copy)]
+struct Tracked {
+  weight: u64,
+  expires_at: Instant,
+  id: u64,
+}
+
+#[derive(Clone, Copy)]
+struct TrackedWeighter;
+
+impl Weighter<Box<str>, Tracked> for TrackedWeighter {
+  fn weight(&self, _key: &Box<str>, val: &Tracked) -> u64 {
+    val.weight
+  }
+}
+
+/// Collects the keys a tenant ledger evicts, to drop them from the main cache.
+#[derive(Clone, Copy, Default)]
+struct LedgerEvictions;
+
+impl Lifecycle<Box<str>, Tracked> for LedgerEvictions {
+  type RequestState = Vec<(Box<str>, u64)>;
+
+  fn on_evict(&self, state: &mut Self::RequestState, key: Box<str>, val: Tracked) {
+    state.push((key, val.id));
+  }
+}
+
+/// One tenant's entries and bytes, bounded by the tenant budget.
+struct Ledger {
+  tenant: Arc<str>,
+  keys: Cache<Box<str>, Tracked, TrackedWeighter, DefaultHashBuilder, LedgerEvictions>,
+}
+
+/// Builds the quick_cache options for a budget of `max_bytes` in which an entry of
+/// `largest_entry` bytes always fits one shard.
+fn sized_options(max_bytes: u64, largest_entry: u64, min_items: u64) -> quick_cache::Options {
+  let by_size = (admissible_weight(max_bytes) / largest_entry.max(1)).clamp(1, MAX_SHARDS);
+  let shards = 1u64 << (63 - by_size.leading_zeros()); // largest power of two <= by_size
+  let estimated_items = (max_bytes / 1024).clamp(min_items, 1 << 20) as usize;
+  OptionsBuilder::new()
+    .shards(shards as usize)
+    .hot_allocation(HOT_ALLOCATION)
+    .weight_capacity(max_bytes)
+    .estimated_items_capacity(estimated_items)
+    .build()
+    .expect("weight capacity and shard count are valid")
+}
+
 fn entry_weight(key_len: usize, value_len: usize) -> u64 {
   key_len as u64 + value_len as u64 + ENTRY_OVERHEAD
+}
+
+/// Entries and bytes one tenant holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct TenantUsage {
+  /// Entries held (expired ones count until swept).
+  pub entries: u64,
+  /// Bytes charged to the tenant's budget.
+  pub bytes: u64,
 }
 
 /// A point-in-time view of the store's size.
@@ -73,8 +161,12 @@ pub struct MemoryStats {
 
 /// Byte-bounded in-process store with per-entry TTL.
 pub struct MemoryStore {
-  cache: Cache<Box<str>, Entry, ByteWeighter>,
+  cache: Cache<Box<str>, Entry, ByteWeighter, DefaultHashBuilder, MainEvictions>,
   max_bytes: u64,
+  tenant_max_bytes: u64,
+  largest_entry: u64,
+  ledgers: RwLock<HashMap<Arc<str>, Arc<Ledger>>>,
+  write_ids: AtomicU64,
   epoch: Instant,
   last_sweep_ms: AtomicU64,
   /// False only while nothing was written since the last `clear` (or ever): deletes
@@ -85,21 +177,23 @@ pub struct MemoryStore {
 
 impl MemoryStore {
   /// A store bounded by `max_bytes`, with shards sized so that an entry of
-  /// `largest_entry` bytes always fits in one shard.
+  /// `largest_entry` bytes always fits in one shard; each tenant may hold at most
+  /// `max_bytes` too (see [`MemoryStore::with_tenant_budget`]).
   pub fn new(max_bytes: u64, largest_entry: u64) -> Self {
-    let by_size = (admissible_weight(max_bytes) / largest_entry.max(1)).clamp(1, MAX_SHARDS);
-    let shards = 1u64 << (63 - by_size.leading_zeros()); // largest power of two <= by_size
-    let estimated_items = (max_bytes / 1024).clamp(64, 1 << 20) as usize;
-    let options = OptionsBuilder::new()
-      .shards(shards as usize)
-      .hot_allocation(HOT_ALLOCATION)
-      .weight_capacity(max_bytes)
-      .estimated_items_capacity(estimated_items)
-      .build()
-      .expect("weight capacity and shard count are valid");
+    Self::with_tenant_budget(max_bytes, max_bytes, largest_entry)
+  }
+
+  /// A store bounded by `max_bytes` in which one tenant holds at most
+  /// `tenant_max_bytes` (its own cold entries are evicted past that).
+  pub fn with_tenant_budget(max_bytes: u64, tenant_max_bytes: u64, largest_entry: u64) -> Self {
+    let options = sized_options(max_bytes, largest_entry, 64);
     MemoryStore {
-      cache: Cache::with_options(options, ByteWeighter, Default::default(), Default::default()),
+      cache: Cache::with_options(options, ByteWeighter, Default::default(), MainEvictions),
       max_bytes,
+      tenant_max_bytes: tenant_max_bytes.min(max_bytes),
+      largest_entry,
+      ledgers: RwLock::new(HashMap::new()),
+      write_ids: AtomicU64::new(0),
       epoch: Instant::now(),
       last_sweep_ms: AtomicU64::new(0),
       maybe_nonempty: AtomicBool::new(false),
@@ -117,13 +211,14 @@ impl MemoryStore {
     None
   }
 
-  /// Stores `value` for `ttl_ms`; refuses an entry too heavy for a shard.
+  /// Stores `value` for `ttl_ms` under no tenant; refuses an entry too heavy for a shard.
   pub fn set_now(&self, key: &str, value: Arc<str>, ttl_ms: u64) -> Result<()> {
-    self.set_until(key, value, Instant::now() + Duration::from_millis(ttl_ms))
+    self.set_until(None, key, value, Instant::now() + Duration::from_millis(ttl_ms))
   }
 
-  /// Stores `value` until `expires_at`; refuses an entry too heavy for a shard.
-  pub fn set_until(&self, key: &str, value: Arc<str>, expires_at: Instant) -> Result<()> {
+  /// Stores `value` until `expires_at`, charged to `tenant`'s budget if any;
+  /// refuses an entry too heavy for a shard (of the store or of the tenant's budget).
+  pub fn set_until(&self, tenant: Option<&str>, key: &str, value: Arc<str>, expires_at: Instant) -> Result<()> {
     let weight = entry_weight(key.len(), value.len());
     if weight > admissible_weight(self.cache.shard_capacity()) {
       return Err(Error::TooLarge(format!(
@@ -131,25 +226,60 @@ impl MemoryStore {
         self.max_bytes
       )));
     }
-    self.cache.insert(key.into(), Entry { value, expires_at });
+    let ledger = tenant.map(|t| self.ledger(t));
+    if let Some(l) = &ledger {
+      if weight > admissible_weight(l.keys.shard_capacity()) {
+        return Err(Error::TooLarge(format!(
+          "entry of {weight} bytes does not fit one tenant's share of the in-process store (fallback.maxBytesPerTenant {})",
+          self.tenant_max_bytes
+        )));
+      }
+    }
+    let entry = Entry {
+      value: value.clone(),
+      expires_at,
+      tenant: ledger.as_ref().map(|l| l.tenant.clone()),
+    };
+    let mut evicted = Vec::new();
+    self.cache.insert_with_lifecycle(key.into(), entry, &mut evicted);
     // after the insert: a concurrent `clear` then at worst leaves the flag set on an empty store
     self.maybe_nonempty.store(true, Ordering::Release);
+    // the replaced value of this key is reported as evicted: it is not
+    evicted.retain(|(_, k, v)| &**k != key || Arc::ptr_eq(v, &value));
+    if let Some(l) = &ledger {
+      let id = self.write_ids.fetch_add(1, Ordering::Relaxed);
+      let mut over_budget = Vec::new();
+      let tracked = Tracked { weight, expires_at, id };
+      l.keys.insert_with_lifecycle(key.into(), tracked, &mut over_budget);
+      for (own, own_id) in over_budget {
+        if &*own != key || own_id == id {
+          self.cache.remove(&own);
+        }
+      }
+    }
+    self.forget_evicted(evicted);
     self.maybe_sweep();
     Ok(())
   }
 
-  /// Removes `key`; true if it was live.
-  pub fn delete_now(&self, key: &str) -> bool {
+  /// Removes `key` (held for `tenant`, if any); true if it was live.
+  pub fn delete_now(&self, tenant: Option<&str>, key: &str) -> bool {
     if !self.maybe_nonempty.load(Ordering::Acquire) {
       return false;
     }
     let now = Instant::now();
-    matches!(self.cache.remove(key), Some((_, e)) if e.live(now))
+    let removed = self.cache.remove(key);
+    if let (Some(_), Some(t)) = (&removed, tenant) {
+      if let Some(l) = self.existing_ledger(t) {
+        l.keys.remove(key);
+      }
+    }
+    matches!(removed, Some((_, e)) if e.live(now))
   }
 
-  /// Removes every key starting with `literal_prefix` (and any expired entry met);
-  /// returns how many live entries matched.
-  pub fn invalidate_prefix_now(&self, literal_prefix: &str) -> u64 {
+  /// Removes every key starting with `literal_prefix` (and any expired entry met),
+  /// all of them `tenant`'s when it is given; returns how many live entries matched.
+  pub fn invalidate_prefix_now(&self, tenant: Option<&str>, literal_prefix: &str) -> u64 {
     if !self.maybe_nonempty.load(Ordering::Acquire) {
       return 0;
     }
@@ -163,13 +293,24 @@ impl MemoryStore {
       }
       live
     });
+    if let Some(l) = tenant.and_then(|t| self.existing_ledger(t)) {
+      l.keys.retain(|k, _| !k.starts_with(literal_prefix));
+    }
     removed.into_inner()
   }
 
-  /// Drops every expired entry now.
+  /// Drops every expired entry now, and the ledgers of tenants that hold nothing.
   pub fn sweep_expired(&self) {
     let now = Instant::now();
     self.cache.retain(|_, e| e.live(now));
+    let ledgers: Vec<Arc<Ledger>> = self.read_ledgers().values().cloned().collect();
+    for l in &ledgers {
+      l.keys.retain(|_, t| t.expires_at > now);
+    }
+    drop(ledgers);
+    let mut map = self.ledgers.write().unwrap_or_else(|p| p.into_inner());
+    // a ledger some writer still holds (strong count > 1) may be about to gain an entry
+    map.retain(|_, l| !l.keys.is_empty() || Arc::strong_count(l) > 1);
   }
 
   /// Removes everything.
@@ -177,6 +318,7 @@ impl MemoryStore {
     // before clearing: an insert racing with it sets the flag again afterwards
     self.maybe_nonempty.store(false, Ordering::Release);
     self.cache.clear();
+    self.ledgers.write().unwrap_or_else(|p| p.into_inner()).clear();
   }
 
   /// Entries, bytes and budget.
@@ -185,6 +327,60 @@ impl MemoryStore {
       entries: self.cache.len() as u64,
       bytes: self.cache.weight(),
       max_bytes: self.max_bytes,
+    }
+  }
+
+  /// What `tenant` holds (zero when nothing).
+  pub fn tenant_usage(&self, tenant: &str) -> TenantUsage {
+    self
+      .existing_ledger(tenant)
+      .map(|l| TenantUsage {
+        entries: l.keys.len() as u64,
+        bytes: l.keys.weight(),
+      })
+      .unwrap_or_default()
+  }
+
+  /// The most one tenant may hold.
+  pub fn tenant_max_bytes(&self) -> u64 {
+    self.tenant_max_bytes
+  }
+
+  fn read_ledgers(&self) -> std::sync::RwLockReadGuard<'_, HashMap<Arc<str>, Arc<Ledger>>> {
+    self.ledgers.read().unwrap_or_else(|p| p.into_inner())
+  }
+
+  fn existing_ledger(&self, tenant: &str) -> Option<Arc<Ledger>> {
+    self.read_ledgers().get(tenant).cloned()
+  }
+
+  fn ledger(&self, tenant: &str) -> Arc<Ledger> {
+    if let Some(l) = self.existing_ledger(tenant) {
+      return l;
+    }
+    let mut map = self.ledgers.write().unwrap_or_else(|p| p.into_inner());
+    map
+      .entry(tenant.into())
+      .or_insert_with_key(|t| {
+        let options = sized_options(self.tenant_max_bytes, self.largest_entry, 16);
+        Arc::new(Ledger {
+          tenant: t.clone(),
+          keys: Cache::with_options(options, TrackedWeighter, Default::default(), LedgerEvictions),
+        })
+      })
+      .clone()
+  }
+
+  /// Drops from their ledgers the tenant entries the main cache evicted.
+  fn forget_evicted(&self, evicted: Vec<Evicted>) {
+    if evicted.is_empty() {
+      return;
+    }
+    let map = self.read_ledgers();
+    for (tenant, key, _) in evicted {
+      if let Some(l) = map.get(&tenant) {
+        l.keys.remove(&key);
+      }
     }
   }
 
@@ -212,10 +408,10 @@ impl Store for MemoryStore {
     ready(self.set_now(key, value.into(), ttl_ms))
   }
   fn delete(&self, key: &str) -> impl Future<Output = Result<bool>> + Send {
-    ready(Ok(self.delete_now(key)))
+    ready(Ok(self.delete_now(None, key)))
   }
   fn invalidate_prefix(&self, literal_prefix: &str) -> impl Future<Output = Result<u64>> + Send {
-    ready(Ok(self.invalidate_prefix_now(literal_prefix)))
+    ready(Ok(self.invalidate_prefix_now(None, literal_prefix)))
   }
   fn ping(&self) -> impl Future<Output = Result<Duration>> + Send {
     ready(Ok(Duration::ZERO))
@@ -242,7 +438,7 @@ mod tests {
     );
     s.set_now("key", "1".into(), 60_000).unwrap();
     assert_eq!(s.stats().bytes, 3 + 1 + ENTRY_OVERHEAD, "replacing re-weighs");
-    assert!(s.delete_now("key"));
+    assert!(s.delete_now(None, "key"));
     assert_eq!(s.stats().bytes, 0);
   }
 
@@ -305,7 +501,7 @@ mod tests {
     s.set_now("p:dead", "1".into(), 1).unwrap();
     s.set_now("q:other", "1".into(), 60_000).unwrap();
     std::thread::sleep(Duration::from_millis(5));
-    assert_eq!(s.invalidate_prefix_now("p:"), 1);
+    assert_eq!(s.invalidate_prefix_now(None, "p:"), 1);
     assert_eq!(s.stats().entries, 1);
   }
 
@@ -332,15 +528,112 @@ mod tests {
   #[test]
   fn deletes_and_invalidations_see_writes_made_after_a_clear() {
     let s = MemoryStore::new(MIB, 1024);
-    assert!(!s.delete_now("k"), "an empty store answers without locking");
-    assert_eq!(s.invalidate_prefix_now("k"), 0);
+    assert!(!s.delete_now(None, "k"), "an empty store answers without locking");
+    assert_eq!(s.invalidate_prefix_now(None, "k"), 0);
     s.set_now("k", "1".into(), 60_000).unwrap();
     s.clear();
-    assert!(!s.delete_now("k"));
+    assert!(!s.delete_now(None, "k"));
     s.set_now("k", "2".into(), 60_000).unwrap();
     s.set_now("k2", "2".into(), 60_000).unwrap();
-    assert!(s.delete_now("k"));
-    assert_eq!(s.invalidate_prefix_now("k"), 1);
+    assert!(s.delete_now(None, "k"));
+    assert_eq!(s.invalidate_prefix_now(None, "k"), 1);
     assert_eq!(s.stats().entries, 0);
+  }
+
+  fn far_future() -> Instant {
+    Instant::now() + Duration::from_secs(600)
+  }
+
+  #[test]
+  fn a_noisy_tenant_evicts_only_its_own_entries() {
+    let (budget, share) = (4 * MIB, MIB / 2);
+    let s = MemoryStore::with_tenant_budget(budget, share, 4096);
+    let value: Arc<str> = "q".repeat(1000).into();
+    for i in 0..100 {
+      s.set_until(Some("quiet"), &format!("quiet:{i}"), value.clone(), far_future())
+        .unwrap();
+    }
+    for i in 0..20_000 {
+      s.set_until(Some("noisy"), &format!("noisy:{i}"), value.clone(), far_future())
+        .unwrap();
+      assert!(s.tenant_usage("noisy").bytes <= share, "noisy over its share after {i}");
+    }
+    for i in 0..100 {
+      assert!(s.get_now(&format!("quiet:{i}")).is_some(), "quiet:{i} was evicted");
+    }
+    let noisy = s.tenant_usage("noisy");
+    assert!(noisy.entries > 100 && noisy.entries < 20_000, "{noisy:?}");
+    let held = (0..20_000)
+      .filter(|i| s.get_now(&format!("noisy:{i}")).is_some())
+      .count() as u64;
+    assert_eq!(held, noisy.entries, "the ledger and the store agree");
+    assert!(s.stats().bytes <= budget);
+  }
+
+  #[test]
+  fn tenant_usage_follows_writes_deletes_and_invalidations() {
+    let s = MemoryStore::with_tenant_budget(MIB, MIB / 4, 1024);
+    s.set_until(Some("a"), "a:x1", "12345".into(), far_future()).unwrap();
+    s.set_until(Some("a"), "a:x2", "1".into(), far_future()).unwrap();
+    s.set_until(Some("a"), "a:y", "1".into(), far_future()).unwrap();
+    s.set_until(None, "g", "1".into(), far_future()).unwrap();
+    let w = |k: &str, v: &str| entry_weight(k.len(), v.len());
+    assert_eq!(
+      s.tenant_usage("a"),
+      TenantUsage {
+        entries: 3,
+        bytes: w("a:x1", "12345") + w("a:x2", "1") + w("a:y", "1")
+      }
+    );
+    s.set_until(Some("a"), "a:x1", "1".into(), far_future()).unwrap();
+    assert_eq!(
+      s.tenant_usage("a").bytes,
+      2 * w("a:x1", "1") + w("a:y", "1"),
+      "replacing re-weighs"
+    );
+    assert!(s.delete_now(Some("a"), "a:y"));
+    assert_eq!(s.invalidate_prefix_now(Some("a"), "a:x"), 2);
+    assert_eq!(s.tenant_usage("a"), TenantUsage::default());
+    assert_eq!(s.stats().entries, 1, "the global key stays");
+    assert_eq!(s.tenant_usage("nobody"), TenantUsage::default());
+  }
+
+  #[test]
+  fn global_evictions_leave_the_ledgers_exact() {
+    let s = MemoryStore::with_tenant_budget(256 * 1024, 256 * 1024, 2048);
+    let value: Arc<str> = "x".repeat(1000).into();
+    for i in 0..2000 {
+      let t = format!("t{}", i % 3);
+      s.set_until(Some(&t), &format!("{t}:{i}"), value.clone(), far_future())
+        .unwrap();
+    }
+    let tracked: u64 = (0..3).map(|t| s.tenant_usage(&format!("t{t}")).bytes).sum();
+    assert_eq!(tracked, s.stats().bytes);
+  }
+
+  #[test]
+  fn sweeping_drops_expired_entries_from_ledgers_and_empty_ledgers() {
+    let s = MemoryStore::with_tenant_budget(MIB, MIB / 4, 1024);
+    s.set_until(Some("a"), "a:1", "1".into(), Instant::now() + Duration::from_millis(1))
+      .unwrap();
+    s.set_until(Some("b"), "b:1", "1".into(), far_future()).unwrap();
+    std::thread::sleep(Duration::from_millis(5));
+    s.sweep_expired();
+    assert_eq!(s.tenant_usage("a"), TenantUsage::default());
+    assert_eq!(s.tenant_usage("b").entries, 1);
+    assert_eq!(s.read_ledgers().len(), 1, "the empty ledger is gone");
+  }
+
+  #[test]
+  fn refuses_an_entry_larger_than_the_tenant_share() {
+    let s = MemoryStore::with_tenant_budget(4 * MIB, 64 * 1024, 1024);
+    let big: Arc<str> = "x".repeat(100 * 1024).into();
+    let err = s.set_until(Some("a"), "a:k", big.clone(), far_future()).unwrap_err();
+    assert!(
+      matches!(err, Error::TooLarge(ref m) if m.contains("maxBytesPerTenant")),
+      "{err:?}"
+    );
+    assert_eq!(s.stats().entries, 0, "a refused write changes nothing");
+    s.set_until(None, "g", big, far_future()).unwrap();
   }
 }
