@@ -20,7 +20,10 @@
 // which Keyv 5 uses (and so cache-manager 7 and cacheable). Keyv 6 wraps such an
 // adapter in its KeyvBridgeAdapter, which turns its absolute `expires` back into a
 // ttl; because the adapter has a `namespace` property, the bridge leaves keys
-// unprefixed and lets the adapter scope them (and `clear()`) itself.
+// unprefixed and lets the adapter scope them (and `clear()`) itself. The adapter
+// does not declare Keyv 6's `capabilities.expires`: a store declaring it gets an
+// absolute timestamp as set's third argument, where Keyv 5 passes a relative ttl,
+// and one adapter object cannot tell which of the two is calling it.
 
 const EventEmitter = require('node:events')
 const { codes, codedError, invalid, describe } = require('./errors.js')
@@ -54,9 +57,9 @@ function checkArray(name, value) {
   return value
 }
 
-/** `<byte length>:<text>:`, self-delimiting. */
+/** `<byte length>:<text>`: no such string is a proper prefix of another. */
 function lengthPrefixed(text) {
-  return `${Buffer.byteLength(text, 'utf8')}:${text}:`
+  return `${Buffer.byteLength(text, 'utf8')}:${text}`
 }
 
 /** Keyv ttl (ms; undefined, null or 0 = no expiry) -> ferrocache ttlSeconds. */
@@ -142,10 +145,9 @@ class KeyvFerrocache extends EventEmitter {
 
   /** The query-key prefix of the current namespace's entries. */
   #namespacePrefix() {
-    const ns = this.namespace
-    if (ns === undefined || ns === null || ns === '') return `${this.#prefix}0::`
+    const ns = this.namespace ?? '' // no namespace: length 0
     if (typeof ns !== 'string') throw invalid(`namespace must be a string, got ${describe(ns)}`)
-    return this.#prefix + lengthPrefixed(ns)
+    return `${this.#prefix}${lengthPrefixed(ns)}:`
   }
 
   #key(key) {
