@@ -13,7 +13,7 @@ import Keyv from 'keyv'
 import { Keyv as Keyv6 } from 'keyv6'
 import { createCache } from 'cache-manager'
 import { Cacheable } from 'cacheable'
-import { createCacheManager, CacheManager } from '..'
+import { createCacheManager, cacheManager, CacheManager } from '..'
 import { KeyvFerrocache, createKeyvStore, KeyvFerrocacheError, NO_EXPIRY_SECONDS } from '../keyv'
 import { expectReject, modes, useManagers } from './helpers/modes'
 import { RawRedis, startRedis, uniquePrefix, sleep } from './helpers/redis-server'
@@ -243,6 +243,10 @@ describe.each(modes())('ferrocache/keyv ($name)', (mode) => {
   })
 
   it('constructor options are validated synchronously (TypeError with code), never connect', () => {
+    // no options: the package's default instance, not created (nor connected) by the constructor
+    const byDefault = new KeyvFerrocache()
+    expect(byDefault.manager).toBe(cacheManager)
+    expect(byDefault.namespace).toBeUndefined()
     const bad: unknown[] = [
       42,
       [],
@@ -322,7 +326,7 @@ describe('ferrocache/keyv over Redis', () => {
     m.simulateOutage({ mode: 'refuse' })
     expect(await keyv.set('during', { n: 1 }, 60_000)).toBe(true)
     expect(await keyv.get('during')).toEqual({ n: 1 })
-    await keyv.delete('doomed') // journaled as an invalidation
+    expect(await keyv.delete('doomed')).toBe(false) // journaled as an invalidation; not in memory: false
     expect(await keyv.get('doomed')).toBeUndefined()
     expect(await rr.exists(redisKey('during'))).toBe(0) // not in Redis yet
     expect(w.fallback.map((f) => f.kind)).toContain('simulated')
