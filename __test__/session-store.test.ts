@@ -9,10 +9,10 @@
 import express from 'express'
 import session from 'express-session'
 import request from 'supertest'
-import { createCacheManager, cacheManager, CacheManager, CacheOptions, RecoveredEvent, FallbackEvent } from '..'
+import { createCacheManager, cacheManager, CacheManager, CacheOptions } from '..'
 import { FerrocacheStore, createSessionStore, FerrocacheStoreOptions } from '../session'
 import { RawRedis, RedisServer, startRedis, uniquePrefix, sleep } from './helpers/redis-server'
-import { RedisProc, killAllRedis, restartOn, startRedisFree, waitFor } from './helpers/traffic'
+import { RedisProc, killAllRedis, restartOn, startRedisFree, waitFor, watch } from './helpers/traffic'
 
 // eslint-disable-next-line @typescript-eslint/no-require-imports
 const signature: { sign(value: string, secret: string): string } = require('cookie-signature')
@@ -161,13 +161,6 @@ function call(fn: (cb: (...args: any[]) => void) => void): Promise<{ args: any[]
     // give a second callback (a contract violation) time to show up
     setTimeout(() => resolve({ args, calls, threw }), 50)
   })
-}
-
-function watch(m: CacheManager) {
-  const w = { fallback: [] as FallbackEvent[], recovered: [] as RecoveredEvent[] }
-  m.on('fallback', (e) => w.fallback.push(e))
-  m.on('recovered', (e) => w.recovered.push(e))
-  return w
 }
 
 // ---------------------------------------------------------------------------

@@ -22,7 +22,7 @@ function run(cmd, args, cwd, env) {
 try {
   const [packed] = JSON.parse(run('npm', ['pack', '--json', '--ignore-scripts', '--pack-destination', scratch], root))
   const files = packed.files.map((f) => f.path).sort()
-  for (const needed of ['index.js', 'index.d.ts', 'binding.js', 'binding.d.ts', 'package.json']) {
+  for (const needed of ['index.js', 'index.d.ts', 'binding.js', 'binding.d.ts', 'keyv.js', 'keyv.d.ts', 'package.json']) {
     if (!files.includes(needed)) throw new Error(`tarball lacks ${needed}: ${files.join(', ')}`)
   }
   if (!files.some((f) => f.endsWith('.node'))) throw new Error(`tarball lacks the native addon: ${files.join(', ')}`)
@@ -42,6 +42,7 @@ try {
   fs.writeFileSync(
     path.join(app, 'app.ts'),
     `import { createCacheManager, cacheManager, CacheManager, TenantCache, codes, CacheError } from 'ferrocache'
+import { KeyvFerrocache, createKeyvStore } from 'ferrocache/keyv'
 
 // no @types/node in this app: the package's types must stand alone
 declare const process: { exitCode?: number }
@@ -67,6 +68,17 @@ async function main(): Promise<void> {
   }
   const existed: boolean = await cm.deleteSession('sid-1')
   if (!existed) throw new Error('deleteSession returned false')
+  // ferrocache/keyv without the keyv package (an optional peer): the adapter itself
+  const store: KeyvFerrocache = new KeyvFerrocache({ manager: cm, tenant: 'acme' })
+  store.namespace = 'users'
+  const stored: boolean = await store.set('u1', '{"value":1}', 60_000)
+  const read: string | undefined = await store.get<string>('u1')
+  if (!stored || read !== '{"value":1}') throw new Error('keyv adapter round trip failed')
+  await store.clear()
+  if (await store.has('u1')) throw new Error('keyv adapter clear failed')
+  const own = createKeyvStore('memory://')
+  await own.set('k', 1)
+  await own.disconnect()
   await cm.close()
   // the default instance reads REDIS_URL on first use
   await cacheManager.setSession('default', { ok: true })

@@ -2,6 +2,7 @@
 // same port, concurrent workers, latency percentiles, polling. Servers come from
 // helpers/redis-server.ts (stopped by pid, never by name).
 
+import type { CacheManager, FallbackEvent, RecoveredEvent } from '../..'
 import { killAllRedis, rawRequest, RedisServer, sleep, startRedis, startRedisOn } from './redis-server'
 
 export { sleep, killAllRedis, rawRequest, startRedisOn }
@@ -23,6 +24,14 @@ export async function restartOn(port: number, extraArgs: string[] = []): Promise
   throw new Error(`could not restart redis-server on port ${port}`)
 }
 
+
+/** Collects a manager's `fallback` and `recovered` events. */
+export function watch(m: CacheManager) {
+  const w = { fallback: [] as FallbackEvent[], recovered: [] as RecoveredEvent[] }
+  m.on('fallback', (e) => w.fallback.push(e))
+  m.on('recovered', (e) => w.recovered.push(e))
+  return w
+}
 
 /** Polls `cond` every `intervalMs` until true; resolves with the elapsed ms, throws after `timeoutMs`. */
 export async function waitFor(
