@@ -75,6 +75,8 @@ export interface CacheScope {
   cacheQueryResult(key: string, data: unknown, ttlSeconds?: number): Promise<void>
   /** The cached query result as a fresh copy, or null on a miss. */
   getCachedQuery<T = unknown>(key: string): Promise<T | null>
+  /** Deletes one query result (exactly `key`, not a prefix); true if it existed. */
+  deleteCachedQuery(key: string): Promise<boolean>
   /** Removes the query results whose key starts with `prefix` (literally; an empty prefix is refused); returns how many. */
   invalidateCache(prefix: string): Promise<number>
   /** Removes every query result of this scope; returns how many. */
@@ -97,6 +99,7 @@ export declare class TenantCache implements CacheScope {
   deleteSession(sessionId: string): Promise<boolean>
   cacheQueryResult(key: string, data: unknown, ttlSeconds?: number): Promise<void>
   getCachedQuery<T = unknown>(key: string): Promise<T | null>
+  deleteCachedQuery(key: string): Promise<boolean>
   invalidateCache(prefix: string): Promise<number>
   invalidateAll(): Promise<number>
   getOrSet<T>(key: string, loader: () => T | Promise<T>, ttlSeconds?: number): Promise<T>
@@ -234,6 +237,7 @@ export declare class CacheManager implements CacheScope {
   deleteSession(sessionId: string): Promise<boolean>
   cacheQueryResult(key: string, data: unknown, ttlSeconds?: number): Promise<void>
   getCachedQuery<T = unknown>(key: string): Promise<T | null>
+  deleteCachedQuery(key: string): Promise<boolean>
   invalidateCache(prefix: string): Promise<number>
   invalidateAll(): Promise<number>
   getOrSet<T>(key: string, loader: () => T | Promise<T>, ttlSeconds?: number): Promise<T>

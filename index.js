@@ -189,6 +189,11 @@ class Scope {
     return this.#get(QUERY, 'key', key)
   }
 
+  /** Deletes one query result (exactly `key`, not a prefix); true if it existed. */
+  deleteCachedQuery(key) {
+    return this.#delete(QUERY, 'key', key)
+  }
+
   /** Removes the query results whose key starts with `prefix` (literally); returns how many. */
   invalidateCache(prefix) {
     return this.#invalidate(prefix, false)

@@ -39,8 +39,8 @@ export declare const NO_EXPIRY_SECONDS: 2147483647
  * value, an oversized key or value) rejects with ferrocache's `TypeError`/`RangeError` carrying
  * `code` (`ERR_INVALID_ARG`, `ERR_SERIALIZE`, `ERR_TOO_LARGE`) and writes nothing (`setMany`: see there).
  *
- * `delete`, `deleteMany` and `clear` are prefix invalidations (`invalidateCache`): on Redis each is
- * a `SCAN` of the keyspace, so their cost grows with the size of the Redis database.
+ * `delete`/`deleteMany` remove one key each (`deleteCachedQuery`); `clear` is a prefix invalidation
+ * (`invalidateCache`): on Redis a `SCAN` of the keyspace, so its cost grows with the database.
  * `iterator()` is not provided (ferrocache has no enumeration).
  */
 export declare class KeyvFerrocache {

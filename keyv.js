@@ -12,9 +12,8 @@
 // Key layout inside the manager's (or tenant's) query keys:
 //   <prefix><namespace byte length>:<namespace>:<key byte length>:<key>
 // (no namespace = length 0). The lengths make the layout injective and every
-// entry's key a prefix of no other entry's key, so `invalidateCache(entry key)`
-// removes exactly that entry (the public API has no exact delete of a query
-// result) and `invalidateCache(<prefix><namespace part>)` exactly one namespace.
+// entry's key a prefix of no other entry's key, so `invalidateCache(<prefix><namespace part>)`
+// removes exactly one namespace. A delete is `deleteCachedQuery(entry key)`: one key.
 //
 // The Keyv contract implemented is the relative-ttl one: `set(key, value, ttl ms)`,
 // which Keyv 5 uses (and so cache-manager 7 and cacheable). Keyv 6 wraps such an
@@ -40,7 +39,7 @@ function isPlainObject(value) {
 function isManager(value) {
   return (
     isPlainObject(value) &&
-    ['cacheQueryResult', 'getCachedQuery', 'invalidateCache', 'tenant', 'close', 'on', 'off'].every(
+    ['cacheQueryResult', 'getCachedQuery', 'deleteCachedQuery', 'invalidateCache', 'tenant', 'close', 'on', 'off'].every(
       (method) => typeof value[method] === 'function',
     )
   )
@@ -208,8 +207,7 @@ class KeyvFerrocache extends EventEmitter {
   }
 
   async #remove(fullKey) {
-    // fullKey is a prefix of no other entry's key: this removes exactly that entry.
-    return (await this.#scope.invalidateCache(fullKey)) > 0
+    return this.#scope.deleteCachedQuery(fullKey)
   }
 
   /** Removes `key`; true if it had a value. */

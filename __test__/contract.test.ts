@@ -49,6 +49,22 @@ describe.each(modes())('contract ($name mode)', (mode) => {
       await expect(m.getCachedQuery('q2')).resolves.toBeNull()
     })
 
+    it('deleteCachedQuery removes exactly that key (not a prefix), true then false; sessions untouched', async () => {
+      const m = make()
+      await m.cacheQueryResult('orders', 1)
+      await m.cacheQueryResult('orders:1', 2)
+      await m.setSession('orders', 'session')
+      await expect(m.deleteCachedQuery('orders')).resolves.toBe(true)
+      await expect(m.getCachedQuery('orders')).resolves.toBeNull()
+      await expect(m.deleteCachedQuery('orders')).resolves.toBe(false)
+      await expect(m.deleteCachedQuery('ord*')).resolves.toBe(false)
+      await expect(m.getCachedQuery('orders:1')).resolves.toBe(2)
+      await expect(m.getSession('orders')).resolves.toBe('session')
+      await expect(m.tenant('a').deleteCachedQuery('orders:1')).resolves.toBe(false)
+      await expect(m.getCachedQuery('orders:1')).resolves.toBe(2)
+      expect(m.metrics().byType.query.deletes).toBe(4)
+    })
+
     it('sessions and query results with the same key are separate', async () => {
       const m = make()
       await m.setSession('same', 'session')
