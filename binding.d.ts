@@ -33,6 +33,15 @@ export declare class NativeCache {
   get(kindId: number, key: string, tenant?: string | undefined | null): Promise<string | null | Error>
   /** Writes JSON text under a key; `ttl_seconds` undefined = the kind's default. */
   set(kindId: number, key: string, json: string, ttlSeconds?: number | undefined | null, tenant?: string | undefined | null): Promise<undefined | Error>
+  /**
+   * Runs the gets and sets of one event-loop tick in one crossing and one task:
+   * `ops[i]` is `g`/`G` (get session/query) or `s`/`S` (set session/query) for
+   * `keys[i]` in scope `tenants[i]` (`""` = the manager's own keys); the n-th set
+   * takes `values[n]` and `ttls[n]` (NaN = the kind's default). Resolves with one
+   * result per op, in order: the JSON text (or null) of a get, null for a set, or
+   * an Error with `code`. The ops run concurrently, like separate calls.
+   */
+  batch(ops: string, keys: Array<string>, values: Array<string>, ttls: Array<number>, tenants: Array<string>): Promise<Array<string | null | Error>>
   /** Deletes a key; true if it existed. */
   delete(kindId: number, key: string, tenant?: string | undefined | null): Promise<boolean | Error>
   /** Removes every key of the kind starting with `prefix` (every key when `all`); returns the count. */

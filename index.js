@@ -8,6 +8,7 @@
 const { isNativeError } = require('node:util').types
 const { NativeCache, latencyBoundsMs } = require('./binding.js')
 const { codes, codedError, invalid, describe } = require('./errors.js')
+const { Batcher } = require('./batch.js')
 
 const SESSION = 0
 const QUERY = 1
@@ -119,7 +120,7 @@ class Scope {
     const native = this.#owner._native()
     try {
       if (this.#owner._sync) return decode(native.getSync(kind, key, this.#tenant))
-      return decode(settle(await native.get(kind, key, this.#tenant)))
+      return decode(settle(await this.#owner._batcher.get(kind, key, this.#tenant)))
     } catch (err) {
       throw fromNative(err)
     }
@@ -136,7 +137,7 @@ class Scope {
     const native = this.#owner._native()
     try {
       if (this.#owner._sync) native.setSync(kind, key, json, ttl, this.#tenant)
-      else settle(await native.set(kind, key, json, ttl, this.#tenant))
+      else settle(await this.#owner._batcher.set(kind, key, json, ttl, this.#tenant))
     } catch (err) {
       throw fromNative(err)
     }
@@ -235,7 +236,7 @@ class Scope {
     try {
       const cached = this.#owner._sync
         ? native.getSync(QUERY, key, this.#tenant)
-        : settle(await native.get(QUERY, key, this.#tenant))
+        : settle(await this.#owner._batcher.get(QUERY, key, this.#tenant))
       if (cached !== null) return cached
     } catch (err) {
       throw fromNative(err)
@@ -330,6 +331,7 @@ class CacheManager extends Scope {
         throw fromNative(err)
       }
       this._sync = this.#native.memoryOnly
+      this._batcher = new Batcher(this.#native)
     }
     return this.#native
   }

@@ -271,6 +271,67 @@ impl NativeCache {
     )
   }
 
+  /// Runs the gets and sets of one event-loop tick in one crossing and one task:
+  /// `ops[i]` is `g`/`G` (get session/query) or `s`/`S` (set session/query) for
+  /// `keys[i]` in scope `tenants[i]` (`""` = the manager's own keys); the n-th set
+  /// takes `values[n]` and `ttls[n]` (NaN = the kind's default). Resolves with one
+  /// result per op, in order: the JSON text (or null) of a get, null for a set, or
+  /// an Error with `code`. The ops run concurrently, like separate calls.
+  #[napi(ts_return_type = "Promise<Array<string | null | Error>>")]
+  pub async fn batch(
+    &self,
+    ops: String,
+    keys: Vec<String>,
+    values: Vec<String>,
+    ttls: Vec<f64>,
+    tenants: Vec<String>,
+  ) -> Result<Vec<Settled<Option<String>>>> {
+    let ops = ops.as_bytes();
+    if ops.len() != keys.len() || ops.len() != tenants.len() || values.len() != ttls.len() {
+      return Err(napi::Error::new(
+        Status::InvalidArg,
+        "batch: mismatched argument lengths",
+      ));
+    }
+    let cache = &self.inner;
+    let mut next_value = 0;
+    let mut calls = Vec::with_capacity(ops.len());
+    for (i, op) in ops.iter().enumerate() {
+      let value = if matches!(op, b's' | b'S') {
+        next_value += 1;
+        values.get(next_value - 1).zip(ttls.get(next_value - 1))
+      } else {
+        None
+      };
+      let (key, tenant) = (&keys[i], &tenants[i]);
+      let scope = if tenant.is_empty() {
+        Scope::Global
+      } else {
+        Scope::Tenant(tenant)
+      };
+      calls.push(async move {
+        let kind = if op.is_ascii_lowercase() {
+          Kind::Session
+        } else {
+          Kind::Query
+        };
+        let result = match (op.to_ascii_lowercase(), value) {
+          (b'g', _) => cache.get(scope, kind, key).await,
+          (b's', Some((json, ttl))) => {
+            let ttl = if ttl.is_nan() { None } else { Some(*ttl) };
+            cache.set(scope, kind, key, json, ttl).await.map(|()| None)
+          }
+          _ => Err(error::Error::invalid("batch: unknown operation")),
+        };
+        match result {
+          Ok(v) => Either::A(v),
+          Err(e) => Either::B(js_error(e)),
+        }
+      });
+    }
+    Ok(futures_util::future::join_all(calls).await)
+  }
+
   /// Deletes a key; true if it existed.
   #[napi(ts_return_type = "Promise<boolean | Error>")]
   pub async fn delete(&self, kind_id: u32, key: String, tenant: Option<String>) -> Result<Settled<bool>> {

@@ -1,0 +1,93 @@
+// The gets and sets of one event-loop tick go to the addon in one native call
+// (batch.js). Each caller must still get exactly its own result or error.
+
+import { CacheManager } from '..'
+import { modes, useManagers } from './helpers/modes'
+
+const [, redis] = modes()
+
+describe('batched calls (redis mode)', () => {
+  const make = useManagers(redis)
+
+  it('1,000 concurrent mixed calls over kinds and scopes: every caller gets its own value', async () => {
+    const m = make()
+    const scopes: Array<Pick<CacheManager, 'setSession' | 'getSession' | 'cacheQueryResult' | 'getCachedQuery'>> = [
+      m,
+      m.tenant('a'),
+      m.tenant('b'),
+    ]
+    await Promise.all(
+      Array.from({ length: 500 }, (_, i) => {
+        const s = scopes[i % 3]
+        return i % 2 ? s.setSession(`k${i}`, { s: i }) : s.cacheQueryResult(`k${i}`, { q: i })
+      }),
+    )
+    const reads = await Promise.all(
+      Array.from({ length: 1000 }, (_, j) => {
+        const i = j % 500
+        const s = scopes[i % 3]
+        if (j >= 500) return s.getCachedQuery(`k${i}`) // the other kind: a miss unless a query was written
+        return i % 2 ? s.getSession(`k${i}`) : s.getCachedQuery(`k${i}`)
+      }),
+    )
+    for (let j = 0; j < 1000; j++) {
+      const i = j % 500
+      if (j < 500) expect([j, reads[j]]).toEqual([j, i % 2 ? { s: i } : { q: i }])
+      else expect([j, reads[j]]).toEqual([j, i % 2 ? null : { q: i }])
+    }
+    // the other tenants never see these keys
+    await expect(m.tenant('c').getSession('k1')).resolves.toBeNull()
+  })
+
+  it('one failing call in a tick rejects alone; the others in the same batch succeed', async () => {
+    const m = make({ limits: { maxValueBytes: 1024 } })
+    const results = await Promise.allSettled([
+      m.setSession('ok1', 1),
+      m.setSession('big', 'x'.repeat(2000)),
+      m.getSession('ok1'),
+      m.cacheQueryResult('ok2', 2),
+      m.tenant('t').setSession('big', 'y'.repeat(5000)),
+    ])
+    expect(results.map((r) => r.status)).toEqual(['fulfilled', 'rejected', 'fulfilled', 'fulfilled', 'rejected'])
+    for (const i of [1, 4]) {
+      const reason = (results[i] as PromiseRejectedResult).reason
+      expect(reason).toBeInstanceOf(RangeError)
+      expect(reason.code).toBe('ERR_TOO_LARGE')
+    }
+    await expect(m.getSession('ok1')).resolves.toBe(1)
+    await expect(m.getSession('big')).resolves.toBeNull()
+    await expect(m.getCachedQuery('ok2')).resolves.toBe(2)
+  })
+
+  it('calls issued in one tick after close() all reject with ERR_CLOSED', async () => {
+    const m = make()
+    await m.setSession('s', 1)
+    await m.close()
+    const results = await Promise.allSettled([m.getSession('s'), m.setSession('s', 2), m.getCachedQuery('q')])
+    for (const r of results) {
+      expect(r.status).toBe('rejected')
+      expect((r as PromiseRejectedResult).reason.code).toBe('ERR_CLOSED')
+    }
+  })
+
+  it('works under jest.useFakeTimers(): the batch flush does not use the faked timers', async () => {
+    const m = make()
+    jest.useFakeTimers()
+    try {
+      await m.setSession('s', { fake: true })
+      await expect(m.getSession('s')).resolves.toEqual({ fake: true })
+    } finally {
+      jest.useRealTimers()
+    }
+  })
+
+  it('the native batch refuses mismatched arguments without crashing', async () => {
+    const m = make()
+    const native = (m as unknown as { _native(): { batch(...args: unknown[]): Promise<unknown> } })._native()
+    await expect(Promise.resolve().then(() => native.batch('gg', ['a'], [], [], ['']))).rejects.toThrow(/mismatched/)
+    await expect(Promise.resolve().then(() => native.batch('x', ['a'], [], [], ['']))).resolves.toEqual([
+      expect.objectContaining({ code: 'ERR_INVALID_ARG' }),
+    ])
+    await expect(m.getSession('still-works')).resolves.toBeNull()
+  })
+})
