@@ -1,7 +1,8 @@
 'use strict'
 // Batches the asynchronous gets and sets made in one event-loop tick into one
 // native call (one crossing, one tokio task, one promise resolution from Rust),
-// instead of one of each per call. Each caller still gets its own promise,
+// instead of one of each per call; while Redis is down (breaker open) the batch
+// is answered synchronously from the in-process store and the journal. Each caller still gets its own promise,
 // settled with its own result: the JSON text or null of a get, null for a set,
 // or an Error carrying `code` (index.js turns that into a rejection).
 
@@ -58,16 +59,28 @@ class Batcher {
     const failAll = (err) => {
       for (let i = 1; i < settle.length; i += 2) settle[i](err)
     }
-    let results
+    const deliver = (values) => {
+      for (let i = 0; i < values.length; i++) settle[2 * i](values[i])
+    }
+    const native = this.#native
     try {
-      results = this.#native.batch(batch.ops, batch.keys, batch.values, batch.ttls, batch.tenants)
+      // Redis down and the breaker open: answered here, without a thread hop. Still
+      // from the check phase, so a loop of calls keeps yielding to the event loop.
+      if (native.servesLocally) this.#answerLocally(batch)
+      else native.batch(batch.ops, batch.keys, batch.values, batch.ttls, batch.tenants).then(deliver, failAll)
     } catch (err) {
       failAll(err)
-      return
     }
-    results.then((values) => {
-      for (let i = 0; i < values.length; i++) settle[2 * i](values[i])
-    }, failAll)
+  }
+
+  // The gets answered `undefined` found Redis back meanwhile: they go to Redis.
+  #answerLocally(batch) {
+    const { settle } = batch
+    const values = this.#native.batchSync(batch.ops, batch.keys, batch.values, batch.ttls, batch.tenants)
+    for (let i = 0; i < values.length; i++) {
+      if (values[i] !== undefined) settle[2 * i](values[i])
+      else this.#queue(batch.ops[i], batch.keys[i], batch.tenants[i] || undefined, null, NaN).then(settle[2 * i], settle[2 * i + 1])
+    }
   }
 }
 

@@ -42,13 +42,27 @@ export declare class NativeCache {
    * an Error with `code`. The ops run concurrently, like separate calls.
    */
   batch(ops: string, keys: Array<string>, values: Array<string>, ttls: Array<number>, tenants: Array<string>): Promise<Array<string | null | Error>>
+  /**
+   * `batch` answered on the calling thread, for while `servesLocally`: no thread
+   * hop (outage writes are journaled as on the asynchronous path). A get answers
+   * `undefined` when Redis recovered meanwhile and must be asked (send it to `batch`).
+   */
+  batchSync(ops: string, keys: Array<string>, values: Array<string>, ttls: Array<number>, tenants: Array<string>): Array<string | null | undefined | Error>
   /** Deletes a key; true if it existed. */
   delete(kindId: number, key: string, tenant?: string | undefined | null): Promise<boolean | Error>
   /** Removes every key of the kind starting with `prefix` (every key when `all`); returns the count. */
   invalidate(kindId: number, prefix: string, all: boolean, tenant?: string | undefined | null): Promise<number | Error>
-  /** `get` on the calling thread (memory:// only). */
+  /**
+   * True while `getSync`/`setSync` answer for Redis mode too: the breaker is open
+   * and fallback on, so calls are served from memory without a thread hop.
+   */
+  get servesLocally(): boolean
+  /** `get` on the calling thread: memory://, or Redis mode while `servesLocally`. */
   getSync(kindId: number, key: string, tenant?: string | undefined | null): string | null
-  /** `set` on the calling thread (memory:// only). */
+  /**
+   * `set` on the calling thread: memory://, or Redis mode while `servesLocally`
+   * (journaled; the recovery task is started in napi's runtime if need be).
+   */
   setSync(kindId: number, key: string, json: string, ttlSeconds?: number | undefined | null, tenant?: string | undefined | null): void
   /** `delete` on the calling thread (memory:// only). */
   deleteSync(kindId: number, key: string, tenant?: string | undefined | null): boolean

@@ -81,6 +81,28 @@ describe('batched calls (redis mode)', () => {
     }
   })
 
+  it('during an outage (breaker open) calls are answered without Redis yet keep yielding to the event loop', async () => {
+    const m = make()
+    await m.setSession('before', 1)
+    m.simulateOutage({ mode: 'refuse' })
+    for (let i = 0; i < 5 && m.metrics().mode !== 'memory'; i++) await m.setSession('trip', i)
+    expect(m.metrics().mode).toBe('memory')
+    let timerFired = false
+    setTimeout(() => {
+      timerFired = true
+    }, 5)
+    let calls = 0
+    while (!timerFired) {
+      await m.setSession(`k${calls % 10}`, calls)
+      await m.getSession(`k${calls % 10}`)
+      calls += 2
+      if (calls > 1_000_000) throw new Error('the event loop never ran the timer')
+    }
+    expect(calls).toBeGreaterThan(0)
+    await expect(m.getSession('k0')).resolves.not.toBeNull()
+    m.endSimulatedOutage()
+  })
+
   it('the native batch refuses mismatched arguments without crashing', async () => {
     const m = make()
     const native = (m as unknown as { _native(): { batch(...args: unknown[]): Promise<unknown> } })._native()

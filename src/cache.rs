@@ -374,9 +374,17 @@ impl Cache {
     Ok(())
   }
 
-  // ----- synchronous in-process path (memory:// only) ------------------------
+  // ----- synchronous in-process path ----------------------------------------
 
-  /// Reads from the in-process store on the calling thread.
+  /// True while reads and writes are answered by the in-process store without
+  /// asking Redis: `memory://`, or Redis mode with the breaker open and fallback
+  /// on. Then [`Cache::get_local`] and [`Cache::set_local`] serve them on the
+  /// calling thread, exactly as the asynchronous path would.
+  pub fn serves_locally(&self) -> bool {
+    self.redis.is_none() || (self.config.fallback().enabled && !self.breaker.allows_calls())
+  }
+
+  /// Reads from the in-process store on the calling thread (`memory://`).
   pub fn get_local(&self, scope: Scope<'_>, kind: Kind, key: &str) -> Result<Option<Arc<str>>> {
     let key = self.full_key(scope, kind, key)?;
     let value = self.memory.get_now(&key);
@@ -384,14 +392,45 @@ impl Cache {
     Ok(value)
   }
 
-  /// Writes to the in-process store on the calling thread.
+  /// [`Cache::get_local`] for while [`Cache::serves_locally`]: in Redis mode the
+  /// journal, then the in-process store. `Ok(None)`: the breaker closed meanwhile
+  /// and nothing was found locally (recovery empties the in-process store once
+  /// Redis has everything), so Redis must be asked instead.
+  pub fn get_outage_local(&self, scope: Scope<'_>, kind: Kind, key: &str) -> Result<Option<Option<Arc<str>>>> {
+    if self.redis.is_none() {
+      return self.get_local(scope, kind, key).map(Some);
+    }
+    let key = self.full_key(scope, kind, key)?;
+    let value = self.read_outage(&key);
+    if value.is_none() && self.breaker.allows_calls() {
+      return Ok(None);
+    }
+    self.count_read(scope, kind, value.is_some());
+    Ok(Some(value))
+  }
+
+  /// Writes on the calling thread: the in-process store (`memory://`), or while
+  /// [`Cache::serves_locally`] in Redis mode the in-process store and the journal
+  /// (replayed on recovery; one that lands after the breaker closed is replayed too).
   pub fn set_local(&self, scope: Scope<'_>, kind: Kind, key: &str, json: &str, ttl_secs: Option<f64>) -> Result<()> {
     let key = self.full_key(scope, kind, key)?;
     let ttl = self.ttl(kind, ttl_secs)?;
     self.check_value(json)?;
-    let expires_at = Instant::now() + Duration::from_millis(ttl);
-    self.memory.set_until(scope.tenant(), &key, json.into(), expires_at)?;
+    self.write_local(scope, kind, &key, json, ttl, false)?;
     self.metrics.set(kind);
+    Ok(())
+  }
+
+  /// Stores `json` in the in-process store and, in Redis mode, journals it for replay.
+  fn write_local(&self, scope: Scope<'_>, kind: Kind, full: &str, json: &str, ttl: u64, uncertain: bool) -> Result<()> {
+    let expires_at = Instant::now() + Duration::from_millis(ttl);
+    let value: Arc<str> = json.into();
+    self.memory.set_until(scope.tenant(), full, value.clone(), expires_at)?;
+    if self.redis.is_some() {
+      let namespace = self.layout.namespace(scope, kind);
+      self.journal.record_set(full, value, expires_at, &namespace, uncertain);
+      self.ensure_recovery();
+    }
     Ok(())
   }
 
@@ -475,7 +514,7 @@ impl Cache {
     } else {
       self.refuse_without_fallback()?;
     }
-    Ok(self.read_outage(&key))
+    Ok(self.read_outage(&key).map(|v| v.to_string()))
   }
 
   async fn set_uncounted(
@@ -506,17 +545,7 @@ impl Cache {
         self.refuse_without_fallback()?;
       }
     }
-    let expires_at = Instant::now() + Duration::from_millis(ttl);
-    let value: Arc<str> = json.into();
-    self
-      .memory
-      .set_until(scope.tenant(), &full, value.clone(), expires_at)?;
-    if self.redis.is_some() {
-      let namespace = self.layout.namespace(scope, kind);
-      self.journal.record_set(&full, value, expires_at, &namespace, uncertain);
-      self.ensure_recovery();
-    }
-    Ok(())
+    self.write_local(scope, kind, &full, json, ttl, uncertain)
   }
 
   async fn delete_uncounted(&self, scope: Scope<'_>, kind: Kind, key: &str) -> Result<bool> {
@@ -579,11 +608,11 @@ impl Cache {
   }
 
   /// A read served during an outage: the journal, then the in-process store.
-  fn read_outage(&self, key: &str) -> Option<String> {
+  fn read_outage(&self, key: &str) -> Option<Arc<str>> {
     match self.journal.lookup(key, Instant::now()) {
-      Lookup::Value(v) => Some(v.to_string()),
+      Lookup::Value(v) => Some(v),
       Lookup::Gone => None,
-      Lookup::Unknown => self.memory.get_now(key).map(|v| v.to_string()),
+      Lookup::Unknown => self.memory.get_now(key),
     }
   }
 

@@ -59,10 +59,84 @@ fn js_error(e: error::Error) -> napi::Error<Code> {
 type Settled<T> = Either<T, napi::Error<Code>>;
 
 fn settle<T>(r: error::Result<T>) -> Result<Settled<T>> {
-  Ok(match r {
+  Ok(settled(r))
+}
+
+fn settled<T>(r: error::Result<T>) -> Settled<T> {
+  match r {
     Ok(v) => Either::A(v),
     Err(e) => Either::B(js_error(e)),
-  })
+  }
+}
+
+/// One operation of `NativeCache.batch` (scope, kind, key), borrowing the batch's arguments.
+enum BatchOp<'a> {
+  Get(Scope<'a>, Kind, &'a str),
+  Set(Scope<'a>, Kind, &'a str, Write<'a>),
+  /// An unknown op code (answered with ERR_INVALID_ARG).
+  Bad,
+}
+
+/// What a batched set writes.
+struct Write<'a> {
+  json: &'a str,
+  /// None: the kind's default TTL.
+  ttl: Option<f64>,
+}
+
+/// A `batchSync` get: the value (or null), or `undefined` = ask Redis (it recovered meanwhile).
+type LocalAnswer = Either<Option<String>, ()>;
+
+fn bad_op() -> error::Error {
+  error::Error::invalid("batch: unknown operation")
+}
+
+/// Decodes the arguments of `batch` (see there); fails when their lengths disagree.
+fn batch_ops<'a>(
+  ops: &'a str,
+  keys: &'a [String],
+  values: &'a [String],
+  ttls: &'a [f64],
+  tenants: &'a [String],
+) -> Result<Vec<BatchOp<'a>>> {
+  let ops = ops.as_bytes();
+  let sets = ops.iter().filter(|op| matches!(op, b's' | b'S')).count();
+  if ops.len() != keys.len() || ops.len() != tenants.len() || values.len() != sets || ttls.len() != sets {
+    return Err(napi::Error::new(
+      Status::InvalidArg,
+      "batch: mismatched argument lengths",
+    ));
+  }
+  let mut set_values = values.iter().zip(ttls);
+  Ok(
+    ops
+      .iter()
+      .zip(keys.iter().zip(tenants))
+      .map(|(op, (key, tenant))| {
+        let scope = if tenant.is_empty() {
+          Scope::Global
+        } else {
+          Scope::Tenant(tenant)
+        };
+        let kind = if op.is_ascii_lowercase() {
+          Kind::Session
+        } else {
+          Kind::Query
+        };
+        match op {
+          b'g' | b'G' => BatchOp::Get(scope, kind, key),
+          b's' | b'S' => match set_values.next() {
+            Some((json, ttl)) => {
+              let ttl = if ttl.is_nan() { None } else { Some(*ttl) };
+              BatchOp::Set(scope, kind, key, Write { json, ttl })
+            }
+            None => BatchOp::Bad,
+          },
+          _ => BatchOp::Bad,
+        }
+      })
+      .collect(),
+  )
 }
 
 fn kind_of(k: u32) -> error::Result<Kind> {
@@ -286,50 +360,45 @@ impl NativeCache {
     ttls: Vec<f64>,
     tenants: Vec<String>,
   ) -> Result<Vec<Settled<Option<String>>>> {
-    let ops = ops.as_bytes();
-    if ops.len() != keys.len() || ops.len() != tenants.len() || values.len() != ttls.len() {
-      return Err(napi::Error::new(
-        Status::InvalidArg,
-        "batch: mismatched argument lengths",
-      ));
-    }
+    let ops = batch_ops(&ops, &keys, &values, &ttls, &tenants)?;
     let cache = &self.inner;
-    let mut next_value = 0;
-    let mut calls = Vec::with_capacity(ops.len());
-    for (i, op) in ops.iter().enumerate() {
-      let value = if matches!(op, b's' | b'S') {
-        next_value += 1;
-        values.get(next_value - 1).zip(ttls.get(next_value - 1))
-      } else {
-        None
-      };
-      let (key, tenant) = (&keys[i], &tenants[i]);
-      let scope = if tenant.is_empty() {
-        Scope::Global
-      } else {
-        Scope::Tenant(tenant)
-      };
-      calls.push(async move {
-        let kind = if op.is_ascii_lowercase() {
-          Kind::Session
-        } else {
-          Kind::Query
-        };
-        let result = match (op.to_ascii_lowercase(), value) {
-          (b'g', _) => cache.get(scope, kind, key).await,
-          (b's', Some((json, ttl))) => {
-            let ttl = if ttl.is_nan() { None } else { Some(*ttl) };
-            cache.set(scope, kind, key, json, ttl).await.map(|()| None)
-          }
-          _ => Err(error::Error::invalid("batch: unknown operation")),
-        };
-        match result {
-          Ok(v) => Either::A(v),
-          Err(e) => Either::B(js_error(e)),
-        }
-      });
-    }
+    let calls = ops.into_iter().map(|op| async move {
+      settled(match op {
+        BatchOp::Get(scope, kind, key) => cache.get(scope, kind, key).await,
+        BatchOp::Set(scope, kind, key, w) => cache.set(scope, kind, key, w.json, w.ttl).await.map(|()| None),
+        BatchOp::Bad => Err(bad_op()),
+      })
+    });
     Ok(futures_util::future::join_all(calls).await)
+  }
+
+  /// `batch` answered on the calling thread, for while `servesLocally`: no thread
+  /// hop (outage writes are journaled as on the asynchronous path). A get answers
+  /// `undefined` when Redis recovered meanwhile and must be asked (send it to `batch`).
+  #[napi(catch_unwind, ts_return_type = "Array<string | null | undefined | Error>")]
+  pub fn batch_sync(
+    &self,
+    ops: String,
+    keys: Vec<String>,
+    values: Vec<String>,
+    ttls: Vec<f64>,
+    tenants: Vec<String>,
+  ) -> Result<Vec<Settled<LocalAnswer>>> {
+    let ops = batch_ops(&ops, &keys, &values, &ttls, &tenants)?;
+    let cache = &self.inner;
+    let answer = |op| match op {
+      BatchOp::Get(scope, kind, key) => cache.get_outage_local(scope, kind, key).map(|v| match v {
+        Some(v) => Either::A(v.map(|s| s.to_string())),
+        None => Either::B(()),
+      }),
+      BatchOp::Set(scope, kind, key, w) => cache
+        .set_local(scope, kind, key, w.json, w.ttl)
+        .map(|()| Either::A(None)),
+      BatchOp::Bad => Err(bad_op()),
+    };
+    Ok(within_runtime_if_available(|| {
+      ops.into_iter().map(|op| settled(answer(op))).collect()
+    }))
   }
 
   /// Deletes a key; true if it existed.
@@ -360,7 +429,14 @@ impl NativeCache {
     )
   }
 
-  /// `get` on the calling thread (memory:// only).
+  /// True while `getSync`/`setSync` answer for Redis mode too: the breaker is open
+  /// and fallback on, so calls are served from memory without a thread hop.
+  #[napi(getter)]
+  pub fn serves_locally(&self) -> bool {
+    self.inner.serves_locally()
+  }
+
+  /// `get` on the calling thread: memory://, or Redis mode while `servesLocally`.
   #[napi(catch_unwind)]
   pub fn get_sync(&self, kind_id: u32, key: String, tenant: Option<String>) -> Result<Option<String>, Code> {
     let v = self
@@ -370,7 +446,8 @@ impl NativeCache {
     Ok(v.map(|s| s.to_string()))
   }
 
-  /// `set` on the calling thread (memory:// only).
+  /// `set` on the calling thread: memory://, or Redis mode while `servesLocally`
+  /// (journaled; the recovery task is started in napi's runtime if need be).
   #[napi(catch_unwind)]
   pub fn set_sync(
     &self,
@@ -380,15 +457,8 @@ impl NativeCache {
     ttl_seconds: Option<f64>,
     tenant: Option<String>,
   ) -> Result<(), Code> {
-    self
-      .inner
-      .set_local(
-        scope(&tenant),
-        kind_of(kind_id).map_err(js_error)?,
-        &key,
-        &json,
-        ttl_seconds,
-      )
+    let kind = kind_of(kind_id).map_err(js_error)?;
+    within_runtime_if_available(|| self.inner.set_local(scope(&tenant), kind, &key, &json, ttl_seconds))
       .map_err(js_error)
   }
 
