@@ -125,6 +125,32 @@ pub struct LimitOptions {
   pub max_value_bytes: Option<f64>,
 }
 
+/// A Redis Cluster (instead of `url`).
+#[napi(object)]
+pub struct ClusterOptions {
+  /// Seed node URLs, `redis://[user:password@]host:port` or `rediss://` (TLS, with `tls` files);
+  /// at least one. All must agree on credentials and TLS; the other nodes are discovered.
+  pub nodes: Vec<String>,
+}
+
+/// A master monitored by Redis Sentinel (instead of `url`).
+#[napi(object)]
+pub struct SentinelOptions {
+  /// Sentinel URLs, `redis://[user:password@]host:port` (the sentinels' own credentials)
+  /// or `rediss://`; at least one.
+  pub nodes: Vec<String>,
+  /// The master name the sentinels monitor.
+  pub master_name: String,
+  /// ACL user of the master and replicas; default none.
+  pub username: Option<String>,
+  /// Password of the master and replicas; default none.
+  pub password: Option<String>,
+  /// Database number on the master; default 0.
+  pub db: Option<f64>,
+  /// TLS to the master and replicas (with `tls` files); default false.
+  pub tls: Option<bool>,
+}
+
 /// Options of `createCacheManager`.
 #[napi(object)]
 pub struct CacheOptions {
@@ -150,6 +176,10 @@ pub struct CacheOptions {
   /// Count hits, misses, errors and Redis latency for `metrics()`; default true.
   /// `false` skips all counting (its cost is measured by bench/metrics-overhead.js).
   pub metrics: Option<bool>,
+  /// A Redis Cluster to use instead of `url` (exclusive with `url` and `sentinel`).
+  pub cluster: Option<ClusterOptions>,
+  /// A Sentinel-monitored master to use instead of `url` (exclusive with `url` and `cluster`).
+  pub sentinel: Option<SentinelOptions>,
 }
 
 impl From<CacheOptions> for ConfigBuilder {
@@ -177,6 +207,15 @@ impl From<CacheOptions> for ConfigBuilder {
           key_file: t.key_file,
         })
         .unwrap_or_default(),
+      cluster_nodes: o.cluster.map(|c| c.nodes),
+      sentinel: o.sentinel.map(|s| config::SentinelOptions {
+        nodes: s.nodes,
+        master_name: s.master_name,
+        username: s.username,
+        password: s.password,
+        db: s.db,
+        tls: s.tls,
+      }),
     }
   }
 }
@@ -448,6 +487,7 @@ impl NativeCache {
       fallback_bytes: mem.bytes as f64,
       fallback_entries: mem.entries as f64,
       fallback_max_bytes: mem.max_bytes as f64,
+      topology: self.inner.last_topology().map(native_topology),
     }
   }
 
@@ -455,7 +495,7 @@ impl NativeCache {
   /// mode age and recent PING percentiles. Never fails while open.
   #[napi]
   pub async fn health_check(&self) -> Result<NativeHealth> {
-    let check = self.inner.health_check().await;
+    let (check, topology) = tokio::join!(self.inner.health_check(), self.inner.topology());
     let pings = self.inner.ping_percentiles();
     Ok(NativeHealth {
       connected: check.ping.is_ok(),
@@ -463,6 +503,7 @@ impl NativeCache {
       error: check.ping.err().map(|e| e.to_string()),
       used_memory: check.used_memory.map(|b| b as f64),
       ping_ms: pings.map(|p| p.to_vec()),
+      topology: topology.map(native_topology),
     })
   }
 
@@ -492,6 +533,45 @@ pub struct NativeHealth {
   pub used_memory: Option<f64>,
   /// p50, p95, p99 (ms) of recent PINGs, or null before the first.
   pub ping_ms: Option<Vec<f64>>,
+  /// The nodes and whether each answered a PING just now; null for `memory://`.
+  pub topology: Option<NativeTopology>,
+}
+
+/// One Redis node.
+#[napi(object)]
+pub struct NativeNode {
+  /// `host:port`.
+  pub address: String,
+  /// Its role.
+  #[napi(ts_type = "'master' | 'replica' | 'sentinel'")]
+  pub role: String,
+  /// It answered a PING within `commandTimeoutMs`.
+  pub reachable: bool,
+}
+
+/// The Redis deployment behind the cache.
+#[napi(object)]
+pub struct NativeTopology {
+  /// `single` (one server), `cluster` or `sentinel`.
+  #[napi(ts_type = "'single' | 'cluster' | 'sentinel'")]
+  pub kind: String,
+  /// Every known node (for Sentinel: the sentinels, the current master and its replicas).
+  pub nodes: Vec<NativeNode>,
+}
+
+fn native_topology(t: store::redis::Topology) -> NativeTopology {
+  NativeTopology {
+    kind: t.kind.into(),
+    nodes: t
+      .nodes
+      .into_iter()
+      .map(|n| NativeNode {
+        address: n.address,
+        role: n.role.name().into(),
+        reachable: n.reachable,
+      })
+      .collect(),
+  }
 }
 
 /// Counters of one kind.
@@ -553,6 +633,8 @@ pub struct NativeMetrics {
   pub fallback_entries: f64,
   /// The in-process store's byte budget.
   pub fallback_max_bytes: f64,
+  /// The nodes as of the last `health()` check (no I/O here); null before it or for `memory://`.
+  pub topology: Option<NativeTopology>,
 }
 
 /// Upper bounds (ms) of the latency buckets in `NativeCache.metrics().latencyBuckets`.

@@ -1,0 +1,177 @@
+//! The Redis store and the cache against a local Redis Cluster (3 masters + 3 replicas)
+//! started here: store contract, prefix invalidation over every master, topology,
+//! and a master killed under live traffic.
+
+mod support;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ferrocache::cache::{Cache, Mode};
+use ferrocache::config::ConfigBuilder;
+use ferrocache::keys::{Kind, Scope};
+use ferrocache::store::redis::{NodeRole, RedisTimeouts};
+use ferrocache::store::RedisStore;
+use support::topology::{assert_failover_clean, wait_recovered, Cluster, Traffic};
+
+fn cache_for(cluster: &Cluster, prefix: &str) -> Arc<Cache> {
+  Cache::new(
+    ConfigBuilder {
+      cluster_nodes: Some(cluster.urls()),
+      key_prefix: Some(prefix.into()),
+      command_timeout_ms: Some(500.0),
+      ..Default::default()
+    }
+    .build()
+    .unwrap(),
+  )
+  .unwrap()
+}
+
+/// Everything that leaves the cluster intact, on one cluster (starting one costs seconds).
+#[tokio::test]
+async fn contract_invalidation_and_topology() {
+  let cluster = Cluster::start();
+
+  // the store contract, keys spread over the slots
+  let timeouts = RedisTimeouts {
+    command: Duration::from_millis(500),
+    connect: Duration::from_millis(1000),
+  };
+  let backend = ferrocache::config::Backend::Cluster { nodes: cluster.urls() };
+  let store = RedisStore::for_backend(&backend, timeouts, &Default::default()).unwrap();
+  support::contract::run(&store, "t:").await;
+
+  // a prefix spread over every master: exactly the matching keys go
+  let cache = cache_for(&cluster, "inv:");
+  for i in 0..3000 {
+    cache
+      .set(Scope::Global, Kind::Query, &format!("orders_{i}"), "1", None)
+      .await
+      .unwrap();
+    if i % 6 == 0 {
+      cache
+        .set(Scope::Global, Kind::Query, &format!("ordersX{i}"), "1", None)
+        .await
+        .unwrap();
+      cache
+        .set(Scope::Tenant("acme"), Kind::Query, &format!("orders_{i}"), "1", None)
+        .await
+        .unwrap();
+    }
+  }
+  let spread = cluster.keys_per_master();
+  assert_eq!(spread.len(), 3);
+  assert!(spread.iter().all(|(_, n)| *n > 500), "keys on every master: {spread:?}");
+  let removed = cache
+    .invalidate(Scope::Global, Kind::Query, "orders_", false)
+    .await
+    .unwrap();
+  assert_eq!(removed, 3000);
+  let left: Vec<String> = cluster
+    .all_keys()
+    .into_iter()
+    .filter(|k| k.starts_with("inv:"))
+    .collect();
+  assert_eq!(left.len(), 1000, "ordersX and the tenant's keys stay");
+  assert!(left
+    .iter()
+    .all(|k| k.starts_with("inv:q:ordersX") || k.starts_with("inv:t:4:acme:q:orders_")));
+  assert_eq!(
+    cache
+      .invalidate(Scope::Tenant("acme"), Kind::Query, "", true)
+      .await
+      .unwrap(),
+    500,
+    "tenant-wide invalidateAll over every master"
+  );
+  assert_eq!(
+    cache
+      .get(Scope::Global, Kind::Query, "ordersX0")
+      .await
+      .unwrap()
+      .as_deref(),
+    Some("1")
+  );
+  assert_eq!(cache.mode(), Mode::Redis);
+
+  // topology: 3 masters and 3 replicas, all reachable
+  let topology = cache.topology().await.unwrap();
+  assert_eq!(topology.kind, "cluster");
+  assert_eq!(topology.nodes.len(), 6, "{topology:?}");
+  assert_eq!(topology.nodes.iter().filter(|n| n.role == NodeRole::Master).count(), 3);
+  assert!(topology.nodes.iter().all(|n| n.reachable), "{topology:?}");
+  assert_eq!(cache.last_topology(), Some(topology));
+  assert!(store.used_memory().await.unwrap() > 0, "INFO summed over the masters");
+}
+
+/// A master is SIGKILLed while workers keep calling: no call fails, the cache falls back,
+/// recovers onto the promoted replica, and nothing invalidated during the failover returns.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_master_is_replaced_under_traffic_without_errors_or_stale_reads() {
+  let mut cluster = Cluster::start();
+  let cache = cache_for(&cluster, "fo:");
+  for i in 0..300 {
+    cache
+      .set(Scope::Global, Kind::Query, &format!("orders_{i}"), "\"old\"", None)
+      .await
+      .unwrap();
+  }
+  let victim = cluster.master_of("fo:q:orders_0");
+  let traffic = Traffic::start(&cache, 8);
+  tokio::time::sleep(Duration::from_millis(300)).await;
+  let killed_at = Instant::now();
+  cluster.nodes[victim].kill();
+  // during the failover: invalidate and write
+  tokio::time::sleep(Duration::from_millis(200)).await;
+  let removed = cache
+    .invalidate(Scope::Global, Kind::Query, "orders_", false)
+    .await
+    .unwrap();
+  cache
+    .set(Scope::Global, Kind::Session, "written-during", "\"new\"", None)
+    .await
+    .unwrap();
+  assert_eq!(
+    cache.get(Scope::Global, Kind::Query, "orders_1").await.unwrap(),
+    None,
+    "invalidated during the failover ({removed} removed)"
+  );
+  // recovery: back on Redis with an empty journal
+  if let Err(s) = wait_recovered(&cache, Duration::from_secs(30)).await {
+    let any = cluster.nodes.iter().find(|n| n.alive()).unwrap();
+    panic!(
+      "never recovered: {s:?}\n{}\n{}",
+      any.cli(&["CLUSTER", "NODES"]),
+      cluster.logs()
+    );
+  }
+  let recovered_after = killed_at.elapsed();
+  tokio::time::sleep(Duration::from_millis(300)).await;
+  let traffic = traffic.stop().await;
+  assert_failover_clean("cluster", &cache, traffic, recovered_after, 300).await;
+  assert!(
+    cluster.all_keys().iter().all(|k| !k.starts_with("fo:q:orders_")),
+    "the invalidation reached every master, the promoted one included"
+  );
+  assert_eq!(
+    cache
+      .get(Scope::Global, Kind::Session, "written-during")
+      .await
+      .unwrap()
+      .as_deref(),
+    Some("\"new\""),
+    "the outage write was replayed"
+  );
+  let topology = cache.topology().await.unwrap();
+  let masters: Vec<_> = topology
+    .nodes
+    .iter()
+    .filter(|n| n.role == NodeRole::Master && n.reachable)
+    .collect();
+  assert_eq!(masters.len(), 3, "a replica was promoted: {topology:?}");
+  assert!(
+    topology.nodes.iter().any(|n| !n.reachable),
+    "the killed node is reported unreachable: {topology:?}"
+  );
+}

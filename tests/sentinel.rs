@@ -1,0 +1,124 @@
+//! The Redis store and the cache against a Sentinel set-up started here (1 master,
+//! 1 replica, 3 sentinels): store contract, topology, and the master killed under
+//! live traffic (the sentinels promote the replica; the cache follows them).
+
+mod support;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ferrocache::cache::Cache;
+use ferrocache::config::{Backend, ConfigBuilder, SentinelConfig, SentinelOptions};
+use ferrocache::keys::{Kind, Scope};
+use ferrocache::store::redis::{NodeRole, RedisTimeouts};
+use ferrocache::store::RedisStore;
+use support::topology::{assert_failover_clean, wait_recovered, SentinelSet, Traffic, MASTER_NAME};
+
+fn cache_for(set: &SentinelSet, prefix: &str) -> Arc<Cache> {
+  Cache::new(
+    ConfigBuilder {
+      sentinel: Some(SentinelOptions {
+        nodes: set.urls(),
+        master_name: MASTER_NAME.into(),
+        ..Default::default()
+      }),
+      key_prefix: Some(prefix.into()),
+      command_timeout_ms: Some(500.0),
+      ..Default::default()
+    }
+    .build()
+    .unwrap(),
+  )
+  .unwrap()
+}
+
+/// The store contract, the topology report, then the master SIGKILLed under traffic.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn contract_topology_and_a_killed_master_under_traffic() {
+  let mut set = SentinelSet::start();
+  let old_master = set.master.port;
+
+  let backend = Backend::Sentinel(SentinelConfig {
+    nodes: set.urls(),
+    master_name: MASTER_NAME.into(),
+    username: None,
+    password: None,
+    db: 0,
+    tls: false,
+  });
+  let timeouts = RedisTimeouts {
+    command: Duration::from_millis(500),
+    connect: Duration::from_millis(1000),
+  };
+  let store = RedisStore::for_backend(&backend, timeouts, &Default::default()).unwrap();
+  support::contract::run(&store, "t:").await;
+  assert_eq!(store.connected_address(), Some(format!("127.0.0.1:{old_master}")));
+
+  let cache = cache_for(&set, "fo:");
+  let topology = cache.topology().await.unwrap();
+  assert_eq!(topology.kind, "sentinel");
+  let roles: Vec<NodeRole> = topology.nodes.iter().map(|n| n.role).collect();
+  assert_eq!(
+    roles,
+    [
+      NodeRole::Master,
+      NodeRole::Replica,
+      NodeRole::Sentinel,
+      NodeRole::Sentinel,
+      NodeRole::Sentinel
+    ],
+    "{topology:?}"
+  );
+  assert!(topology.nodes.iter().all(|n| n.reachable), "{topology:?}");
+
+  for i in 0..200 {
+    cache
+      .set(Scope::Global, Kind::Query, &format!("orders_{i}"), "\"old\"", None)
+      .await
+      .unwrap();
+  }
+  // the replica has the data before the master goes
+  assert_eq!(set.master.cli(&["WAIT", "1", "2000"]), "1");
+
+  let traffic = Traffic::start(&cache, 8);
+  tokio::time::sleep(Duration::from_millis(300)).await;
+  let killed_at = Instant::now();
+  set.master.kill();
+  tokio::time::sleep(Duration::from_millis(200)).await;
+  cache
+    .invalidate(Scope::Global, Kind::Query, "orders_", false)
+    .await
+    .unwrap();
+  cache
+    .set(Scope::Global, Kind::Session, "written-during", "\"new\"", None)
+    .await
+    .unwrap();
+  assert_eq!(cache.get(Scope::Global, Kind::Query, "orders_1").await.unwrap(), None);
+
+  if let Err(s) = wait_recovered(&cache, Duration::from_secs(40)).await {
+    panic!("never recovered: {s:?}");
+  }
+  let recovered_after = killed_at.elapsed();
+  tokio::time::sleep(Duration::from_millis(300)).await;
+  let traffic = traffic.stop().await;
+  assert_failover_clean("sentinel", &cache, traffic, recovered_after, 200).await;
+  assert_eq!(
+    set.master_port(),
+    set.replica.port,
+    "the sentinels promoted the replica"
+  );
+  assert_eq!(
+    set.replica.cli(&["EXISTS", "fo:q:orders_1"]),
+    "0",
+    "replayed on the new master"
+  );
+  assert_eq!(set.replica.cli(&["GET", "fo:s:written-during"]), "\"new\"");
+  let topology = cache.topology().await.unwrap();
+  let master = topology.nodes.iter().find(|n| n.role == NodeRole::Master).unwrap();
+  assert_eq!(
+    master.address,
+    format!("127.0.0.1:{}", set.replica.port),
+    "{topology:?}"
+  );
+  assert!(master.reachable);
+}
