@@ -166,6 +166,8 @@ fn classify(e: &redis::RedisError) -> RedisFailure {
     "NOAUTH",
     "WRONGPASS",
     "NOPERM",
+    // the cluster client wraps a refused password of a node in an I/O error
+    "AuthenticationFailed",
     "failed to lookup address",
     "certificate",
     "Certificate",

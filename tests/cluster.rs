@@ -175,3 +175,62 @@ async fn a_killed_master_is_replaced_under_traffic_without_errors_or_stale_reads
     "the killed node is reported unreachable: {topology:?}"
   );
 }
+
+/// Credentials come from the seed URLs; a wrong password is reported, and calls are served
+/// from memory meanwhile.
+#[tokio::test]
+async fn a_password_protected_cluster_and_a_wrong_password() {
+  let cluster = Cluster::start_with_password(Some("s3cret"));
+  let with = |pw: &str| {
+    let nodes = cluster
+      .nodes
+      .iter()
+      .map(|n| format!("redis://:{pw}@127.0.0.1:{}", n.port))
+      .collect();
+    Cache::new(
+      ConfigBuilder {
+        cluster_nodes: Some(nodes),
+        command_timeout_ms: Some(500.0),
+        ..Default::default()
+      }
+      .build()
+      .unwrap(),
+    )
+    .unwrap()
+  };
+  let cache = with("s3cret");
+  for i in 0..100 {
+    cache
+      .set(Scope::Tenant("acme"), Kind::Query, &format!("k{i}"), "1", None)
+      .await
+      .unwrap();
+  }
+  assert_eq!(
+    cache
+      .invalidate(Scope::Tenant("acme"), Kind::Query, "", true)
+      .await
+      .unwrap(),
+    100
+  );
+  assert_eq!(cache.mode(), Mode::Redis);
+  let topology = cache.topology().await.unwrap();
+  assert!(
+    topology.nodes.len() == 6 && topology.nodes.iter().all(|n| n.reachable),
+    "{topology:?}"
+  );
+  assert!(!format!("{:?}", cache.config()).contains("s3cret"));
+
+  let wrong = with("wrong");
+  wrong.set(Scope::Global, Kind::Session, "s", "1", None).await.unwrap();
+  assert_eq!(
+    wrong.mode(),
+    Mode::Memory,
+    "a misconfiguration opens the circuit at once"
+  );
+  let error = wrong.last_error().unwrap();
+  assert!(
+    error.contains("WRONGPASS") || error.to_lowercase().contains("auth"),
+    "{error}"
+  );
+  assert!(!error.contains("wrong@"), "no password in the error: {error}");
+}

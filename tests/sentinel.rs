@@ -122,3 +122,44 @@ async fn contract_topology_and_a_killed_master_under_traffic() {
   );
   assert!(master.reachable);
 }
+
+/// The master's password is `sentinel.password` (the sentinels need none here); a wrong one is
+/// reported and calls are served from memory meanwhile.
+#[tokio::test]
+async fn a_password_protected_master_and_a_wrong_password() {
+  let set = SentinelSet::start_with_password(Some("s3cret"));
+  let with = |pw: &str| {
+    Cache::new(
+      ConfigBuilder {
+        sentinel: Some(SentinelOptions {
+          nodes: set.urls(),
+          master_name: MASTER_NAME.into(),
+          password: Some(pw.into()),
+          ..Default::default()
+        }),
+        command_timeout_ms: Some(500.0),
+        ..Default::default()
+      }
+      .build()
+      .unwrap(),
+    )
+    .unwrap()
+  };
+  let cache = with("s3cret");
+  cache.set(Scope::Global, Kind::Session, "s", "1", None).await.unwrap();
+  assert_eq!(set.master.cli(&["GET", "fc:s:s"]), "1");
+  let topology = cache.topology().await.unwrap();
+  assert!(topology.nodes.iter().all(|n| n.reachable), "{topology:?}");
+
+  let wrong = with("wrong");
+  wrong.set(Scope::Global, Kind::Session, "s", "2", None).await.unwrap();
+  assert_eq!(wrong.mode(), ferrocache::cache::Mode::Memory);
+  let error = wrong.last_error().unwrap();
+  assert!(
+    error.contains("WRONGPASS") || error.to_lowercase().contains("auth"),
+    "{error}"
+  );
+  let topology = wrong.topology().await.unwrap();
+  let master = topology.nodes.iter().find(|n| n.role == NodeRole::Master).unwrap();
+  assert!(!master.reachable, "the master refuses the wrong password: {topology:?}");
+}

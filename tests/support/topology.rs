@@ -16,10 +16,21 @@ use super::{base_args, free_port};
 pub struct Node {
   pub port: u16,
   child: Option<Child>,
+  /// `requirepass` of the node, used by [`Node::cli`].
+  password: Option<String>,
 }
 
 impl Node {
   fn spawn(port: u16, args: &[String]) -> Node {
+    Self::spawn_auth(port, args, None)
+  }
+
+  /// Spawns with `--requirepass` / `--masterauth` when `password` is set.
+  fn spawn_auth(port: u16, args: &[String], password: Option<&str>) -> Node {
+    let mut args = args.to_vec();
+    if let Some(pw) = password {
+      args.extend(["--requirepass", pw, "--masterauth", pw].map(String::from));
+    }
     let child = Command::new("redis-server")
       .args(args)
       .stdout(Stdio::null())
@@ -29,12 +40,16 @@ impl Node {
     Node {
       port,
       child: Some(child),
+      password: password.map(String::from),
     }
   }
 
   /// `redis-cli -p <port> args...`, trimmed stdout.
   pub fn cli(&self, args: &[&str]) -> String {
-    cli(self.port, args)
+    match &self.password {
+      Some(pw) => cli(self.port, &[&["-a", pw, "--no-auth-warning"], args].concat()),
+      None => cli(self.port, args),
+    }
   }
 
   /// SIGKILL by pid, then wait for it.
@@ -93,6 +108,11 @@ pub struct Cluster {
 impl Cluster {
   /// Starts 3 masters + 3 replicas and waits until every node reports `cluster_state:ok`.
   pub fn start() -> Cluster {
+    Self::start_with_password(None)
+  }
+
+  /// [`Cluster::start`], every node requiring `password` (also between master and replica).
+  pub fn start_with_password(password: Option<&str>) -> Cluster {
     let dir = scratch_dir("cluster");
     let nodes: Vec<Node> = (0..6)
       .map(|_| {
@@ -115,7 +135,7 @@ impl Cluster {
           ]
           .map(String::from),
         );
-        Node::spawn(port, &args)
+        Node::spawn_auth(port, &args, password)
       })
       .collect();
     for n in &nodes {
@@ -124,7 +144,11 @@ impl Cluster {
       });
     }
     let addrs: Vec<String> = nodes.iter().map(|n| format!("127.0.0.1:{}", n.port)).collect();
+    let auth: Vec<&str> = password
+      .map(|pw| vec!["-a", pw, "--no-auth-warning"])
+      .unwrap_or_default();
     let out = Command::new("redis-cli")
+      .args(&auth)
       .arg("--cluster")
       .arg("create")
       .args(&addrs)
@@ -148,7 +172,7 @@ impl Cluster {
         .nodes
         .iter()
         .filter(|n| n.alive())
-        .all(|n| n.cli(&["CLUSTER", "INFO"]).contains("cluster_state:ok") && self.masters_seen_by(n.port).len() == 3)
+        .all(|n| n.cli(&["CLUSTER", "INFO"]).contains("cluster_state:ok") && self.masters_seen_by(n).len() == 3)
     });
     // a replica can only be promoted once it has synced with its master
     wait_for("replicas in sync", Duration::from_secs(30), || {
@@ -159,9 +183,9 @@ impl Cluster {
     });
   }
 
-  /// Ports of the masters serving slots, as node `port` sees them.
-  pub fn masters_seen_by(&self, port: u16) -> Vec<u16> {
-    cli(port, &["CLUSTER", "NODES"])
+  /// Ports of the masters serving slots, as node `n` sees them.
+  pub fn masters_seen_by(&self, n: &Node) -> Vec<u16> {
+    n.cli(&["CLUSTER", "NODES"])
       .lines()
       .filter(|l| {
         let f: Vec<&str> = l.split_whitespace().collect();
@@ -277,13 +301,19 @@ pub const MASTER_NAME: &str = "mymaster";
 impl SentinelSet {
   /// Starts everything and waits until each sentinel knows the replica and the other sentinels.
   pub fn start() -> SentinelSet {
+    Self::start_with_password(None)
+  }
+
+  /// [`SentinelSet::start`] with master and replica requiring `password` (the sentinels
+  /// themselves need none; they are given it with `sentinel auth-pass`).
+  pub fn start_with_password(password: Option<&str>) -> SentinelSet {
     let dir = scratch_dir("sentinel");
     let data = |port: u16, extra: &[String]| {
       let mut args = base_args(port);
       // a replica's full sync writes an RDB file into its directory
       args.extend(["--dir".to_string(), dir.display().to_string()]);
       args.extend_from_slice(extra);
-      Node::spawn(port, &args)
+      Node::spawn_auth(port, &args, password)
     };
     let mport = free_port();
     let master = data(mport, &[]);
@@ -302,8 +332,11 @@ impl SentinelSet {
           format!(
             "port {port}\nbind 127.0.0.1\ndir {}\nsentinel monitor {MASTER_NAME} 127.0.0.1 {mport} 2\n\
              sentinel down-after-milliseconds {MASTER_NAME} 1000\nsentinel failover-timeout {MASTER_NAME} 4000\n\
-             sentinel parallel-syncs {MASTER_NAME} 1\n",
-            dir.display()
+             sentinel parallel-syncs {MASTER_NAME} 1\n{}",
+            dir.display(),
+            password
+              .map(|pw| format!("sentinel auth-pass {MASTER_NAME} {pw}\n"))
+              .unwrap_or_default()
           ),
         )
         .unwrap();
