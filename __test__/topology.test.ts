@@ -92,7 +92,7 @@ describe('Redis Cluster', () => {
       }),
     )
     const perMaster = await Promise.all(
-      (raw.client.nodes('master') as import('ioredis').Redis[]).map(async (node) => {
+      (await raw.masters()).map(async (node) => {
         const [, keys] = await node.scan('0', 'MATCH', `${prefix}*`, 'COUNT', 10000)
         return keys.length
       }),

@@ -219,9 +219,15 @@ export class RawCluster implements RawView {
     )
   }
 
+  /** The masters, once ioredis has read the slot map (before that it lists every node). */
+  async masters(): Promise<Redis[]> {
+    if (this.client.status !== 'ready') await new Promise((resolve) => this.client.once('ready', resolve))
+    return this.client.nodes('master') as Redis[]
+  }
+
   async keysStartingWith(literalPrefix: string): Promise<string[]> {
     const out: string[] = []
-    for (const node of this.client.nodes('master') as Redis[]) {
+    for (const node of await this.masters()) {
       let cursor = '0'
       do {
         const [next, keys] = await node.scan(cursor, 'COUNT', 1000)

@@ -668,10 +668,57 @@ impl RedisStore {
   }
 
   /// Checks every node of the topology (a PING each, on its own short-lived connection,
-  /// concurrently, within the command timeout) and remembers the result for
+  /// concurrently; the whole check within the command timeout) and remembers the result for
   /// [`RedisStore::last_topology`]. Never fails: what cannot be reached is reported so.
   pub async fn topology(&self) -> Topology {
-    let topology = match &*self.target {
+    let topology = match tokio::time::timeout(self.timeouts.command, self.check_topology()).await {
+      Ok(t) => t,
+      Err(_) => self.unanswered_topology(),
+    };
+    *self.topology.lock().unwrap_or_else(|p| p.into_inner()) = Some(topology.clone());
+    topology
+  }
+
+  /// When the check ran out of time: the nodes known from the last check (else the configured
+  /// ones), none reachable.
+  fn unanswered_topology(&self) -> Topology {
+    let known = self.last_topology().unwrap_or_else(|| {
+      let (kind, nodes): (&'static str, Vec<(String, NodeRole)>) = match &*self.target {
+        Target::Single(c) => (
+          "single",
+          vec![(c.get_connection_info().addr().to_string(), NodeRole::Master)],
+        ),
+        Target::Cluster { seed, .. } => ("cluster", vec![(seed.addr().to_string(), NodeRole::Master)]),
+        Target::Sentinel { sentinels, .. } => (
+          "sentinel",
+          sentinels
+            .iter()
+            .map(|s| (s.addr().to_string(), NodeRole::Sentinel))
+            .collect(),
+        ),
+      };
+      let nodes = nodes
+        .into_iter()
+        .map(|(address, role)| NodeStatus {
+          address,
+          role,
+          reachable: false,
+        })
+        .collect();
+      Topology { kind, nodes }
+    });
+    Topology {
+      kind: known.kind,
+      nodes: known
+        .nodes
+        .into_iter()
+        .map(|n| NodeStatus { reachable: false, ..n })
+        .collect(),
+    }
+  }
+
+  async fn check_topology(&self) -> Topology {
+    match &*self.target {
       Target::Single(client) => {
         let reachable = self.ping().await.is_ok();
         Topology {
@@ -710,9 +757,7 @@ impl RedisStore {
         }
       }
       Target::Sentinel { sentinels, config, .. } => self.sentinel_topology(sentinels, config).await,
-    };
-    *self.topology.lock().unwrap_or_else(|p| p.into_inner()) = Some(topology.clone());
-    topology
+    }
   }
 
   /// The topology as of the last [`RedisStore::topology`] check (no I/O).
