@@ -8,11 +8,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ferrocache::cache::{Cache, Mode};
-use ferrocache::config::ConfigBuilder;
+use ferrocache::config::{ConfigBuilder, TlsFiles};
 use ferrocache::keys::{Kind, Scope};
 use ferrocache::store::redis::{NodeRole, RedisTimeouts};
 use ferrocache::store::RedisStore;
-use support::topology::{assert_failover_clean, wait_recovered, Cluster, Traffic};
+use support::topology::{assert_failover_clean, wait_recovered, Cluster, Security, Traffic};
 
 fn cache_for(cluster: &Cluster, prefix: &str) -> Arc<Cache> {
   Cache::new(
@@ -180,7 +180,10 @@ async fn a_killed_master_is_replaced_under_traffic_without_errors_or_stale_reads
 /// from memory meanwhile.
 #[tokio::test]
 async fn a_password_protected_cluster_and_a_wrong_password() {
-  let cluster = Cluster::start_with_password(Some("s3cret"));
+  let cluster = Cluster::start_with(Security {
+    password: Some("s3cret".into()),
+    tls_dir: None,
+  });
   let with = |pw: &str| {
     let nodes = cluster
       .nodes
@@ -233,4 +236,66 @@ async fn a_password_protected_cluster_and_a_wrong_password() {
     "{error}"
   );
   assert!(!error.contains("wrong@"), "no password in the error: {error}");
+}
+
+/// `rediss://` seeds with `tls.caFile`: the cluster client and the per-node checks use TLS;
+/// a CA that did not sign the nodes' certificate is a misconfiguration, served from memory.
+#[tokio::test]
+async fn a_tls_cluster_and_a_wrong_ca() {
+  let dir = std::env::temp_dir().join(format!(
+    "ferrocache-cluster-tls-{}-{}",
+    std::process::id(),
+    support::free_port()
+  ));
+  std::fs::create_dir_all(&dir).unwrap();
+  support::certs::make_certs(&dir);
+  let cluster = Cluster::start_with(Security {
+    password: None,
+    tls_dir: Some(dir.clone()),
+  });
+  let with = |ca: &str| {
+    let nodes = cluster
+      .nodes
+      .iter()
+      .map(|n| format!("rediss://127.0.0.1:{}", n.port))
+      .collect();
+    Cache::new(
+      ConfigBuilder {
+        cluster_nodes: Some(nodes),
+        command_timeout_ms: Some(1000.0),
+        connect_timeout_ms: Some(2000.0),
+        tls: TlsFiles {
+          ca_file: Some(dir.join(ca).display().to_string()),
+          ..Default::default()
+        },
+        ..Default::default()
+      }
+      .build()
+      .unwrap(),
+    )
+    .unwrap()
+  };
+  let cache = with("ca.crt");
+  for i in 0..100 {
+    cache
+      .set(Scope::Global, Kind::Query, &format!("k{i}"), "1", None)
+      .await
+      .unwrap();
+  }
+  assert_eq!(
+    cache.invalidate(Scope::Global, Kind::Query, "k", false).await.unwrap(),
+    100
+  );
+  assert_eq!(cache.mode(), Mode::Redis, "{:?}", cache.failover_status());
+  let topology = cache.topology().await.unwrap();
+  assert!(
+    topology.nodes.len() == 6 && topology.nodes.iter().all(|n| n.reachable),
+    "{topology:?}"
+  );
+
+  let wrong = with("other-ca.crt");
+  wrong.set(Scope::Global, Kind::Session, "s", "1", None).await.unwrap();
+  assert_eq!(wrong.mode(), Mode::Memory, "{:?}", wrong.failover_status());
+  drop(cluster);
+  let _ = std::fs::remove_dir_all(&dir);
 }

@@ -4,7 +4,7 @@
 
 mod support;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -26,30 +26,6 @@ impl Drop for TlsServer {
   }
 }
 
-fn openssl(dir: &Path, args: &[&str]) {
-  let out = Command::new("openssl")
-    .args(args)
-    .current_dir(dir)
-    .output()
-    .expect("openssl must be installed");
-  assert!(
-    out.status.success(),
-    "openssl {args:?}: {}",
-    String::from_utf8_lossy(&out.stderr)
-  );
-}
-
-/// A CA (`<name>.crt`/`.key`) in `dir`.
-fn make_ca(dir: &Path, name: &str) {
-  let (key, crt, subj) = (format!("{name}.key"), format!("{name}.crt"), format!("/CN={name}"));
-  openssl(
-    dir,
-    &[
-      "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", &key, "-out", &crt, "-days", "1", "-subj", &subj,
-    ],
-  );
-}
-
 fn start_tls_server() -> TlsServer {
   let dir = std::env::temp_dir().join(format!(
     "ferrocache-tls-{}-{}",
@@ -57,44 +33,7 @@ fn start_tls_server() -> TlsServer {
     support::free_port()
   ));
   std::fs::create_dir_all(&dir).unwrap();
-  make_ca(&dir, "ca");
-  make_ca(&dir, "other-ca");
-  openssl(
-    &dir,
-    &[
-      "req",
-      "-newkey",
-      "rsa:2048",
-      "-nodes",
-      "-keyout",
-      "server.key",
-      "-out",
-      "server.csr",
-      "-subj",
-      "/CN=localhost",
-    ],
-  );
-  std::fs::write(dir.join("san.ext"), "subjectAltName=DNS:localhost,IP:127.0.0.1\n").unwrap();
-  openssl(
-    &dir,
-    &[
-      "x509",
-      "-req",
-      "-in",
-      "server.csr",
-      "-CA",
-      "ca.crt",
-      "-CAkey",
-      "ca.key",
-      "-CAcreateserial",
-      "-out",
-      "server.crt",
-      "-days",
-      "1",
-      "-extfile",
-      "san.ext",
-    ],
-  );
+  support::certs::make_certs(&dir);
   let port = support::free_port();
   let child = Command::new("redis-server")
     .args([

@@ -1,6 +1,7 @@
 //! Test support: a private `redis-server` on a free loopback port, stopped by pid.
 #![allow(dead_code)] // each test crate uses part of the support code
 
+pub mod certs;
 pub mod contract;
 pub mod topology;
 

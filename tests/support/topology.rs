@@ -16,21 +16,19 @@ use super::{base_args, free_port};
 pub struct Node {
   pub port: u16,
   child: Option<Child>,
-  /// `requirepass` of the node, used by [`Node::cli`].
-  password: Option<String>,
+  /// What [`Node::cli`] passes to redis-cli before the command (password, TLS).
+  cli_args: Vec<String>,
 }
 
 impl Node {
   fn spawn(port: u16, args: &[String]) -> Node {
-    Self::spawn_auth(port, args, None)
+    Self::spawn_auth(port, args, &Security::default())
   }
 
-  /// Spawns with `--requirepass` / `--masterauth` when `password` is set.
-  fn spawn_auth(port: u16, args: &[String], password: Option<&str>) -> Node {
+  /// Spawns with `--requirepass` / `--masterauth` and TLS options as `security` says.
+  fn spawn_auth(port: u16, args: &[String], security: &Security) -> Node {
     let mut args = args.to_vec();
-    if let Some(pw) = password {
-      args.extend(["--requirepass", pw, "--masterauth", pw].map(String::from));
-    }
+    args.extend(security.server_args());
     let child = Command::new("redis-server")
       .args(args)
       .stdout(Stdio::null())
@@ -40,16 +38,15 @@ impl Node {
     Node {
       port,
       child: Some(child),
-      password: password.map(String::from),
+      cli_args: security.cli_args(),
     }
   }
 
   /// `redis-cli -p <port> args...`, trimmed stdout.
   pub fn cli(&self, args: &[&str]) -> String {
-    match &self.password {
-      Some(pw) => cli(self.port, &[&["-a", pw, "--no-auth-warning"], args].concat()),
-      None => cli(self.port, args),
-    }
+    let mut all: Vec<&str> = self.cli_args.iter().map(String::as_str).collect();
+    all.extend_from_slice(args);
+    cli(self.port, &all)
   }
 
   /// SIGKILL by pid, then wait for it.
@@ -69,6 +66,61 @@ impl Node {
 impl Drop for Node {
   fn drop(&mut self) {
     self.kill();
+  }
+}
+
+/// Password and TLS of a topology's data nodes.
+#[derive(Default, Clone)]
+pub struct Security {
+  /// `requirepass` (and `masterauth`).
+  pub password: Option<String>,
+  /// Directory with `ca.crt`, `server.crt`, `server.key` (see `support::certs`): TLS only
+  /// (`--port 0`, `--tls-port <port>`, TLS replication and cluster bus).
+  pub tls_dir: Option<PathBuf>,
+}
+
+impl Security {
+  fn server_args(&self) -> Vec<String> {
+    let mut args = Vec::new();
+    if let Some(pw) = &self.password {
+      args.extend(["--requirepass", pw, "--masterauth", pw].map(String::from));
+    }
+    if let Some(dir) = &self.tls_dir {
+      let file = |f: &str| dir.join(f).display().to_string();
+      args.extend(
+        [
+          "--tls-replication",
+          "yes",
+          "--tls-cluster",
+          "yes",
+          "--tls-auth-clients",
+          "no",
+          "--tls-cert-file",
+          &file("server.crt"),
+          "--tls-key-file",
+          &file("server.key"),
+          "--tls-ca-cert-file",
+          &file("ca.crt"),
+        ]
+        .map(String::from),
+      );
+    }
+    args
+  }
+
+  fn cli_args(&self) -> Vec<String> {
+    let mut args = Vec::new();
+    if let Some(pw) = &self.password {
+      args.extend(["-a", pw, "--no-auth-warning"].map(String::from));
+    }
+    if let Some(dir) = &self.tls_dir {
+      args.extend([
+        "--tls".to_string(),
+        "--cacert".to_string(),
+        dir.join("ca.crt").display().to_string(),
+      ]);
+    }
+    args
   }
 }
 
@@ -108,11 +160,11 @@ pub struct Cluster {
 impl Cluster {
   /// Starts 3 masters + 3 replicas and waits until every node reports `cluster_state:ok`.
   pub fn start() -> Cluster {
-    Self::start_with_password(None)
+    Self::start_with(Security::default())
   }
 
-  /// [`Cluster::start`], every node requiring `password` (also between master and replica).
-  pub fn start_with_password(password: Option<&str>) -> Cluster {
+  /// [`Cluster::start`], every node requiring `security` (password, TLS; also between nodes).
+  pub fn start_with(security: Security) -> Cluster {
     let dir = scratch_dir("cluster");
     let nodes: Vec<Node> = (0..6)
       .map(|_| {
@@ -135,7 +187,15 @@ impl Cluster {
           ]
           .map(String::from),
         );
-        Node::spawn_auth(port, &args, password)
+        if security.tls_dir.is_some() {
+          // TLS only: the port given is the TLS port (the bus port is +10000 of it)
+          let at = args.iter().position(|a| a == "--port").unwrap();
+          args.splice(
+            at..at + 2,
+            ["--port".into(), "0".into(), "--tls-port".into(), port.to_string()],
+          );
+        }
+        Node::spawn_auth(port, &args, &security)
       })
       .collect();
     for n in &nodes {
@@ -144,11 +204,8 @@ impl Cluster {
       });
     }
     let addrs: Vec<String> = nodes.iter().map(|n| format!("127.0.0.1:{}", n.port)).collect();
-    let auth: Vec<&str> = password
-      .map(|pw| vec!["-a", pw, "--no-auth-warning"])
-      .unwrap_or_default();
     let out = Command::new("redis-cli")
-      .args(&auth)
+      .args(security.cli_args())
       .arg("--cluster")
       .arg("create")
       .args(&addrs)
@@ -313,7 +370,11 @@ impl SentinelSet {
       // a replica's full sync writes an RDB file into its directory
       args.extend(["--dir".to_string(), dir.display().to_string()]);
       args.extend_from_slice(extra);
-      Node::spawn_auth(port, &args, password)
+      let security = Security {
+        password: password.map(String::from),
+        tls_dir: None,
+      };
+      Node::spawn_auth(port, &args, &security)
     };
     let mport = free_port();
     let master = data(mport, &[]);
