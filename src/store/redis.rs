@@ -58,6 +58,11 @@ pub const MAX_INVALIDATION_PASSES: usize = 3;
 /// Redirections/reconnects redis-rs's cluster connection may try within one command (the
 /// command deadline bounds them anyway).
 const CLUSTER_RETRIES: u32 = 3;
+/// Sentinel: how often (at most, while calls are made) the sentinels are asked in the
+/// background whether the connected server is still the master. A switch-over keeps the old
+/// master up and accepting writes until the sentinels demote it (seconds later); this bounds
+/// how long calls keep going to it.
+pub const MASTER_CHECK_INTERVAL: Duration = Duration::from_millis(1000);
 
 /// Deadlines for the Redis store.
 #[derive(Debug, Clone, Copy)]
@@ -157,6 +162,9 @@ pub struct RedisStore {
   connecting: Mutex<Option<Connecting>>,
   generations: Arc<AtomicU64>,
   topology: Mutex<Option<Topology>>,
+  /// Sentinel: when the master was last checked (ms since `epoch`), see [`MASTER_CHECK_INTERVAL`].
+  master_checked_ms: Arc<AtomicU64>,
+  epoch: Instant,
 }
 
 fn read_tls(tls: &TlsFiles) -> Result<Option<TlsCertificates>> {
@@ -284,6 +292,8 @@ impl RedisStore {
       connecting: Mutex::new(None),
       generations: Arc::new(AtomicU64::new(0)),
       topology: Mutex::new(None),
+      master_checked_ms: Arc::new(AtomicU64::new(0)),
+      epoch: Instant::now(),
     })
   }
 
@@ -301,6 +311,7 @@ impl RedisStore {
   /// does not cancel it for the others.
   async fn connection(&self) -> Result<Arc<Current>> {
     if let Some(c) = self.current() {
+      self.check_master_soon(&c);
       return Ok(c);
     }
     let attempt = {
@@ -358,10 +369,58 @@ impl RedisStore {
   }
 
   fn forget(&self, generation: u64) {
-    let mut slot = self.current.write().unwrap_or_else(|p| p.into_inner());
-    if slot.as_ref().is_some_and(|c| c.generation == generation) {
-      *slot = None;
+    forget(&self.current, generation);
+  }
+
+  /// Sentinel: at most every [`MASTER_CHECK_INTERVAL`], asks the sentinels in a background task
+  /// whether `current` is still connected to the master; drops the connection if not, so the
+  /// next call reconnects to the new master. Never delays the call.
+  fn check_master_soon(&self, current: &Arc<Current>) {
+    let Target::Sentinel { .. } = &*self.target else { return };
+    let Some(address) = current.address.clone() else { return };
+    let now = self.epoch.elapsed().as_millis() as u64;
+    let last = self.master_checked_ms.load(Ordering::Relaxed);
+    let due = now.saturating_sub(last) >= MASTER_CHECK_INTERVAL.as_millis() as u64;
+    if !due
+      || self
+        .master_checked_ms
+        .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+        .is_err()
+    {
+      return;
     }
+    let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+      return;
+    };
+    let (target, slot, generation, timeout) = (
+      self.target.clone(),
+      self.current.clone(),
+      current.generation,
+      self.timeouts.command,
+    );
+    runtime.spawn(async move {
+      let Target::Sentinel { sentinels, config, .. } = &*target else {
+        return;
+      };
+      for sentinel in sentinels {
+        let mut ask = redis::cmd("SENTINEL");
+        ask.arg("GET-MASTER-ADDR-BY-NAME").arg(&config.master_name);
+        let answer = async {
+          let client = Client::open(sentinel.clone())?;
+          let config = AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(timeout))
+            .set_response_timeout(Some(timeout));
+          let mut conn = client.get_multiplexed_async_connection_with_config(&config).await?;
+          ask.query_async::<Option<(String, String)>>(&mut conn).await
+        };
+        if let Ok(Ok(Some((host, port)))) = tokio::time::timeout(timeout, answer).await {
+          if format!("{host}:{port}") != address {
+            forget(&slot, generation);
+          }
+          return;
+        }
+      }
+    });
   }
 
   /// Runs `run` on the connection under the command deadline; drops a broken connection.
@@ -422,6 +481,14 @@ impl RedisStore {
       Target::Cluster { .. } => "cluster",
       Target::Sentinel { .. } => "sentinel",
     }
+  }
+}
+
+/// Drops the connection of `generation` if it is still the current one.
+fn forget(slot: &RwLock<Option<Arc<Current>>>, generation: u64) {
+  let mut slot = slot.write().unwrap_or_else(|p| p.into_inner());
+  if slot.as_ref().is_some_and(|c| c.generation == generation) {
+    *slot = None;
   }
 }
 
