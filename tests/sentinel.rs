@@ -12,7 +12,7 @@ use ferrocache::config::{Backend, ConfigBuilder, SentinelConfig, SentinelOptions
 use ferrocache::keys::{Kind, Scope};
 use ferrocache::store::redis::{NodeRole, RedisTimeouts};
 use ferrocache::store::RedisStore;
-use support::topology::{assert_failover_clean, wait_recovered, SentinelSet, Traffic, MASTER_NAME};
+use support::topology::{assert_failover_clean, wait_recovered, Security, SentinelSet, Traffic, MASTER_NAME};
 
 fn cache_for(set: &SentinelSet, prefix: &str) -> Arc<Cache> {
   Cache::new(
@@ -127,7 +127,10 @@ async fn contract_topology_and_a_killed_master_under_traffic() {
 /// reported and calls are served from memory meanwhile.
 #[tokio::test]
 async fn a_password_protected_master_and_a_wrong_password() {
-  let set = SentinelSet::start_with_password(Some("s3cret"));
+  let set = SentinelSet::start_with(Security {
+    password: Some("s3cret".into()),
+    tls_dir: None,
+  });
   let with = |pw: &str| {
     Cache::new(
       ConfigBuilder {
@@ -218,4 +221,54 @@ async fn a_switch_over_is_followed_without_errors() {
       .as_deref(),
     Some("1")
   );
+}
+
+/// TLS only (sentinels, master, replica): `rediss://` sentinel URLs, `sentinel.tls` for the
+/// master, `tls.caFile` for both.
+#[tokio::test]
+async fn a_tls_sentinel_set_up() {
+  let dir = std::env::temp_dir().join(format!(
+    "ferrocache-sentinel-tls-{}-{}",
+    std::process::id(),
+    support::free_port()
+  ));
+  std::fs::create_dir_all(&dir).unwrap();
+  support::certs::make_certs(&dir);
+  let set = SentinelSet::start_with(Security {
+    password: None,
+    tls_dir: Some(dir.clone()),
+  });
+  let cache = Cache::new(
+    ConfigBuilder {
+      sentinel: Some(SentinelOptions {
+        nodes: set.urls(),
+        master_name: MASTER_NAME.into(),
+        tls: Some(true),
+        ..Default::default()
+      }),
+      command_timeout_ms: Some(1000.0),
+      connect_timeout_ms: Some(2000.0),
+      tls: ferrocache::config::TlsFiles {
+        ca_file: Some(dir.join("ca.crt").display().to_string()),
+        ..Default::default()
+      },
+      ..Default::default()
+    }
+    .build()
+    .unwrap(),
+  )
+  .unwrap();
+  cache.set(Scope::Global, Kind::Session, "s", "1", None).await.unwrap();
+  assert_eq!(
+    cache.failover_status().fallback_activations,
+    0,
+    "{:?}",
+    cache.failover_status()
+  );
+  assert_eq!(set.master.cli(&["GET", "fc:s:s"]), "1");
+  let topology = cache.topology().await.unwrap();
+  assert_eq!(topology.nodes.len(), 5, "{topology:?}");
+  assert!(topology.nodes.iter().all(|n| n.reachable), "{topology:?}");
+  drop(set);
+  let _ = std::fs::remove_dir_all(&dir);
 }

@@ -392,11 +392,12 @@ impl RedisStore {
     let Ok(runtime) = tokio::runtime::Handle::try_current() else {
       return;
     };
-    let (target, slot, generation, timeout) = (
+    let (target, slot, generation, timeout, certs) = (
       self.target.clone(),
       self.current.clone(),
       current.generation,
       self.timeouts.command,
+      self.tls.clone(),
     );
     runtime.spawn(async move {
       let Target::Sentinel { sentinels, config, .. } = &*target else {
@@ -406,7 +407,10 @@ impl RedisStore {
         let mut ask = redis::cmd("SENTINEL");
         ask.arg("GET-MASTER-ADDR-BY-NAME").arg(&config.master_name);
         let answer = async {
-          let client = Client::open(sentinel.clone())?;
+          let client = match (&certs, matches!(sentinel.addr(), ConnectionAddr::TcpTls { .. })) {
+            (Some(certs), true) => Client::build_with_tls(sentinel.clone(), certs.clone())?,
+            _ => Client::open(sentinel.clone())?,
+          };
           let config = AsyncConnectionConfig::new()
             .set_connection_timeout(Some(timeout))
             .set_response_timeout(Some(timeout));
@@ -855,7 +859,7 @@ impl RedisStore {
       let mut replicas = redis::cmd("SENTINEL");
       replicas.arg("REPLICAS").arg(&config.master_name);
       let asked = async {
-        let client = Client::open(s.clone())?;
+        let client = self.client_for(s.clone())?;
         let mut conn = client
           .get_multiplexed_async_connection_with_config(&self.short_config())
           .await?;
@@ -927,14 +931,19 @@ impl RedisStore {
     self.ping_info(seed.clone().set_addr(addr)).await
   }
 
-  /// One PING on a fresh connection within the command timeout.
-  async fn ping_info(&self, info: ConnectionInfo) -> bool {
-    let tls = matches!(info.addr(), ConnectionAddr::TcpTls { .. });
-    let client = match (&self.tls, tls) {
+  /// A client for one node, with the `tls` files when its address is TLS.
+  fn client_for(&self, info: ConnectionInfo) -> redis::RedisResult<Client> {
+    match (&self.tls, matches!(info.addr(), ConnectionAddr::TcpTls { .. })) {
       (Some(certs), true) => Client::build_with_tls(info, certs.clone()),
       _ => Client::open(info),
+    }
+  }
+
+  /// One PING on a fresh connection within the command timeout.
+  async fn ping_info(&self, info: ConnectionInfo) -> bool {
+    let Ok(client) = self.client_for(info) else {
+      return false;
     };
-    let Ok(client) = client else { return false };
     let config = self.short_config();
     let ping = async {
       let mut conn = client.get_multiplexed_async_connection_with_config(&config).await?;

@@ -80,6 +80,18 @@ pub struct Security {
 }
 
 impl Security {
+  /// With TLS: `--port <port>` becomes `--port 0 --tls-port <port>`.
+  fn tls_only(&self, args: &mut Vec<String>, port: u16) {
+    if self.tls_dir.is_some() {
+      if let Some(at) = args.iter().position(|a| a == "--port") {
+        args.splice(
+          at..at + 2,
+          ["--port".into(), "0".into(), "--tls-port".into(), port.to_string()],
+        );
+      }
+    }
+  }
+
   fn server_args(&self) -> Vec<String> {
     let mut args = Vec::new();
     if let Some(pw) = &self.password {
@@ -350,6 +362,7 @@ pub struct SentinelSet {
   pub replica: Node,
   pub sentinels: Vec<Node>,
   dir: PathBuf,
+  tls: bool,
 }
 
 /// The master name the sentinels monitor.
@@ -358,22 +371,21 @@ pub const MASTER_NAME: &str = "mymaster";
 impl SentinelSet {
   /// Starts everything and waits until each sentinel knows the replica and the other sentinels.
   pub fn start() -> SentinelSet {
-    Self::start_with_password(None)
+    Self::start_with(Security::default())
   }
 
-  /// [`SentinelSet::start`] with master and replica requiring `password` (the sentinels
-  /// themselves need none; they are given it with `sentinel auth-pass`).
-  pub fn start_with_password(password: Option<&str>) -> SentinelSet {
+  /// [`SentinelSet::start`] with master and replica requiring `security.password` (the
+  /// sentinels themselves need none; they get it with `sentinel auth-pass`) and, with
+  /// `security.tls_dir`, TLS only everywhere (sentinels included).
+  pub fn start_with(security: Security) -> SentinelSet {
+    let password = security.password.as_deref();
     let dir = scratch_dir("sentinel");
     let data = |port: u16, extra: &[String]| {
       let mut args = base_args(port);
       // a replica's full sync writes an RDB file into its directory
       args.extend(["--dir".to_string(), dir.display().to_string()]);
       args.extend_from_slice(extra);
-      let security = Security {
-        password: password.map(String::from),
-        tls_dir: None,
-      };
+      security.tls_only(&mut args, port);
       Node::spawn_auth(port, &args, &security)
     };
     let mport = free_port();
@@ -391,9 +403,13 @@ impl SentinelSet {
         std::fs::write(
           &conf,
           format!(
-            "port {port}\nbind 127.0.0.1\ndir {}\nsentinel monitor {MASTER_NAME} 127.0.0.1 {mport} 2\n\
+            "{}\nbind 127.0.0.1\ndir {}\nsentinel monitor {MASTER_NAME} 127.0.0.1 {mport} 2\n\
              sentinel down-after-milliseconds {MASTER_NAME} 1000\nsentinel failover-timeout {MASTER_NAME} 4000\n\
              sentinel parallel-syncs {MASTER_NAME} 1\n{}",
+            match security.tls_dir {
+              Some(_) => format!("port 0\ntls-port {port}"),
+              None => format!("port {port}"),
+            },
             dir.display(),
             password
               .map(|pw| format!("sentinel auth-pass {MASTER_NAME} {pw}\n"))
@@ -401,7 +417,15 @@ impl SentinelSet {
           ),
         )
         .unwrap();
-        Node::spawn(port, &[conf.to_str().unwrap().to_string(), "--sentinel".to_string()])
+        let tls = Security {
+          password: None,
+          tls_dir: security.tls_dir.clone(),
+        };
+        Node::spawn_auth(
+          port,
+          &[conf.to_str().unwrap().to_string(), "--sentinel".to_string()],
+          &tls,
+        )
       })
       .collect();
     for s in &sentinels {
@@ -416,15 +440,17 @@ impl SentinelSet {
       replica,
       sentinels,
       dir,
+      tls: security.tls_dir.is_some(),
     }
   }
 
-  /// Sentinel URLs.
+  /// Sentinel URLs (`rediss://` with TLS).
   pub fn urls(&self) -> Vec<String> {
+    let scheme = if self.tls { "rediss" } else { "redis" };
     self
       .sentinels
       .iter()
-      .map(|s| format!("redis://127.0.0.1:{}", s.port))
+      .map(|s| format!("{scheme}://127.0.0.1:{}", s.port))
       .collect()
   }
 
