@@ -157,6 +157,19 @@ export interface CacheOptions {
   metrics?: boolean
   /** Tenants with their own counters in `tenant(id).metrics()`; the rest are aggregated. Default 1000. */
   tenantMetricsLimit?: number
+  /** A Redis Cluster to use instead of `url` (exclusive with `url` and `sentinel`). */
+  cluster?: ClusterOptions
+  /** A Sentinel-monitored master to use instead of `url` (exclusive with `url` and `cluster`). */
+  sentinel?: SentinelOptions
+}
+
+/** A Redis Cluster (instead of `url`). */
+export interface ClusterOptions {
+  /**
+   * Seed node URLs, `redis://[user:password@]host:port` or `rediss://` (TLS, with `tls` files);
+   * at least one. All must agree on credentials and TLS; the other nodes are discovered.
+   */
+  nodes: Array<string>
 }
 
 /** Failover state of a manager. */
@@ -239,6 +252,8 @@ export interface NativeHealth {
   usedMemory?: number
   /** p50, p95, p99 (ms) of recent PINGs, or null before the first. */
   pingMs?: Array<number>
+  /** The nodes and whether each answered a PING just now; null for `memory://`. */
+  topology?: NativeTopology
 }
 
 /** Everything `metrics()` and the Prometheus exposition need, in one crossing. */
@@ -285,6 +300,18 @@ export interface NativeMetrics {
   fallbackMaxBytes: number
   /** Per-tenant counters: how many tenants are tracked, the limit, the aggregate of the rest. */
   tenants: NativeTenantsSummary
+  /** The nodes as of the last `health()` check (no I/O here); null before it or for `memory://`. */
+  topology?: NativeTopology
+}
+
+/** One Redis node. */
+export interface NativeNode {
+  /** `host:port`. */
+  address: string
+  /** Its role. */
+  role: 'master' | 'replica' | 'sentinel'
+  /** It answered a PING within `commandTimeoutMs`. */
+  reachable: boolean
 }
 
 /** One tenant's metrics. */
@@ -322,6 +349,14 @@ export interface NativeTenantsSummary {
   other: TenantCountsJs
 }
 
+/** The Redis deployment behind the cache. */
+export interface NativeTopology {
+  /** `single` (one server), `cluster` or `sentinel`. */
+  kind: 'single' | 'cluster' | 'sentinel'
+  /** Every known node (for Sentinel: the sentinels, the current master and its replicas). */
+  nodes: Array<NativeNode>
+}
+
 /** Retry policy of one Redis call, within `commandTimeoutMs`. */
 export interface RetryOptions {
   /** Attempts including the first; default 3, range 1..=100. */
@@ -330,6 +365,25 @@ export interface RetryOptions {
   baseDelayMs?: number
   /** Largest backoff delay in ms, also the longest pause before Redis is tried again; default 2000. */
   maxDelayMs?: number
+}
+
+/** A master monitored by Redis Sentinel (instead of `url`). */
+export interface SentinelOptions {
+  /**
+   * Sentinel URLs, `redis://[user:password@]host:port` (the sentinels' own credentials)
+   * or `rediss://`; at least one.
+   */
+  nodes: Array<string>
+  /** The master name the sentinels monitor. */
+  masterName: string
+  /** ACL user of the master and replicas; default none. */
+  username?: string
+  /** Password of the master and replicas; default none. */
+  password?: string
+  /** Database number on the master; default 0. */
+  db?: number
+  /** TLS to the master and replicas (with `tls` files); default false. */
+  tls?: boolean
 }
 
 /** Counters of one tenant or of the untracked ones. */

@@ -61,6 +61,43 @@ export interface CacheOptions {
    * ones seen); later tenants are summed in `metrics().tenants.other`. Default 1000, 0..100000.
    */
   tenantMetricsLimit?: number
+  /**
+   * A Redis Cluster instead of `url` (exclusive with `url` and `sentinel`). `nodes`: seed URLs,
+   * `redis://[user:password@]host:port` or `rediss://` (with `tls`); they must agree on credentials
+   * and TLS, the other nodes are discovered. Keys are routed to their slot's master by redis-rs.
+   */
+  cluster?: { nodes: string[] }
+  /**
+   * A master monitored by Redis Sentinel instead of `url` (exclusive with `url` and `cluster`).
+   * `nodes`: sentinel URLs (their credentials are the sentinels' own; `rediss://` for TLS to them);
+   * `masterName`: the monitored name; `username`/`password`/`db`/`tls`: for the master itself.
+   * Every reconnect asks the sentinels for the current master.
+   */
+  sentinel?: {
+    nodes: string[]
+    masterName: string
+    username?: string
+    password?: string
+    db?: number
+    tls?: boolean
+  }
+}
+
+/** One Redis node of the topology. */
+export interface CacheNode {
+  /** `host:port` */
+  address: string
+  role: 'master' | 'replica' | 'sentinel'
+  /** It answered a PING within `commandTimeoutMs` during the last `health()` check. */
+  reachable: boolean
+}
+
+/** The Redis deployment behind a manager. */
+export interface CacheTopology {
+  /** `single` (one server, `url`), `cluster` or `sentinel`. */
+  kind: 'single' | 'cluster' | 'sentinel'
+  /** Every known node: Cluster masters and replicas; or the Sentinel master, replicas and sentinels. */
+  nodes: CacheNode[]
 }
 
 /** The data methods; on a manager they use its own keys, on a TenantCache the tenant's. */
@@ -153,6 +190,8 @@ export interface CacheHealth {
     usedMemoryBytes: number | null
     /** Round-trip percentiles (ms) of the last 128 PINGs (health checks and recovery probes). */
     pingMs: { p50: number; p95: number; p99: number } | null
+    /** The nodes and whether each answered a PING in this check; null for memory:// (or a closed manager). */
+    topology: CacheTopology | null
   }
   /** The in-process store. */
   fallback: { entries: number; bytes: number; maxBytes: number }
@@ -206,6 +245,11 @@ export interface CacheMetrics {
   latencyHistogram: { count: number; sumMs: number; buckets: Array<{ le: number; count: number }> }
   /** Per-tenant metrics: at most `limit` tenants one by one (sorted by id), the rest summed in `other`. */
   tenants: { tracked: number; limit: number; other: TenantCounts; list: TenantMetrics[] }
+  /**
+   * The Redis nodes as of the last `health()` check (no I/O here): kind, node count, how many
+   * answered, and each node. Null for memory:// or before the first `health()`.
+   */
+  topology: (CacheTopology & { reachableNodes: number }) | null
 }
 
 /** `fallback` event: switched to the in-process store. */

@@ -66,6 +66,19 @@ function checkString(name, value) {
   return value
 }
 
+// the shape of `cluster` / `sentinel` (values are validated natively)
+function checkTopologyOptions(options) {
+  for (const name of ['cluster', 'sentinel']) {
+    const o = options && options[name]
+    if (o === undefined || o === null) continue
+    if (typeof o !== 'object') throw invalid(`${name} must be an object, got ${describe(o)}`)
+    if (!Array.isArray(o.nodes)) throw invalid(`${name}.nodes must be an array of URLs, got ${describe(o.nodes)}`)
+    o.nodes.forEach((n, i) => checkString(`${name}.nodes[${i}]`, n))
+  }
+  const s = options && options.sentinel
+  if (s !== undefined && s !== null) checkString('sentinel.masterName', s.masterName)
+}
+
 function checkTtl(ttl) {
   if (ttl === undefined) return undefined
   if (typeof ttl !== 'number') throw invalid(`ttlSeconds must be a number, got ${describe(ttl)}`)
@@ -325,6 +338,7 @@ class CacheManager extends Scope {
         const v = options && options[name]
         if (v !== undefined && v !== null) checkString(name, v)
       }
+      checkTopologyOptions(options)
       try {
         this.#native = new NativeCache(options ?? undefined)
       } catch (err) {
@@ -428,6 +442,7 @@ class CacheManager extends Scope {
         lastError: closed ? 'closed' : memoryOnly ? null : ((check && check.error) ?? checkError ?? st.lastError ?? null),
         usedMemoryBytes: check && check.usedMemory != null ? check.usedMemory : null,
         pingMs: pings ? { p50: pings[0], p95: pings[1], p99: pings[2] } : null,
+        topology: check && check.topology ? check.topology : null,
       },
       fallback,
       failover: {
@@ -476,6 +491,7 @@ class CacheManager extends Scope {
         other: counts(m.tenants.other),
         list: native.allTenantMetrics().map(tenantStats),
       },
+      topology: m.topology ? { ...m.topology, reachableNodes: m.topology.nodes.filter((n) => n.reachable).length } : null,
     }
   }
 
@@ -513,7 +529,7 @@ function unhealthy(mode, lastError, maxBytes, url = null) {
     status: 'unhealthy',
     mode,
     modeSince: new Date().toISOString(),
-    redis: { connected: false, latencyMs: null, url, lastError, usedMemoryBytes: null, pingMs: null },
+    redis: { connected: false, latencyMs: null, url, lastError, usedMemoryBytes: null, pingMs: null, topology: null },
     fallback: { entries: 0, bytes: 0, maxBytes },
   }
 }

@@ -6,4 +6,7 @@ module.exports = {
   testTimeout: 30000,
   // Native addon + real redis-server processes: keep the 2-core machine unsaturated.
   maxWorkers: 2,
+  // one Redis Cluster and one Sentinel set-up for the whole run (cluster/sentinel modes)
+  globalSetup: '<rootDir>/__test__/global-setup.ts',
+  globalTeardown: '<rootDir>/__test__/global-teardown.ts',
 }

@@ -272,7 +272,7 @@ describe.each(modes())('ferrocache/keyv ($name)', (mode) => {
   })
 
   it('disconnect() closes a manager the adapter created, and leaves a given one open', async () => {
-    const own = createKeyvStore(mode.url() === 'memory://' ? 'memory://' : { cache: { url: mode.url(), keyPrefix: uniquePrefix('own') } })
+    const own = createKeyvStore(mode.name === 'memory' ? 'memory://' : { cache: { ...mode.options(), keyPrefix: uniquePrefix('own') } })
     await own.set('k', 'v')
     expect(await own.get('k')).toBe('v')
     await own.disconnect()
@@ -288,7 +288,7 @@ describe.each(modes())('ferrocache/keyv ($name)', (mode) => {
   })
 
   it('a closed manager: Keyv reports ERR_CLOSED as an error event, never crashes', async () => {
-    const m = createCacheManager({ url: mode.url(), keyPrefix: uniquePrefix('closed') })
+    const m = createCacheManager({ ...mode.options(), keyPrefix: uniquePrefix('closed') })
     const keyv = new Keyv({ store: new KeyvFerrocache({ manager: m }) })
     const errors: Array<{ code?: string }> = []
     keyv.on('error', (e: { code?: string }) => errors.push(e))

@@ -77,6 +77,28 @@ describe('process exit', () => {
     expect(await raw.getUtf8(`${prefix}s:s`)).toBe('{"b":2}')
   })
 
+  it.each(['cluster', 'sentinel'])(
+    '(b2) %s mode (shared topology of the run), close() NOT called, health() checked: exits with 0 by itself',
+    async (kind) => {
+      const nodes = kind === 'cluster' ? process.env.FC_CLUSTER_NODES : process.env.FC_SENTINEL_NODES
+      if (!nodes) throw new Error('the global setup did not start the topologies')
+      const r = await runNode(
+        `${PRELUDE}
+      (async () => {
+        const nodes = process.env.FC_NODES.split(',');
+        const topo = process.env.FC_KIND === 'cluster' ? { cluster: { nodes } } : { sentinel: { nodes, masterName: 'mymaster' } };
+        const m = createCacheManager({ ...topo, keyPrefix: process.env.FC_PREFIX });
+        await m.setSession('s', { t: 1 });
+        const h = await m.health();
+        console.log(JSON.stringify([await m.getSession('s'), h.status, h.redis.topology.kind]));
+      })().catch(fail);`,
+        { FC_NODES: nodes, FC_KIND: kind, FC_PREFIX: `exit-${kind}-${Date.now()}:` },
+      )
+      expectCleanExit(r)
+      expect(r.stdout.trim()).toBe(`[{"t":1},"healthy","${kind}"]`)
+    },
+  )
+
   it('(c) memory mode, close() NOT called: exits with 0 by itself', async () => {
     const r = await runNode(
       `${PRELUDE}

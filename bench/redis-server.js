@@ -56,14 +56,17 @@ function redisVersion() {
  * Starts redis-server on a free port and waits for PING.
  * @returns {Promise<{port:number, pid:number, url:string, stop:()=>Promise<void>, stopSync:()=>void}>}
  */
-async function startRedis() {
+async function startRedis(extraArgs = () => [], pickPort = freePort) {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ferrocache-bench-redis-'))
   let lastErr
   for (let attempt = 0; attempt < 5; attempt++) {
-    const port = await freePort()
+    const port = await pickPort()
     const child = spawn(
       'redis-server',
-      ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir, '--logfile', ''],
+      [
+        ...['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir, '--logfile', ''],
+        ...extraArgs(port),
+      ],
       { stdio: ['ignore', 'ignore', 'pipe'] },
     )
     let exited = false
@@ -109,4 +112,33 @@ async function startRedis() {
   throw lastErr
 }
 
-module.exports = { startRedis, redisVersion, freePort, ping }
+/** A free port whose cluster bus port (+10000) is valid. */
+async function clusterPort() {
+  for (;;) {
+    const port = await freePort()
+    if (port < 55000) return port
+  }
+}
+
+/**
+ * Starts a Redis Cluster of 3 masters + 3 replicas on free ports and waits for cluster_state:ok.
+ * @returns {Promise<{nodes: Array<{port:number}>, urls: string[], stop: () => Promise<void>}>}
+ */
+async function startCluster() {
+  const args = () => ['--cluster-enabled', 'yes', '--cluster-node-timeout', '1000', '--repl-diskless-sync-delay', '0']
+  const nodes = await Promise.all(Array.from({ length: 6 }, () => startRedis(args, clusterPort)))
+  const addrs = nodes.map((n) => `127.0.0.1:${n.port}`)
+  execFileSync('redis-cli', ['--cluster', 'create', ...addrs, '--cluster-replicas', '1', '--cluster-yes'], { stdio: 'ignore' })
+  const cli = (port, ...a) => execFileSync('redis-cli', ['-p', String(port), ...a], { encoding: 'utf8' })
+  for (let i = 0; i < 600; i++) {
+    if (nodes.every((n) => cli(n.port, 'CLUSTER', 'INFO').includes('cluster_state:ok'))) break
+    await sleep(50)
+  }
+  return {
+    nodes,
+    urls: nodes.map((n) => n.url),
+    stop: () => Promise.all(nodes.map((n) => n.stop())),
+  }
+}
+
+module.exports = { startRedis, startCluster, redisVersion, freePort, ping }

@@ -135,14 +135,14 @@ impl Cache {
   /// A cache for `config`; does no I/O.
   pub fn new(config: Config) -> Result<Arc<Self>> {
     let redis = match config.backend() {
-      Backend::Redis { url } => {
+      Backend::Memory => None,
+      backend => {
         let timeouts = RedisTimeouts {
           command: config.command_timeout,
           connect: config.connect_timeout,
         };
-        Some(RedisStore::with_tls(url, timeouts, &config.tls)?)
+        Some(RedisStore::for_backend(backend, timeouts, &config.tls)?)
       }
-      Backend::Memory => None,
     };
     let fallback = config.fallback();
     let memory = MemoryStore::with_tenant_budget(
@@ -264,6 +264,17 @@ impl Cache {
     let (ping, used_memory) = tokio::join!(self.ping(), memory);
     let used_memory = if ping.is_ok() { used_memory } else { None };
     HealthCheck { ping, used_memory }
+  }
+
+  /// The Redis nodes (single server, Cluster nodes, or sentinels + master + replicas) and
+  /// whether each answers a PING now; `None` for `memory://`. At most one command timeout.
+  pub async fn topology(&self) -> Option<crate::store::redis::Topology> {
+    Some(self.redis.as_ref()?.topology().await)
+  }
+
+  /// The topology as of the last [`Cache::topology`] check (no I/O).
+  pub fn last_topology(&self) -> Option<crate::store::redis::Topology> {
+    self.redis.as_ref()?.last_topology()
   }
 
   /// p50, p95, p99 (ms) of the last [`PING_WINDOW`] PINGs (health checks and

@@ -57,8 +57,53 @@ pub const MAX_KEY_PREFIX_BYTES: usize = 256;
 pub enum Backend {
   /// Redis at this URL (kept secret: see [`Backend::redacted_url`]).
   Redis { url: String },
+  /// A Redis Cluster reached through these seed node URLs (auth and TLS from the URLs).
+  Cluster { nodes: Vec<String> },
+  /// The master of a Sentinel-monitored set, asked of the sentinels at every (re)connect.
+  Sentinel(SentinelConfig),
   /// `memory://`: the in-process store only.
   Memory,
+}
+
+/// A Sentinel-monitored master. `Debug` never prints a password.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SentinelConfig {
+  /// Sentinel URLs (`redis://[user:password@]host:port`; the credentials are the sentinels' own).
+  pub nodes: Vec<String>,
+  /// The master name the sentinels monitor.
+  pub master_name: String,
+  /// ACL user of the data nodes (master, replicas).
+  pub username: Option<String>,
+  /// Password of the data nodes.
+  pub password: Option<String>,
+  /// Database number on the data nodes.
+  pub db: i64,
+  /// TLS to the data nodes.
+  pub tls: bool,
+}
+
+impl fmt::Debug for SentinelConfig {
+  fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+    f.debug_struct("SentinelConfig")
+      .field("nodes", &self.nodes.iter().map(|n| redact_url(n)).collect::<Vec<_>>())
+      .field("master_name", &self.master_name)
+      .field("username", &self.username)
+      .field("password", &self.password.as_ref().map(|_| "set"))
+      .field("db", &self.db)
+      .field("tls", &self.tls)
+      .finish()
+  }
+}
+
+/// Unvalidated `sentinel` options.
+#[derive(Debug, Clone, Default)]
+pub struct SentinelOptions {
+  pub nodes: Vec<String>,
+  pub master_name: String,
+  pub username: Option<String>,
+  pub password: Option<String>,
+  pub db: Option<f64>,
+  pub tls: Option<bool>,
 }
 
 impl Backend {
@@ -66,6 +111,12 @@ impl Backend {
   pub fn redacted_url(&self) -> String {
     match self {
       Backend::Redis { url } => redact_url(url),
+      Backend::Cluster { nodes } => nodes.iter().map(|n| redact_url(n)).collect::<Vec<_>>().join(","),
+      Backend::Sentinel(s) => format!(
+        "sentinel://{}/{}",
+        s.nodes.iter().map(|n| redact_url(n)).collect::<Vec<_>>().join(","),
+        s.master_name
+      ),
       Backend::Memory => MEMORY_URL.to_string(),
     }
   }
@@ -193,12 +244,19 @@ pub struct ConfigBuilder {
   pub metrics: Option<bool>,
   pub tenant_metrics_limit: Option<f64>,
   pub tls: TlsFiles,
+  /// Seed node URLs of a Redis Cluster (instead of `url`).
+  pub cluster_nodes: Option<Vec<String>>,
+  /// A Sentinel-monitored master (instead of `url`).
+  pub sentinel: Option<SentinelOptions>,
 }
 
 impl ConfigBuilder {
   /// Validates every option and applies defaults.
   pub fn build(&self) -> Result<Config> {
-    let backend = parse_backend(self.url.as_deref().unwrap_or(DEFAULT_URL))?;
+    let backend = match self.topology()? {
+      Some(b) => b,
+      None => parse_backend(self.url.as_deref().unwrap_or(DEFAULT_URL))?,
+    };
     let key_prefix = self.key_prefix.clone().unwrap_or_else(|| DEFAULT_KEY_PREFIX.into());
     if key_prefix.is_empty() || key_prefix.len() > MAX_KEY_PREFIX_BYTES {
       return Err(Error::invalid(format!(
@@ -274,7 +332,7 @@ impl ConfigBuilder {
     if self.tls.cert_file.is_some() != self.tls.key_file.is_some() {
       return Err(Error::invalid("tls.certFile and tls.keyFile must be given together"));
     }
-    if self.tls.any() && !matches!(&backend, Backend::Redis { url } if url.starts_with("rediss://")) {
+    if self.tls.any() && !backend.uses_tls() {
       return Err(Error::invalid("tls options need a rediss:// url"));
     }
     let enabled = self.fallback_enabled.unwrap_or(true);
@@ -333,6 +391,73 @@ impl ConfigBuilder {
       tenant_metrics_limit,
       tls: self.tls.clone(),
     })
+  }
+}
+
+impl ConfigBuilder {
+  /// The Cluster or Sentinel backend, when one is configured (`None`: `url` decides).
+  fn topology(&self) -> Result<Option<Backend>> {
+    let given = [
+      self.url.is_some(),
+      self.cluster_nodes.is_some(),
+      self.sentinel.is_some(),
+    ];
+    if given.iter().filter(|g| **g).count() > 1 {
+      return Err(Error::invalid("give only one of url, cluster and sentinel"));
+    }
+    if let Some(nodes) = &self.cluster_nodes {
+      check_node_urls("cluster.nodes", nodes)?;
+      // redis-rs checks the seeds agree on credentials, TLS and db, without I/O
+      redis::cluster::ClusterClient::new(nodes.clone()).map_err(|e| {
+        Error::invalid(format!(
+          "cluster.nodes are not usable: {}",
+          e.detail().unwrap_or("invalid")
+        ))
+      })?;
+      return Ok(Some(Backend::Cluster { nodes: nodes.clone() }));
+    }
+    let Some(s) = &self.sentinel else { return Ok(None) };
+    check_node_urls("sentinel.nodes", &s.nodes)?;
+    if s.master_name.is_empty() {
+      return Err(Error::invalid("sentinel.masterName must be a non-empty string"));
+    }
+    let db = whole(s.db, 0, "sentinel.db", 0, 1 << 20)? as i64;
+    Ok(Some(Backend::Sentinel(SentinelConfig {
+      nodes: s.nodes.clone(),
+      master_name: s.master_name.clone(),
+      username: s.username.clone(),
+      password: s.password.clone(),
+      db,
+      tls: s.tls.unwrap_or(false),
+    })))
+  }
+}
+
+/// Non-empty, each a `redis://` or `rediss://` URL (no unix sockets: nodes announce TCP addresses).
+fn check_node_urls(name: &str, nodes: &[String]) -> Result<()> {
+  if nodes.is_empty() {
+    return Err(Error::invalid(format!("{name} must list at least one node URL")));
+  }
+  for n in nodes {
+    if !(n.starts_with("redis://") || n.starts_with("rediss://")) || redis::Client::open(n.as_str()).is_err() {
+      return Err(Error::invalid(format!(
+        "{name}: '{}' is not a redis:// or rediss:// URL",
+        redact_url(n)
+      )));
+    }
+  }
+  Ok(())
+}
+
+impl Backend {
+  /// True when some connection of this backend uses TLS (the `tls` files apply to it).
+  pub fn uses_tls(&self) -> bool {
+    match self {
+      Backend::Redis { url } => url.starts_with("rediss://"),
+      Backend::Cluster { nodes } => nodes.iter().any(|n| n.starts_with("rediss://")),
+      Backend::Sentinel(s) => s.tls || s.nodes.iter().any(|n| n.starts_with("rediss://")),
+      Backend::Memory => false,
+    }
   }
 }
 
@@ -585,6 +710,54 @@ mod tests {
     .build()
     .unwrap();
     assert!(!format!("{c:?}").contains("hunter2"));
+  }
+
+  #[test]
+  fn cluster_and_sentinel_are_validated_and_exclusive() {
+    let cluster = |nodes: &[&str]| ConfigBuilder {
+      cluster_nodes: Some(nodes.iter().map(|n| n.to_string()).collect()),
+      ..Default::default()
+    };
+    let c = cluster(&["redis://:pw@127.0.0.1:7000", "redis://:pw@127.0.0.1:7001"])
+      .build()
+      .unwrap();
+    assert!(matches!(c.backend, Backend::Cluster { ref nodes } if nodes.len() == 2));
+    assert_eq!(
+      c.backend.redacted_url(),
+      "redis://:***@127.0.0.1:7000,redis://:***@127.0.0.1:7001"
+    );
+    assert!(cluster(&[]).build().is_err(), "no seed");
+    assert!(cluster(&["unix:///tmp/r.sock"]).build().is_err(), "no unix sockets");
+    assert!(
+      cluster(&["redis://:a@h:1", "redis://:b@h:2"]).build().is_err(),
+      "seeds must agree on the password"
+    );
+    let both = ConfigBuilder {
+      url: Some("redis://h".into()),
+      ..cluster(&["redis://h:1"])
+    };
+    assert!(both.build().is_err(), "url and cluster are exclusive");
+    let sentinel = |master: &str| ConfigBuilder {
+      sentinel: Some(SentinelOptions {
+        nodes: vec!["redis://127.0.0.1:26379".into()],
+        master_name: master.into(),
+        password: Some("hunter2".into()),
+        ..Default::default()
+      }),
+      ..Default::default()
+    };
+    let s = sentinel("mymaster").build().unwrap();
+    assert_eq!(s.backend.redacted_url(), "sentinel://redis://127.0.0.1:26379/mymaster");
+    assert!(!format!("{s:?}").contains("hunter2"), "{s:?}");
+    assert!(sentinel("").build().is_err(), "empty master name");
+    let tls_without_rediss = ConfigBuilder {
+      tls: TlsFiles {
+        ca_file: Some("ca.pem".into()),
+        ..Default::default()
+      },
+      ..sentinel("m")
+    };
+    assert!(tls_without_rediss.build().is_err());
   }
 
   #[test]

@@ -166,6 +166,8 @@ fn classify(e: &redis::RedisError) -> RedisFailure {
     "NOAUTH",
     "WRONGPASS",
     "NOPERM",
+    // the cluster client wraps a refused password of a node in an I/O error
+    "AuthenticationFailed",
     "failed to lookup address",
     "certificate",
     "Certificate",
@@ -184,7 +186,21 @@ fn classify(e: &redis::RedisError) -> RedisFailure {
     || e.is_connection_dropped()
     || matches!(
       e.kind(),
-      K::Io | K::Parse | K::Server(S::BusyLoading | S::TryAgain | S::ClusterDown | S::MasterDown | S::ReadOnly)
+      K::Io
+        | K::Parse
+        | K::Server(
+          S::BusyLoading | S::TryAgain | S::ClusterDown | S::MasterDown | S::ReadOnly | S::Moved | S::Ask
+        )
+    )
+    // a Cluster shard or a Sentinel master being replaced: a redirection redis-rs could not
+    // follow (MOVED/ASK reaching us), no connection to the slot's master yet, or the
+    // sentinels name no (reachable) master for a moment
+    || matches!(
+      e.kind(),
+      K::ClusterConnectionNotFound
+        | K::MasterNameNotFoundBySentinel
+        | K::NoValidReplicasFoundBySentinel
+        | K::EmptySentinelList
     )
   {
     // not serving: refused, reset, protocol garbage, loading, read-only replica

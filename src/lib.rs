@@ -202,6 +202,32 @@ pub struct LimitOptions {
   pub max_value_bytes: Option<f64>,
 }
 
+/// A Redis Cluster (instead of `url`).
+#[napi(object)]
+pub struct ClusterOptions {
+  /// Seed node URLs, `redis://[user:password@]host:port` or `rediss://` (TLS, with `tls` files);
+  /// at least one. All must agree on credentials and TLS; the other nodes are discovered.
+  pub nodes: Vec<String>,
+}
+
+/// A master monitored by Redis Sentinel (instead of `url`).
+#[napi(object)]
+pub struct SentinelOptions {
+  /// Sentinel URLs, `redis://[user:password@]host:port` (the sentinels' own credentials)
+  /// or `rediss://`; at least one.
+  pub nodes: Vec<String>,
+  /// The master name the sentinels monitor.
+  pub master_name: String,
+  /// ACL user of the master and replicas; default none.
+  pub username: Option<String>,
+  /// Password of the master and replicas; default none.
+  pub password: Option<String>,
+  /// Database number on the master; default 0.
+  pub db: Option<f64>,
+  /// TLS to the master and replicas (with `tls` files); default false.
+  pub tls: Option<bool>,
+}
+
 /// Options of `createCacheManager`.
 #[napi(object)]
 pub struct CacheOptions {
@@ -229,6 +255,10 @@ pub struct CacheOptions {
   pub metrics: Option<bool>,
   /// Tenants with their own counters in `tenant(id).metrics()`; the rest are aggregated. Default 1000.
   pub tenant_metrics_limit: Option<f64>,
+  /// A Redis Cluster to use instead of `url` (exclusive with `url` and `sentinel`).
+  pub cluster: Option<ClusterOptions>,
+  /// A Sentinel-monitored master to use instead of `url` (exclusive with `url` and `cluster`).
+  pub sentinel: Option<SentinelOptions>,
 }
 
 impl From<CacheOptions> for ConfigBuilder {
@@ -258,6 +288,15 @@ impl From<CacheOptions> for ConfigBuilder {
           key_file: t.key_file,
         })
         .unwrap_or_default(),
+      cluster_nodes: o.cluster.map(|c| c.nodes),
+      sentinel: o.sentinel.map(|s| config::SentinelOptions {
+        nodes: s.nodes,
+        master_name: s.master_name,
+        username: s.username,
+        password: s.password,
+        db: s.db,
+        tls: s.tls,
+      }),
     }
   }
 }
@@ -594,6 +633,7 @@ impl NativeCache {
           other: counts(&t.other),
         }
       },
+      topology: self.inner.last_topology().map(native_topology),
     }
   }
 
@@ -622,7 +662,7 @@ impl NativeCache {
   /// mode age and recent PING percentiles. Never fails while open.
   #[napi]
   pub async fn health_check(&self) -> Result<NativeHealth> {
-    let check = self.inner.health_check().await;
+    let (check, topology) = tokio::join!(self.inner.health_check(), self.inner.topology());
     let pings = self.inner.ping_percentiles();
     Ok(NativeHealth {
       connected: check.ping.is_ok(),
@@ -630,6 +670,7 @@ impl NativeCache {
       error: check.ping.err().map(|e| e.to_string()),
       used_memory: check.used_memory.map(|b| b as f64),
       ping_ms: pings.map(|p| p.to_vec()),
+      topology: topology.map(native_topology),
     })
   }
 
@@ -743,6 +784,45 @@ pub struct NativeHealth {
   pub used_memory: Option<f64>,
   /// p50, p95, p99 (ms) of recent PINGs, or null before the first.
   pub ping_ms: Option<Vec<f64>>,
+  /// The nodes and whether each answered a PING just now; null for `memory://`.
+  pub topology: Option<NativeTopology>,
+}
+
+/// One Redis node.
+#[napi(object)]
+pub struct NativeNode {
+  /// `host:port`.
+  pub address: String,
+  /// Its role.
+  #[napi(ts_type = "'master' | 'replica' | 'sentinel'")]
+  pub role: String,
+  /// It answered a PING within `commandTimeoutMs`.
+  pub reachable: bool,
+}
+
+/// The Redis deployment behind the cache.
+#[napi(object)]
+pub struct NativeTopology {
+  /// `single` (one server), `cluster` or `sentinel`.
+  #[napi(ts_type = "'single' | 'cluster' | 'sentinel'")]
+  pub kind: String,
+  /// Every known node (for Sentinel: the sentinels, the current master and its replicas).
+  pub nodes: Vec<NativeNode>,
+}
+
+fn native_topology(t: store::redis::Topology) -> NativeTopology {
+  NativeTopology {
+    kind: t.kind.into(),
+    nodes: t
+      .nodes
+      .into_iter()
+      .map(|n| NativeNode {
+        address: n.address,
+        role: n.role.name().into(),
+        reachable: n.reachable,
+      })
+      .collect(),
+  }
 }
 
 /// Counters of one kind.
@@ -806,6 +886,8 @@ pub struct NativeMetrics {
   pub fallback_max_bytes: f64,
   /// Per-tenant counters: how many tenants are tracked, the limit, the aggregate of the rest.
   pub tenants: NativeTenantsSummary,
+  /// The nodes as of the last `health()` check (no I/O here); null before it or for `memory://`.
+  pub topology: Option<NativeTopology>,
 }
 
 /// Upper bounds (ms) of the latency buckets in `NativeCache.metrics().latencyBuckets`.

@@ -5,7 +5,7 @@
 
 mod support;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -27,69 +27,6 @@ impl Drop for TlsServer {
   }
 }
 
-fn openssl(dir: &Path, args: &[&str]) {
-  let out = Command::new("openssl")
-    .args(args)
-    .current_dir(dir)
-    .output()
-    .expect("openssl must be installed");
-  assert!(
-    out.status.success(),
-    "openssl {args:?}: {}",
-    String::from_utf8_lossy(&out.stderr)
-  );
-}
-
-/// A CA (`<name>.crt`/`.key`) in `dir`.
-fn make_ca(dir: &Path, name: &str) {
-  let (key, crt, subj) = (format!("{name}.key"), format!("{name}.crt"), format!("/CN={name}"));
-  openssl(
-    dir,
-    &[
-      "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", &key, "-out", &crt, "-days", "1", "-subj", &subj,
-    ],
-  );
-}
-
-/// A certificate `<name>.crt`/`.key` for `cn`, signed by the CA `<ca>.crt`, with `ext` (openssl extfile lines).
-fn make_signed(dir: &Path, name: &str, cn: &str, ca: &str, ext: &str) {
-  let (key, csr, crt, subj) = (
-    format!("{name}.key"),
-    format!("{name}.csr"),
-    format!("{name}.crt"),
-    format!("/CN={cn}"),
-  );
-  openssl(
-    dir,
-    &[
-      "req", "-newkey", "rsa:2048", "-nodes", "-keyout", &key, "-out", &csr, "-subj", &subj,
-    ],
-  );
-  let extfile = format!("{name}.ext");
-  std::fs::write(dir.join(&extfile), ext).unwrap();
-  let (ca_crt, ca_key) = (format!("{ca}.crt"), format!("{ca}.key"));
-  openssl(
-    dir,
-    &[
-      "x509",
-      "-req",
-      "-in",
-      &csr,
-      "-CA",
-      &ca_crt,
-      "-CAkey",
-      &ca_key,
-      "-CAcreateserial",
-      "-out",
-      &crt,
-      "-days",
-      "1",
-      "-extfile",
-      &extfile,
-    ],
-  );
-}
-
 fn start_tls_server() -> TlsServer {
   start_tls_server_with(false)
 }
@@ -102,19 +39,9 @@ fn start_tls_server_with(auth_clients: bool) -> TlsServer {
     support::free_port()
   ));
   std::fs::create_dir_all(&dir).unwrap();
-  make_ca(&dir, "ca");
-  make_ca(&dir, "other-ca");
-  make_signed(
-    &dir,
-    "server",
-    "localhost",
-    "ca",
-    "subjectAltName=DNS:localhost,IP:127.0.0.1\n",
-  );
+  support::certs::make_certs(&dir);
   if auth_clients {
-    let client_ext = "extendedKeyUsage=clientAuth\n";
-    make_signed(&dir, "client", "ferrocache", "ca", client_ext);
-    make_signed(&dir, "foreign-client", "ferrocache", "other-ca", client_ext);
+    support::certs::make_client_certs(&dir);
   }
   let port = support::free_port();
   let child = Command::new("redis-server")

@@ -1,19 +1,24 @@
-// The two modes the contract suite runs in: `memory://`, and Redis against a
-// private redis-server started by the test file. Use with describe.each(MODES).
+// The modes the contract suite runs in: `memory://`; Redis against a private
+// redis-server started by the test file; a Redis Cluster and a Sentinel set-up,
+// shared by the whole run (started once by jest.global-setup.ts; every manager has
+// its own keyPrefix). Use with describe.each(modes()).
 
 import { createCacheManager, CacheManager, CacheOptions } from '../..'
 import { RawRedis, RedisServer, startRedis, uniquePrefix } from './redis-server'
+import { cli, clusterMasters, MASTER_NAME, RawCluster, RawView, startCluster, startSentinel } from './topology'
 
 export interface Mode {
-  name: 'memory' | 'redis'
+  name: 'memory' | 'redis' | 'cluster' | 'sentinel'
   /** Starts what the mode needs (beforeAll). */
   setup(): Promise<void>
   /** Stops it (afterAll). */
   teardown(): Promise<void>
-  /** The url managers of this mode use. */
+  /** The url managers of this mode use (memory and redis modes only). */
   url(): string
-  /** A raw client in Redis mode, null in memory mode. */
-  raw(): RawRedis | null
+  /** How managers of this mode reach their store (`url`, `cluster` or `sentinel`). */
+  options(): CacheOptions
+  /** A raw client in the Redis modes, null in memory mode. */
+  raw(): RawView | null
 }
 
 function memoryMode(): Mode {
@@ -22,6 +27,7 @@ function memoryMode(): Mode {
     setup: async () => {},
     teardown: async () => {},
     url: () => 'memory://',
+    options: () => ({ url: 'memory://' }),
     raw: () => null,
   }
 }
@@ -44,14 +50,75 @@ function redisMode(): Mode {
       if (!server) throw new Error('redis mode not set up')
       return server.url
     },
+    options() {
+      return { url: this.url() }
+    },
     raw: () => raw,
   }
 }
 
-/** Fresh mode objects (one redis-server per test file that uses them). */
-export function modes(): Mode[] {
-  return [memoryMode(), redisMode()]
+const noUrl = (name: string) => () => {
+  throw new Error(`${name} mode has no single url; use options()`)
 }
+
+/** The shared cluster (FC_CLUSTER_NODES from the global setup), or one of its own. */
+function clusterMode(): Mode {
+  let nodes: string[] = []
+  let own: Awaited<ReturnType<typeof startCluster>> | null = null
+  let raw: RawCluster | null = null
+  return {
+    name: 'cluster',
+    async setup() {
+      if (process.env.FC_CLUSTER_NODES) nodes = process.env.FC_CLUSTER_NODES.split(',')
+      else {
+        own = await startCluster()
+        nodes = own.urls
+      }
+      raw = new RawCluster(nodes.map((u) => Number(u.split(':').pop())))
+    },
+    async teardown() {
+      if (raw) await raw.close()
+      if (own) await own.stop()
+    },
+    url: noUrl('cluster'),
+    options: () => ({ cluster: { nodes } }),
+    raw: () => raw,
+  }
+}
+
+/** The shared Sentinel set-up (FC_SENTINEL_NODES from the global setup), or one of its own. */
+function sentinelMode(): Mode {
+  let nodes: string[] = []
+  let own: Awaited<ReturnType<typeof startSentinel>> | null = null
+  let raw: RawRedis | null = null
+  return {
+    name: 'sentinel',
+    async setup() {
+      if (process.env.FC_SENTINEL_NODES) nodes = process.env.FC_SENTINEL_NODES.split(',')
+      else {
+        own = await startSentinel()
+        nodes = own.urls
+      }
+      const sentinelPort = Number(nodes[0].split(':').pop())
+      const master = (await cli(sentinelPort, 'SENTINEL', 'GET-MASTER-ADDR-BY-NAME', MASTER_NAME)).split('\n')
+      raw = new RawRedis(Number(master[1]))
+    },
+    async teardown() {
+      if (raw) await raw.close()
+      if (own) await own.stop()
+    },
+    url: noUrl('sentinel'),
+    options: () => ({ sentinel: { nodes, masterName: MASTER_NAME } }),
+    raw: () => raw,
+  }
+}
+
+/** Fresh mode objects (one redis-server per test file that uses them; shared cluster and sentinel). */
+export function modes(): Mode[] {
+  return [memoryMode(), redisMode(), clusterMode(), sentinelMode()]
+}
+
+export { clusterMasters }
 
 /**
  * Registers beforeAll/afterAll/afterEach for `mode` in the current describe and
@@ -65,7 +132,7 @@ export function useManagers(mode: Mode): (extra?: CacheOptions) => CacheManager 
   })
   afterAll(() => mode.teardown())
   return (extra: CacheOptions = {}) => {
-    const m = createCacheManager({ url: mode.url(), keyPrefix: uniquePrefix(mode.name), ...extra })
+    const m = createCacheManager({ ...mode.options(), keyPrefix: uniquePrefix(mode.name), ...extra })
     open.push(m)
     return m
   }

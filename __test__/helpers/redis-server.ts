@@ -85,10 +85,19 @@ const live = new Set<RedisServer>()
  * waits until it answers PING (a -NOAUTH answer counts: the server is up). Resolves
  * null if the process exited before answering (the port was taken meanwhile).
  */
-export async function startRedisOn(port: number, extraArgs: string[] = []): Promise<RedisServer | null> {
+export async function startRedisOn(
+  port: number,
+  extraArgs: string[] = [],
+  configFile?: string,
+): Promise<RedisServer | null> {
   const child: ChildProcess = spawn(
     'redis-server',
-    ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', ...extraArgs],
+    [
+      ...(configFile ? [configFile] : []), // a sentinel needs a (writable) config file, first
+      ...['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'],
+      ...['--repl-diskless-sync-delay', '0'], // replicas sync at once (a failover needs synced replicas)
+      ...extraArgs,
+    ],
     { cwd: os.tmpdir(), stdio: ['ignore', 'pipe', 'pipe'] },
   )
   let out = ''
@@ -142,9 +151,14 @@ export async function startRedisOn(port: number, extraArgs: string[] = []): Prom
 }
 
 /** Starts a private redis-server on a free loopback port (with `extraArgs`) and waits until it answers. */
-export async function startRedis(extraArgs: string[] = []): Promise<RedisServer> {
+export async function startRedis(
+  extraArgs: string[] = [],
+  port: () => Promise<number> = freePort,
+  configFile?: (port: number) => string,
+): Promise<RedisServer> {
   for (let attempt = 0; attempt < 5; attempt++) {
-    const server = await startRedisOn(await freePort(), extraArgs)
+    const p = await port()
+    const server = await startRedisOn(p, extraArgs, configFile && configFile(p))
     if (server) return server
   }
   throw new Error('could not start redis-server on a free port after 5 attempts')

@@ -1,7 +1,9 @@
 //! Test support: a private `redis-server` on a free loopback port, stopped by pid.
 #![allow(dead_code)] // each test crate uses part of the support code
 
+pub mod certs;
 pub mod contract;
+pub mod topology;
 
 use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
@@ -27,19 +29,8 @@ impl RedisServer {
 
   /// Starts redis-server on `port` with `extra` arguments (e.g. `--requirepass x`).
   pub fn start_with(port: u16, extra: &[&str]) -> Self {
-    let port_arg = port.to_string();
-    let base = [
-      "--port",
-      &port_arg,
-      "--bind",
-      "127.0.0.1",
-      "--save",
-      "",
-      "--appendonly",
-      "no",
-    ];
     let child = Command::new("redis-server")
-      .args(base)
+      .args(base_args(port))
       .args(extra)
       .stdout(Stdio::null())
       .stderr(Stdio::null())
@@ -91,6 +82,24 @@ impl Drop for RedisServer {
     let _ = self.child.kill();
     let _ = self.child.wait();
   }
+}
+
+/// Loopback, no persistence, replicas synced at once (no diskless-sync delay).
+pub fn base_args(port: u16) -> Vec<String> {
+  let args = [
+    "--port",
+    &port.to_string(),
+    "--bind",
+    "127.0.0.1",
+    "--save",
+    "",
+    "--appendonly",
+    "no",
+    "--repl-diskless-sync-delay",
+    "0",
+  ]
+  .map(String::from);
+  args.to_vec()
 }
 
 /// A loopback port nothing listens on right now.
