@@ -196,7 +196,7 @@ export interface FailoverStatus {
 export interface FallbackOptions {
   /** Serve from memory while Redis fails; default true. When false, calls reject with `ERR_REDIS_UNAVAILABLE`. */
   enabled?: boolean
-  /** Byte budget of the in-process store (keys + values + 64 bytes per entry); default 64 MiB. */
+  /** Byte budget of the in-process store (keys + values + 320 bytes per entry, 480 for a tenant's); default 64 MiB. */
   maxBytes?: number
   /**
    * The most one tenant may hold in the in-process store; past it, the tenant's own

@@ -536,6 +536,8 @@ describe('3. replay after a hang (SIGSTOP/SIGCONT)', () => {
     await Promise.all([a.m.setSession('z', 'v1'), a.m.setSession('y', 'y1'), a.m.setSession('x', 'x1')])
     const firstWrites = now() - t0
     expect(firstWrites).toBeLessThan(TIMEOUT + MARGIN)
+    // the event comes through its own threadsafe function: it may arrive after the calls settle
+    await waitFor('fallback event', () => a.fallback.length > 0, 1000)
     expect(a.fallback.length).toBe(1)
     await a.m.setSession('z', 'v2') // newer, in memory mode
     expect(await a.m.getSession('z')).toBe('v2')

@@ -465,7 +465,9 @@ impl Backend {
 /// tenant part, kind tag, key) plus the largest value plus the per-entry overhead.
 fn largest_entry_bytes(key_prefix: &str, max_key_bytes: usize, max_value_bytes: usize) -> u64 {
   let tenant_part = crate::keys::MAX_TENANT_BYTES + 8;
-  (key_prefix.len() + tenant_part + 2 + max_key_bytes + max_value_bytes) as u64 + crate::store::memory::ENTRY_OVERHEAD
+  (key_prefix.len() + tenant_part + 2 + max_key_bytes + max_value_bytes) as u64
+    + crate::store::memory::ENTRY_OVERHEAD
+    + crate::store::memory::LEDGER_OVERHEAD
 }
 
 /// A whole number option within `[min, max]`, or its default.

@@ -175,7 +175,7 @@ pub struct RetryOptions {
 pub struct FallbackOptions {
   /// Serve from memory while Redis fails; default true. When false, calls reject with `ERR_REDIS_UNAVAILABLE`.
   pub enabled: Option<bool>,
-  /// Byte budget of the in-process store (keys + values + 64 bytes per entry); default 64 MiB.
+  /// Byte budget of the in-process store (keys + values + 320 bytes per entry, 480 for a tenant's); default 64 MiB.
   pub max_bytes: Option<f64>,
   /// The most one tenant may hold in the in-process store; past it, the tenant's own
   /// cold entries are evicted. Default: 1/8 of `maxBytes` (raised to fit the largest value).

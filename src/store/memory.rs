@@ -1,7 +1,8 @@
 //! The in-process store: quick_cache weighted by bytes, with a TTL per entry.
 //!
 //! ## Behavior
-//! - Each entry weighs `key bytes + value bytes + ENTRY_OVERHEAD`; the total stays
+//! - Each entry weighs `key bytes + value bytes + ENTRY_OVERHEAD` (+ `LEDGER_OVERHEAD`
+//!   for a tenant's entry), overheads measured by bench/memory-overhead.js; the total stays
 //!   within the byte budget by evicting cold entries (CLOCK-Pro, via quick_cache).
 //! - quick_cache has no TTL: an expiry instant is kept with each value, checked on
 //!   every read, and expired entries are swept at most every [`SWEEP_INTERVAL`].
@@ -29,8 +30,13 @@ use quick_cache::{DefaultHashBuilder, Lifecycle, OptionsBuilder, Weighter};
 use crate::error::{Error, Result};
 use crate::store::Store;
 
-/// Bytes charged per entry on top of key and value (map slot, Arc header, expiry).
-pub const ENTRY_OVERHEAD: u64 = 64;
+/// Bytes charged per entry on top of key and value: map slot, key and value
+/// allocations (rounded up by malloc), expiry, CLOCK-Pro ghost entries. Measured:
+/// ~300 bytes per 1 KB entry above key + value (bench/memory-overhead.js).
+pub const ENTRY_OVERHEAD: u64 = 320;
+/// Extra bytes charged for a tenant's entry: its ledger copy (key, weight, expiry).
+/// Measured: ~150 bytes per entry.
+pub const LEDGER_OVERHEAD: u64 = 160;
 /// Minimum pause between two sweeps of expired entries.
 pub const SWEEP_INTERVAL: Duration = Duration::from_secs(5);
 const MAX_SHARDS: u64 = 16;
@@ -62,7 +68,7 @@ struct ByteWeighter;
 
 impl Weighter<Box<str>, Entry> for ByteWeighter {
   fn weight(&self, key: &Box<str>, val: &Entry) -> u64 {
-    entry_weight(key.len(), val.value.len())
+    entry_weight(key.len(), val.value.len(), val.tenant.is_some())
   }
 }
 
@@ -135,8 +141,9 @@ fn sized_options(max_bytes: u64, largest_entry: u64, min_items: u64) -> quick_ca
     .expect("weight capacity and shard count are valid")
 }
 
-fn entry_weight(key_len: usize, value_len: usize) -> u64 {
-  key_len as u64 + value_len as u64 + ENTRY_OVERHEAD
+fn entry_weight(key_len: usize, value_len: usize, tenant: bool) -> u64 {
+  let ledger = if tenant { LEDGER_OVERHEAD } else { 0 };
+  key_len as u64 + value_len as u64 + ENTRY_OVERHEAD + ledger
 }
 
 /// Entries and bytes one tenant holds.
@@ -219,7 +226,7 @@ impl MemoryStore {
   /// Stores `value` until `expires_at`, charged to `tenant`'s budget if any;
   /// refuses an entry too heavy for a shard (of the store or of the tenant's budget).
   pub fn set_until(&self, tenant: Option<&str>, key: &str, value: Arc<str>, expires_at: Instant) -> Result<()> {
-    let weight = entry_weight(key.len(), value.len());
+    let weight = entry_weight(key.len(), value.len(), tenant.is_some());
     if weight > admissible_weight(self.cache.shard_capacity()) {
       return Err(Error::TooLarge(format!(
         "entry of {weight} bytes does not fit the in-process store (fallback.maxBytes {})",
@@ -577,7 +584,7 @@ mod tests {
     s.set_until(Some("a"), "a:x2", "1".into(), far_future()).unwrap();
     s.set_until(Some("a"), "a:y", "1".into(), far_future()).unwrap();
     s.set_until(None, "g", "1".into(), far_future()).unwrap();
-    let w = |k: &str, v: &str| entry_weight(k.len(), v.len());
+    let w = |k: &str, v: &str| entry_weight(k.len(), v.len(), true);
     assert_eq!(
       s.tenant_usage("a"),
       TenantUsage {

@@ -390,10 +390,10 @@ impl SentinelSet {
     };
     let mport = free_port();
     let master = data(mport, &[]);
-    wait_for("master", Duration::from_secs(10), || master.cli(&["PING"]) == "PONG");
+    wait_for("master", Duration::from_secs(30), || master.cli(&["PING"]) == "PONG");
     let rport = free_port();
     let replica = data(rport, &["--replicaof".into(), "127.0.0.1".into(), mport.to_string()]);
-    wait_for("replica in sync", Duration::from_secs(10), || {
+    wait_for("replica in sync", Duration::from_secs(30), || {
       replica.cli(&["INFO", "replication"]).contains("master_link_status:up")
     });
     let sentinels: Vec<Node> = (0..3)
