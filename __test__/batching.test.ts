@@ -3,6 +3,7 @@
 
 import { CacheManager } from '..'
 import { modes, useManagers } from './helpers/modes'
+import { RawRedis, uniquePrefix } from './helpers/redis-server'
 
 const [, redis] = modes()
 
@@ -57,6 +58,25 @@ describe('batched calls (redis mode)', () => {
     await expect(m.getSession('ok1')).resolves.toBe(1)
     await expect(m.getSession('big')).resolves.toBeNull()
     await expect(m.getCachedQuery('ok2')).resolves.toBe(2)
+  })
+
+  it('an error reply to one command of the pipeline rejects that call alone (ERR_REDIS)', async () => {
+    const keyPrefix = uniquePrefix('pipe')
+    const m = make({ keyPrefix })
+    const raw = new RawRedis(Number(new URL(redis.url()).port))
+    try {
+      await raw.client.rpush(`${keyPrefix}s:list`, 'x') // a foreign key of the wrong type
+      await m.setSession('ok', 1)
+      const results = await Promise.allSettled([m.getSession('ok'), m.getSession('list'), m.setSession('ok2', 2), m.getSession('nope')])
+      expect(results.map((r) => r.status)).toEqual(['fulfilled', 'rejected', 'fulfilled', 'fulfilled'])
+      expect((results[1] as PromiseRejectedResult).reason.code).toBe('ERR_REDIS')
+      expect((results[0] as PromiseFulfilledResult<unknown>).value).toBe(1)
+      expect((results[3] as PromiseFulfilledResult<unknown>).value).toBeNull()
+      await expect(m.getSession('ok2')).resolves.toBe(2)
+      expect(m.metrics().mode).toBe('redis') // a reply error is not an outage
+    } finally {
+      await raw.close()
+    }
   })
 
   it('calls issued in one tick after close() all reject with ERR_CLOSED', async () => {

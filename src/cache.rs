@@ -507,6 +507,104 @@ impl Cache {
     Ok(removed)
   }
 
+  /// Runs gets and sets with the results separate calls of [`Cache::get`] and
+  /// [`Cache::set`] would give, in order. Against one Redis server (not a
+  /// Cluster), the calls that go to Redis share one pipeline: one round trip and
+  /// one retry budget; if it fails, each of them is served like a failed call.
+  pub async fn run_batch(&self, items: &[BatchItem<'_>]) -> Vec<Result<Option<String>>> {
+    let redis = match &self.redis {
+      Some(r) if items.len() > 1 && r.pipelines() && self.breaker.allows_calls() => r,
+      _ => {
+        let calls = items.iter().map(|item| async move {
+          match *item {
+            BatchItem::Get(scope, kind, key) => self.get(scope, kind, key).await,
+            BatchItem::Set(scope, kind, key, json, ttl) => self.set(scope, kind, key, json, ttl).await.map(|()| None),
+          }
+        });
+        return futures_util::future::join_all(calls).await;
+      }
+    };
+    let mut results: Vec<Option<Result<Option<String>>>> = items.iter().map(|_| None).collect();
+    // (index, full key, write: json and TTL in ms) of the calls for Redis
+    let mut piped: Vec<Piped> = Vec::new();
+    for (i, item) in items.iter().enumerate() {
+      match *item {
+        BatchItem::Get(scope, kind, key) => match self.full_key(scope, kind, key) {
+          Err(e) => results[i] = Some(Err(e)),
+          Ok(full) => match self.journal.lookup(&full, Instant::now()) {
+            Lookup::Value(v) => results[i] = Some(Ok(Some(v.to_string()))),
+            Lookup::Gone => results[i] = Some(Ok(None)),
+            Lookup::Unknown => piped.push((i, full, None)),
+          },
+        },
+        BatchItem::Set(scope, kind, key, json, ttl_secs) => {
+          let checked = self.full_key(scope, kind, key).and_then(|full| {
+            let ttl = self.ttl(kind, ttl_secs)?;
+            self.check_value(json)?;
+            Ok((full, ttl))
+          });
+          match checked {
+            Err(e) => results[i] = Some(Err(e)),
+            Ok((full, ttl)) if self.routes_to_redis(&full) => piped.push((i, full, Some((json, ttl)))),
+            Ok((full, ttl)) => {
+              let local = self
+                .refuse_without_fallback()
+                .and_then(|()| self.write_local(scope, kind, &full, json, ttl, false));
+              results[i] = Some(local.map(|()| None));
+            }
+          }
+        }
+      }
+    }
+    if !piped.is_empty() {
+      let ops: Vec<(&str, Option<(&str, u64)>)> = piped.iter().map(|(_, full, w)| (full.as_str(), *w)).collect();
+      match self.redis_call(|| redis.get_set_many(&ops)).await {
+        Ok(replies) => {
+          for ((i, full, write), reply) in piped.iter().zip(replies) {
+            if reply.is_err() {
+              self.metrics.redis_error(false);
+            } else if write.is_some() {
+              self.memory.delete_now(items[*i].scope().tenant(), full);
+            }
+            results[*i] = Some(reply);
+          }
+        }
+        Err(e) => {
+          let uncertain = e.may_have_been_applied();
+          // every call of the pipeline failed: counted as that many failed calls, as
+          // separate calls would be (the breaker opens after 3 of them)
+          for _ in 1..piped.len() {
+            self.metrics.redis_error(e.is_timeout());
+            let _ = self.on_redis_failure(e.clone());
+          }
+          let outcome = self.on_redis_failure(e);
+          for (i, full, write) in &piped {
+            let (scope, kind) = (items[*i].scope(), items[*i].kind());
+            results[*i] = Some(match (&outcome, write) {
+              (Err(e), _) => Err(e.clone()),
+              (Ok(()), None) => Ok(self.read_outage(full).map(|v| v.to_string())),
+              (Ok(()), Some((json, ttl))) => self
+                .write_local(scope, kind, full, json, *ttl, uncertain)
+                .map(|()| None),
+            });
+          }
+        }
+      }
+    }
+    let results: Vec<Result<Option<String>>> = results
+      .into_iter()
+      .map(|r| r.unwrap_or_else(|| Err(Error::invalid("batch: call not run"))))
+      .collect();
+    for (item, result) in items.iter().zip(&results) {
+      match (item, result) {
+        (BatchItem::Get(scope, kind, _), Ok(v)) => self.count_read(*scope, *kind, v.is_some()),
+        (BatchItem::Set(_, kind, ..), Ok(_)) => self.metrics.set(*kind),
+        _ => {}
+      }
+    }
+    results
+  }
+
   async fn get_uncounted(&self, scope: Scope<'_>, kind: Kind, key: &str) -> Result<Option<String>> {
     let key = self.full_key(scope, kind, key)?;
     let Some(redis) = &self.redis else {
@@ -636,6 +734,32 @@ impl Cache {
     Err(Error::RedisUnavailable(format!(
       "Redis is unavailable and fallback is disabled: {cause}"
     )))
+  }
+}
+
+/// A call of [`Cache::run_batch`] for Redis: its index, full key, and for a set
+/// the JSON and TTL in ms.
+type Piped<'a> = (usize, String, Option<(&'a str, u64)>);
+
+/// One call of [`Cache::run_batch`].
+#[derive(Debug, Clone, Copy)]
+pub enum BatchItem<'a> {
+  /// `get(scope, kind, key)`.
+  Get(Scope<'a>, Kind, &'a str),
+  /// `set(scope, kind, key, json, ttl_secs)`.
+  Set(Scope<'a>, Kind, &'a str, &'a str, Option<f64>),
+}
+
+impl<'a> BatchItem<'a> {
+  fn scope(&self) -> Scope<'a> {
+    match *self {
+      BatchItem::Get(scope, ..) | BatchItem::Set(scope, ..) => scope,
+    }
+  }
+  fn kind(&self) -> Kind {
+    match *self {
+      BatchItem::Get(_, kind, _) | BatchItem::Set(_, kind, ..) => kind,
+    }
   }
 }
 

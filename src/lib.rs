@@ -34,7 +34,7 @@ use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode};
 use napi_derive::napi;
 
 use crate::breaker::State;
-use crate::cache::{Cache, Mode};
+use crate::cache::{BatchItem, Cache, Mode};
 use crate::config::ConfigBuilder;
 use crate::events::{Event, EventSink};
 use crate::failover::Simulation;
@@ -78,6 +78,7 @@ enum BatchOp<'a> {
 }
 
 /// What a batched set writes.
+#[derive(Clone, Copy)]
 struct Write<'a> {
   json: &'a str,
   /// None: the kind's default TTL.
@@ -400,15 +401,24 @@ impl NativeCache {
     tenants: Vec<String>,
   ) -> Result<Vec<Settled<Option<String>>>> {
     let ops = batch_ops(&ops, &keys, &values, &ttls, &tenants)?;
-    let cache = &self.inner;
-    let calls = ops.into_iter().map(|op| async move {
-      settled(match op {
-        BatchOp::Get(scope, kind, key) => cache.get(scope, kind, key).await,
-        BatchOp::Set(scope, kind, key, w) => cache.set(scope, kind, key, w.json, w.ttl).await.map(|()| None),
-        BatchOp::Bad => Err(bad_op()),
+    let items: Vec<BatchItem> = ops
+      .iter()
+      .filter_map(|op| match *op {
+        BatchOp::Get(scope, kind, key) => Some(BatchItem::Get(scope, kind, key)),
+        BatchOp::Set(scope, kind, key, Write { json, ttl }) => Some(BatchItem::Set(scope, kind, key, json, ttl)),
+        BatchOp::Bad => None,
       })
-    });
-    Ok(futures_util::future::join_all(calls).await)
+      .collect();
+    let mut done = self.inner.run_batch(&items).await.into_iter();
+    Ok(
+      ops
+        .iter()
+        .map(|op| match op {
+          BatchOp::Bad => settled(Err(bad_op())),
+          _ => settled(done.next().unwrap_or_else(|| Err(bad_op()))),
+        })
+        .collect(),
+    )
   }
 
   /// `batch` answered on the calling thread, for while `servesLocally`: no thread

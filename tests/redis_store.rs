@@ -421,3 +421,63 @@ async fn a_replay_redis_keeps_refusing_is_reported_once_and_backed_off() {
     Some("1")
   );
 }
+
+#[tokio::test]
+async fn a_batch_shares_one_pipeline_with_the_results_of_separate_calls() {
+  use ferrocache::cache::BatchItem;
+  let server = RedisServer::start();
+  let cache = cache_for(&server.url());
+  server.cli(&["RPUSH", "fc:s:list", "x"]); // a foreign key of the wrong type
+  cache.set(Scope::Global, Kind::Session, "old", "1", None).await.unwrap();
+  let tenant = Scope::Tenant("t");
+  let items = [
+    BatchItem::Set(Scope::Global, Kind::Session, "a", "\"A\"", None),
+    BatchItem::Get(Scope::Global, Kind::Session, "old"),
+    BatchItem::Set(tenant, Kind::Query, "q", "2", Some(60.0)),
+    BatchItem::Get(Scope::Global, Kind::Session, "missing"),
+    BatchItem::Get(Scope::Global, Kind::Session, "list"),
+    BatchItem::Set(Scope::Global, Kind::Session, "", "1", None),
+  ];
+  let results = cache.run_batch(&items).await;
+  assert_eq!(results[0], Ok(None));
+  assert_eq!(results[1], Ok(Some("1".into())));
+  assert_eq!(results[2], Ok(None));
+  assert_eq!(results[3], Ok(None));
+  assert_eq!(results[4].as_ref().unwrap_err().code(), "ERR_REDIS", "{:?}", results[4]);
+  assert_eq!(results[5].as_ref().unwrap_err().code(), "ERR_INVALID_ARG");
+  assert_eq!(server.cli(&["GET", "fc:s:a"]), "\"A\"");
+  assert_eq!(server.cli(&["GET", "fc:t:1:t:q:q"]), "2");
+  let m = cache.metrics();
+  assert_eq!(
+    (m.session.hits, m.session.misses, m.session.sets, m.query.sets),
+    (1, 1, 2, 1)
+  );
+  assert_eq!(cache.mode(), Mode::Redis, "a reply error is not an outage");
+}
+
+#[tokio::test]
+async fn a_failed_batch_counts_each_call_and_serves_it_from_memory() {
+  use ferrocache::cache::BatchItem;
+  let server = RedisServer::start();
+  let cache = cache_for(&server.url());
+  cache
+    .set(Scope::Global, Kind::Session, "warm", "1", None)
+    .await
+    .unwrap();
+  server.kill(); // the pipeline itself fails (refused), not a breaker already open
+  assert_eq!(cache.mode(), Mode::Redis);
+  let items = [
+    BatchItem::Set(Scope::Global, Kind::Session, "a", "1", None),
+    BatchItem::Set(Scope::Global, Kind::Session, "b", "2", None),
+    BatchItem::Get(Scope::Global, Kind::Session, "a"),
+  ];
+  let results = cache.run_batch(&items).await;
+  assert!(results.iter().all(|r| r.is_ok()), "{results:?}");
+  assert_eq!(cache.mode(), Mode::Memory, "three failed calls open the breaker");
+  assert_eq!(
+    cache.get(Scope::Global, Kind::Session, "b").await.unwrap().as_deref(),
+    Some("2"),
+    "served from memory (journaled)"
+  );
+  assert_eq!(cache.failover_status().journal_depth, 2);
+}

@@ -452,6 +452,58 @@ impl RedisStore {
     self.with_conn(|mut conn| async move { conn.run(cmd).await }).await
   }
 
+  /// True when [`RedisStore::get_set_many`] may be used: one server per connection
+  /// (a single server or the Sentinel master; a Cluster spreads keys over nodes).
+  pub fn pipelines(&self) -> bool {
+    !matches!(&*self.target, Target::Cluster { .. })
+  }
+
+  /// GETs (`None`) and SETs (`Some((value, ttl_ms))`) of `ops` in one pipeline: one
+  /// round trip. Per op, in order: the GET's text (or None), None for a SET, or the
+  /// error reply of that one command; `Err` when the pipeline as a whole failed
+  /// (outage). Not for a Cluster ([`RedisStore::pipelines`]).
+  pub async fn get_set_many(&self, ops: &[(&str, Option<(&str, u64)>)]) -> Result<Vec<Result<Option<String>>>> {
+    let mut pipe = redis::pipe();
+    pipe.ignore_errors();
+    for (key, set) in ops {
+      match set {
+        None => pipe.cmd("GET").arg(*key),
+        Some((value, ttl_ms)) => pipe.cmd("SET").arg(*key).arg(*value).arg("PX").arg(*ttl_ms),
+      };
+    }
+    let replies: Vec<redis::RedisResult<redis::Value>> = self
+      .with_conn(|conn| async move {
+        match conn {
+          Conn::Plain(mut c) => pipe.query_async(&mut c).await,
+          Conn::Cluster(mut c) => pipe.query_async(&mut c).await,
+        }
+      })
+      .await?;
+    if replies.len() != ops.len() {
+      return Err(Error::Redis {
+        kind: RedisFailure::Connection,
+        message: format!("pipeline of {} commands got {} replies", ops.len(), replies.len()),
+      });
+    }
+    Ok(
+      replies
+        .into_iter()
+        .zip(ops)
+        .map(|(reply, (_, set))| {
+          let value = reply.map_err(Error::from)?;
+          if set.is_some() {
+            return Ok(None);
+          }
+          let bytes: Option<Vec<u8>> = redis::from_redis_value(value).map_err(|e| Error::Redis {
+            kind: RedisFailure::Reply,
+            message: e.to_string(),
+          })?;
+          bytes.map(String::from_utf8).transpose().map_err(|_| not_utf8())
+        })
+        .collect(),
+    )
+  }
+
   /// Runs one command on the Cluster node at `host:port` (the crate's routing by address).
   async fn query_node<T: redis::FromRedisValue>(&self, cmd: &Cmd, host: &str, port: u16) -> Result<T> {
     let routing = RoutingInfo::SingleNode(SingleNodeRoutingInfo::ByAddress {
@@ -574,16 +626,20 @@ impl RedisStore {
   }
 }
 
+fn not_utf8() -> Error {
+  Error::Redis {
+    kind: RedisFailure::Reply,
+    message: "the value stored at this key is not UTF-8 text (written by another client?)".into(),
+  }
+}
+
 impl Store for RedisStore {
   fn get(&self, key: &str) -> impl Future<Output = Result<Option<String>>> + Send {
     let mut cmd = redis::cmd("GET");
     cmd.arg(key);
     async move {
       let bytes: Option<Vec<u8>> = self.query(&cmd).await?;
-      bytes.map(String::from_utf8).transpose().map_err(|_| Error::Redis {
-        kind: RedisFailure::Reply,
-        message: "the value stored at this key is not UTF-8 text (written by another client?)".into(),
-      })
+      bytes.map(String::from_utf8).transpose().map_err(|_| not_utf8())
     }
   }
 
