@@ -345,6 +345,9 @@ async function main() {
   )
   out.push(`- W3: ferrocache invalidateCache returned ${W3.matching}; the SCAN peer deleted ${W3.matching}; DBSIZE dropped by exactly ${W3.matching}; all near-miss keys survived.`)
   out.push('- "misses" counts reads that found nothing; a miss after an acknowledged write is flagged in the table (none expected: TTLs are far away and every store has room).')
+  // the record of what was tried (hand-written, kept across runs)
+  const history = path.join(__dirname, 'HISTORY.md')
+  if (fs.existsSync(history)) out.push('', fs.readFileSync(history, 'utf8').trimEnd())
   const text = out.join('\n') + '\n'
   console.log(text)
   if (resultsPath !== '-') fs.writeFileSync(resultsPath, text)
