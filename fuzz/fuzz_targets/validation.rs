@@ -70,6 +70,8 @@ struct Options {
   retry_max_delay_ms: Option<Num>,
   fallback_enabled: Option<bool>,
   fallback_max_bytes: Option<Num>,
+  fallback_max_bytes_per_tenant: Option<Num>,
+  tenant_metrics_limit: Option<Num>,
   max_key_bytes: Option<Num>,
   max_value_bytes: Option<Num>,
   metrics: Option<bool>,
@@ -150,6 +152,8 @@ fn builder(o: &Options, force_memory: bool) -> ConfigBuilder {
     retry_max_delay_ms: n(&o.retry_max_delay_ms),
     fallback_enabled: o.fallback_enabled,
     fallback_max_bytes: n(&o.fallback_max_bytes),
+    fallback_max_bytes_per_tenant: n(&o.fallback_max_bytes_per_tenant),
+    tenant_metrics_limit: n(&o.tenant_metrics_limit),
     max_key_bytes: n(&o.max_key_bytes),
     max_value_bytes: n(&o.max_value_bytes),
     metrics: o.metrics,
@@ -162,6 +166,7 @@ fn builder(o: &Options, force_memory: bool) -> ConfigBuilder {
         key_file: o.key_file.clone(),
       }
     },
+    ..Default::default() // Cluster / Sentinel: validated like `url` (not fuzzed here)
   }
 }
 
