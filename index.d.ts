@@ -119,6 +119,11 @@ export interface CacheScope {
   /** Removes every query result of this scope; returns how many. */
   invalidateAll(): Promise<number>
   /**
+   * Removes every session of this scope (the manager's own, or one tenant's): `SCAN` + `UNLINK`
+   * like `invalidateAll`, never blocking Redis; returns how many. During an outage it is journaled.
+   */
+  deleteAllSessions(): Promise<number>
+  /**
    * The cached query result for `key`, or else `await loader()` cached for `ttlSeconds` (default
    * `ttl.query`). Concurrent calls for one key in this process share one loader call; each gets a
    * fresh copy. A loader that throws (or returns undefined) caches nothing and rejects every waiter.
@@ -139,6 +144,7 @@ export declare class TenantCache implements CacheScope {
   deleteCachedQuery(key: string): Promise<boolean>
   invalidateCache(prefix: string): Promise<number>
   invalidateAll(): Promise<number>
+  deleteAllSessions(): Promise<number>
   getOrSet<T>(key: string, loader: () => T | Promise<T>, ttlSeconds?: number): Promise<T>
   /** This tenant's counters and in-process store usage; synchronous, no I/O. */
   metrics(): TenantMetrics
@@ -284,6 +290,7 @@ export declare class CacheManager implements CacheScope {
   deleteCachedQuery(key: string): Promise<boolean>
   invalidateCache(prefix: string): Promise<number>
   invalidateAll(): Promise<number>
+  deleteAllSessions(): Promise<number>
   getOrSet<T>(key: string, loader: () => T | Promise<T>, ttlSeconds?: number): Promise<T>
   /** The data methods isolated to `tenantId`'s keys. */
   tenant(tenantId: string): TenantCache

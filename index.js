@@ -167,12 +167,12 @@ class Scope {
     }
   }
 
-  async #invalidate(prefix, all) {
+  async #invalidate(prefix, all, kind = QUERY) {
     if (!all) checkString('prefix', prefix)
     const native = this.#owner._native()
     try {
-      if (this.#owner._sync) return native.invalidateSync(QUERY, prefix, all, this.#tenant)
-      return settle(await native.invalidate(QUERY, prefix, all, this.#tenant))
+      if (this.#owner._sync) return native.invalidateSync(kind, prefix, all, this.#tenant)
+      return settle(await native.invalidate(kind, prefix, all, this.#tenant))
     } catch (err) {
       throw fromNative(err)
     }
@@ -216,6 +216,11 @@ class Scope {
   /** Removes every query result of this scope; returns how many. */
   invalidateAll() {
     return this.#invalidate('', true)
+  }
+
+  /** Removes every session of this scope (SCAN + UNLINK, like invalidateAll); returns how many. */
+  deleteAllSessions() {
+    return this.#invalidate('', true, SESSION)
   }
 
   /**

@@ -28,7 +28,8 @@ export interface FerrocacheStoreOptions {
  * and never throws synchronously; without a callback it returns a Promise. Errors are
  * ferrocache's (`err.code`: `ERR_INVALID_ARG` for a bad session id, `ERR_TOO_LARGE`, ...).
  *
- * `all`, `length`, `clear` and `ids` are not implemented: ferrocache has no key enumeration.
+ * `clear` removes every session of the store's scope (`deleteAllSessions`); `all`, `length` and
+ * `ids` are not implemented: ferrocache has no key enumeration.
  *
  * @throws TypeError with code `ERR_INVALID_ARG` for invalid options, or when express-session
  *   is not installed.
@@ -52,6 +53,9 @@ export declare class FerrocacheStore extends Store {
   /** Removes the session. */
   destroy(sid: string, callback: (err?: any) => void): void
   destroy(sid: string): Promise<void>
+  /** Removes every session of the store's scope (its manager's own, or its tenant's). */
+  clear(callback: (err?: any) => void): void
+  clear(): Promise<void>
   /**
    * Resets the stored session's TTL to its refreshed cookie's lifetime (re-writes the stored data
    * with the new cookie; a session destroyed meanwhile is not resurrected). No-op with `disableTouch`.

@@ -13,9 +13,10 @@
 // once, asynchronously, as callback(err, result); it never throws synchronously.
 // Without a callback it returns a Promise instead.
 //
-// all/length/clear/ids are deliberately not implemented: ferrocache has no key
-// enumeration API (SCAN over every session would be the only way, and its public
-// API does not offer it). express-session treats them as optional.
+// clear() removes every session of the store's scope (deleteAllSessions: SCAN +
+// UNLINK, never blocking Redis). all/length/ids are not implemented: ferrocache has
+// no key enumeration API (a SCAN of the keyspace per call). express-session treats
+// them as optional.
 
 const { codes, codedError: coded, describe } = require('./errors.js')
 const INVALID_ARG = codes.INVALID_ARG
@@ -154,6 +155,16 @@ class FerrocacheStore extends Base {
   /** callback(err): stores the session for its cookie's remaining lifetime (destroys it if already expired). */
   set(sid, session, callback) {
     return run(callback, () => this.#write(sid, session, false))
+  }
+
+  /**
+   * callback(err): removes every session of this store's scope (its manager's own
+   * sessions, or its tenant's) — not only express-session's, if the app stores others there.
+   */
+  clear(callback) {
+    return run(callback, async () => {
+      await this.#scope.deleteAllSessions()
+    })
   }
 
   /** callback(err): removes the session. */

@@ -49,6 +49,22 @@ describe.each(modes())('contract ($name mode)', (mode) => {
       await expect(m.getCachedQuery('q2')).resolves.toBeNull()
     })
 
+    it('deleteAllSessions removes every session of the scope and nothing else', async () => {
+      const m = make()
+      await m.setSession('a', 1)
+      await m.setSession('b', 2)
+      await m.cacheQueryResult('a', 'q')
+      await m.tenant('t').setSession('a', 't')
+      await expect(m.deleteAllSessions()).resolves.toBe(2)
+      await expect(m.getSession('a')).resolves.toBeNull()
+      await expect(m.getSession('b')).resolves.toBeNull()
+      await expect(m.getCachedQuery('a')).resolves.toBe('q')
+      await expect(m.tenant('t').getSession('a')).resolves.toBe('t')
+      await expect(m.tenant('t').deleteAllSessions()).resolves.toBe(1)
+      await expect(m.tenant('t').getSession('a')).resolves.toBeNull()
+      await expect(m.deleteAllSessions()).resolves.toBe(0)
+    })
+
     it('deleteCachedQuery removes exactly that key (not a prefix), true then false; sessions untouched', async () => {
       const m = make()
       await m.cacheQueryResult('orders', 1)

@@ -386,6 +386,19 @@ describe('FerrocacheStore over Redis', () => {
     await globex.destroy('same')
     expect(await globex.get('same')).toBeNull()
     expect(((await acme.get('same')) as any).user).toBe('A')
+
+    // clear(): every session of that store's tenant, nothing of the other tenant or the manager
+    await globex.set('g2', { cookie: c, user: 'G2' } as any)
+    await m.setSession('own', 'manager session')
+    await m.cacheQueryResult('q', 'query result')
+    await new Promise<void>((resolve, reject) => globex.clear((err?: unknown) => (err ? reject(err) : resolve())))
+    expect(await globex.get('g2')).toBeNull()
+    expect(await rr.keysStartingWith(`${prefix}t:6:globex:`)).toEqual([])
+    expect(((await acme.get('same')) as any).user).toBe('A')
+    await expect(m.getSession('own')).resolves.toBe('manager session')
+    await expect(m.getCachedQuery('q')).resolves.toBe('query result')
+    await expect(m.tenant('acme').deleteAllSessions()).resolves.toBe(2) // the login's and 'same'
+    expect(await acme.get('same')).toBeNull()
   })
 
   it('hostile but valid ids (glob characters, unicode, control characters) are stored literally', async () => {
@@ -778,8 +791,9 @@ describe('FerrocacheStore construction', () => {
     expect(store).toBeInstanceOf(session.Store)
     expect(store.manager).toBe(cacheManager)
     expect(createSessionStore({ manager: cacheManager }).manager).toBe(cacheManager)
-    // not implemented on purpose: ferrocache has no enumeration API
-    for (const name of ['all', 'length', 'clear', 'ids']) expect((store as any)[name]).toBeUndefined()
+    // not implemented on purpose: ferrocache has no enumeration API; clear needs none
+    for (const name of ['all', 'length', 'ids']) expect((store as any)[name]).toBeUndefined()
+    expect(typeof store.clear).toBe('function')
   })
 
   it('invalid options throw a TypeError/RangeError with code ERR_INVALID_ARG', () => {
