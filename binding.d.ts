@@ -48,6 +48,8 @@ export declare class NativeCache {
    * `undefined` when Redis recovered meanwhile and must be asked (send it to `batch`).
    */
   batchSync(ops: string, keys: Array<string>, values: Array<string>, ttls: Array<number>, tenants: Array<string>): Array<string | null | undefined | Error>
+  /** The keys of every live entry of the kind in the scope (SCAN; see `Cache::keys`), sorted. */
+  keys(kindId: number, tenant?: string | undefined | null): Promise<string[] | Error>
   /** Deletes a key; true if it existed. */
   delete(kindId: number, key: string, tenant?: string | undefined | null): Promise<boolean | Error>
   /** Removes every key of the kind starting with `prefix` (every key when `all`); returns the count. */

@@ -124,6 +124,12 @@ export interface CacheScope {
    */
   deleteAllSessions(): Promise<number>
   /**
+   * The ids of every live session of this scope, sorted: a `SCAN` of Redis in pages (never blocking
+   * it, but O(keyspace) per call), plus the outage journal and the in-process store. During an outage
+   * only the sessions written since it began are known.
+   */
+  listSessionIds(): Promise<string[]>
+  /**
    * The cached query result for `key`, or else `await loader()` cached for `ttlSeconds` (default
    * `ttl.query`). Concurrent calls for one key in this process share one loader call; each gets a
    * fresh copy. A loader that throws (or returns undefined) caches nothing and rejects every waiter.
@@ -145,6 +151,7 @@ export declare class TenantCache implements CacheScope {
   invalidateCache(prefix: string): Promise<number>
   invalidateAll(): Promise<number>
   deleteAllSessions(): Promise<number>
+  listSessionIds(): Promise<string[]>
   getOrSet<T>(key: string, loader: () => T | Promise<T>, ttlSeconds?: number): Promise<T>
   /** This tenant's counters and in-process store usage; synchronous, no I/O. */
   metrics(): TenantMetrics
@@ -291,6 +298,7 @@ export declare class CacheManager implements CacheScope {
   invalidateCache(prefix: string): Promise<number>
   invalidateAll(): Promise<number>
   deleteAllSessions(): Promise<number>
+  listSessionIds(): Promise<string[]>
   getOrSet<T>(key: string, loader: () => T | Promise<T>, ttlSeconds?: number): Promise<T>
   /** The data methods isolated to `tenantId`'s keys. */
   tenant(tenantId: string): TenantCache

@@ -218,6 +218,21 @@ class Scope {
     return this.#invalidate('', true)
   }
 
+  /**
+   * The ids of every live session of this scope, sorted: a `SCAN` of Redis in pages (never
+   * blocking it, but O(keyspace)), plus the outage journal and the in-process store. During an
+   * outage only sessions written since it began are known.
+   */
+  async listSessionIds() {
+    const native = this.#owner._native()
+    try {
+      const ids = await native.keys(SESSION, this.#tenant)
+      return Array.isArray(ids) ? ids : settle(ids) // an array is the answer, any other object an Error
+    } catch (err) {
+      throw fromNative(err)
+    }
+  }
+
   /** Removes every session of this scope (SCAN + UNLINK, like invalidateAll); returns how many. */
   deleteAllSessions() {
     return this.#invalidate('', true, SESSION)

@@ -29,7 +29,7 @@ export interface FerrocacheStoreOptions {
  * ferrocache's (`err.code`: `ERR_INVALID_ARG` for a bad session id, `ERR_TOO_LARGE`, ...).
  *
  * `clear` removes every session of the store's scope (`deleteAllSessions`); `all`, `length` and
- * `ids` are not implemented: ferrocache has no key enumeration.
+ * `ids` list them (`listSessionIds`: `SCAN` in pages, never blocking Redis, O(keyspace) per call).
  *
  * @throws TypeError with code `ERR_INVALID_ARG` for invalid options, or when express-session
  *   is not installed.
@@ -53,6 +53,15 @@ export declare class FerrocacheStore extends Store {
   /** Removes the session. */
   destroy(sid: string, callback: (err?: any) => void): void
   destroy(sid: string): Promise<void>
+  /** The ids of every live session of the store's scope, sorted. */
+  ids(callback: (err: any, ids?: string[]) => void): void
+  ids(): Promise<string[]>
+  /** How many live sessions the store's scope holds. */
+  length(callback: (err: any, length?: number) => void): void
+  length(): Promise<number>
+  /** Every live session of the store's scope, each with its `id`. */
+  all(callback: (err: any, sessions?: Array<Record<string, unknown> & { id: string }>) => void): void
+  all(): Promise<Array<Record<string, unknown> & { id: string }>>
   /** Removes every session of the store's scope (its manager's own, or its tenant's). */
   clear(callback: (err?: any) => void): void
   clear(): Promise<void>

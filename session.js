@@ -13,10 +13,10 @@
 // once, asynchronously, as callback(err, result); it never throws synchronously.
 // Without a callback it returns a Promise instead.
 //
-// clear() removes every session of the store's scope (deleteAllSessions: SCAN +
-// UNLINK, never blocking Redis). all/length/ids are not implemented: ferrocache has
-// no key enumeration API (a SCAN of the keyspace per call). express-session treats
-// them as optional.
+// clear() removes every session of the store's scope (deleteAllSessions) and
+// all/length/ids list them (listSessionIds): SCAN in pages, never blocking Redis,
+// but O(keyspace) per call. During an outage only sessions written since it began
+// are known.
 
 const { codes, codedError: coded, describe } = require('./errors.js')
 const INVALID_ARG = codes.INVALID_ARG
@@ -164,6 +164,34 @@ class FerrocacheStore extends Base {
   clear(callback) {
     return run(callback, async () => {
       await this.#scope.deleteAllSessions()
+    })
+  }
+
+  /** callback(err, ids): the ids of every live session of this store's scope, sorted. */
+  ids(callback) {
+    return run(callback, () => this.#scope.listSessionIds())
+  }
+
+  /** callback(err, count): how many live sessions this store's scope holds. */
+  length(callback) {
+    return run(callback, async () => (await this.#scope.listSessionIds()).length)
+  }
+
+  /**
+   * callback(err, sessions): every live session of this store's scope (an array, as
+   * express-session documents), each with its `id`; read 64 at a time.
+   */
+  all(callback) {
+    return run(callback, async () => {
+      const ids = await this.#scope.listSessionIds()
+      const sessions = []
+      for (let i = 0; i < ids.length; i += 64) {
+        const page = await Promise.all(ids.slice(i, i + 64).map((id) => this.#scope.getSession(id)))
+        page.forEach((data, j) => {
+          if (isPlainObject(data)) sessions.push({ ...data, id: ids[i + j] })
+        })
+      }
+      return sessions
     })
   }
 

@@ -123,6 +123,20 @@ describe('batched calls (redis mode)', () => {
     m.endSimulatedOutage()
   })
 
+  it('listSessionIds during an outage knows the outage sessions, and everything again after recovery', async () => {
+    const m = make()
+    await m.setSession('pre', 1)
+    await m.setSession('gone', 1)
+    m.simulateOutage({ mode: 'refuse' })
+    await m.setSession('during', 2)
+    await m.deleteSession('gone')
+    await expect(m.listSessionIds()).resolves.toEqual(['during']) // documented: only what the outage wrote
+    m.endSimulatedOutage()
+    const deadline = Date.now() + 5000
+    while ((m.metrics().mode !== 'redis' || m.metrics().journalDepth > 0) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20))
+    await expect(m.listSessionIds()).resolves.toEqual(['during', 'pre'])
+  })
+
   it('the native batch refuses mismatched arguments without crashing', async () => {
     const m = make()
     const native = (m as unknown as { _native(): { batch(...args: unknown[]): Promise<unknown> } })._native()

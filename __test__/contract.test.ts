@@ -65,6 +65,21 @@ describe.each(modes())('contract ($name mode)', (mode) => {
       await expect(m.deleteAllSessions()).resolves.toBe(0)
     })
 
+    it('listSessionIds lists the live sessions of the scope, sorted; not query keys, other scopes or expired ones', async () => {
+      const m = make()
+      await m.setSession('b', 1)
+      await m.setSession('a*[x]', 2) // glob characters are literal
+      await m.setSession('short', 3, 0.2)
+      await m.cacheQueryResult('q', 'query')
+      await m.tenant('t').setSession('t1', 't')
+      await expect(m.listSessionIds()).resolves.toEqual(['a*[x]', 'b', 'short'])
+      await expect(m.tenant('t').listSessionIds()).resolves.toEqual(['t1'])
+      await expect(m.tenant('other').listSessionIds()).resolves.toEqual([])
+      await m.deleteSession('b')
+      await new Promise((r) => setTimeout(r, 400))
+      await expect(m.listSessionIds()).resolves.toEqual(['a*[x]'])
+    })
+
     it('deleteCachedQuery removes exactly that key (not a prefix), true then false; sessions untouched', async () => {
       const m = make()
       await m.cacheQueryResult('orders', 1)

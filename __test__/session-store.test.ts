@@ -387,8 +387,16 @@ describe('FerrocacheStore over Redis', () => {
     expect(await globex.get('same')).toBeNull()
     expect(((await acme.get('same')) as any).user).toBe('A')
 
-    // clear(): every session of that store's tenant, nothing of the other tenant or the manager
+    // ids/length/all: this store's tenant only
     await globex.set('g2', { cookie: c, user: 'G2' } as any)
+    await expect(globex.ids()).resolves.toEqual(['g2'])
+    await expect(globex.length()).resolves.toBe(1)
+    await expect(acme.length()).resolves.toBe(2) // the login's and 'same'
+    const all = await acme.all()
+    expect(all.map((x) => x.id).sort()).toEqual([sid, 'same'].sort())
+    expect(all.find((x) => x.id === 'same')!.user).toBe('A')
+
+    // clear(): every session of that store's tenant, nothing of the other tenant or the manager
     await m.setSession('own', 'manager session')
     await m.cacheQueryResult('q', 'query result')
     await new Promise<void>((resolve, reject) => globex.clear((err?: unknown) => (err ? reject(err) : resolve())))
@@ -791,9 +799,8 @@ describe('FerrocacheStore construction', () => {
     expect(store).toBeInstanceOf(session.Store)
     expect(store.manager).toBe(cacheManager)
     expect(createSessionStore({ manager: cacheManager }).manager).toBe(cacheManager)
-    // not implemented on purpose: ferrocache has no enumeration API; clear needs none
-    for (const name of ['all', 'length', 'ids']) expect((store as any)[name]).toBeUndefined()
-    expect(typeof store.clear).toBe('function')
+    // the optional Store methods too (listSessionIds / deleteAllSessions)
+    for (const name of ['all', 'length', 'ids', 'clear']) expect(typeof (store as any)[name]).toBe('function')
   })
 
   it('invalid options throw a TypeError/RangeError with code ERR_INVALID_ARG', () => {

@@ -710,6 +710,31 @@ impl Cache {
     Ok(removed)
   }
 
+  /// The keys (as the caller wrote them) of every live entry of (`scope`, `kind`): from
+  /// Redis by `SCAN` (never blocking it), plus what the outage journal and the
+  /// in-process store hold, minus what was deleted or invalidated during an outage.
+  /// During an outage only what was written since it began is known. Sorted.
+  pub async fn keys(&self, scope: Scope<'_>, kind: Kind) -> Result<Vec<String>> {
+    self.check_open()?;
+    self.check_scope(scope)?;
+    let prefix = self.layout.literal_prefix(scope, kind, "");
+    let mut full: std::collections::BTreeSet<String> = self.memory.keys_with_prefix(&prefix).into_iter().collect();
+    if let Some(redis) = &self.redis {
+      if self.breaker.allows_calls() {
+        match self.redis_call(|| redis.keys_with_prefix(&prefix)).await {
+          Ok(keys) => full.extend(keys),
+          Err(e) => self.on_redis_failure(e)?,
+        }
+      } else {
+        self.refuse_without_fallback()?;
+      }
+      let now = Instant::now();
+      full.extend(self.journal.live_keys_under(&prefix, now));
+      full.retain(|k| self.journal.lookup(k, now) != Lookup::Gone);
+    }
+    Ok(full.into_iter().map(|k| k[prefix.len()..].to_string()).collect())
+  }
+
   /// A write or delete of `key` may go to Redis: breaker closed and no pending
   /// journal entry that must reach Redis first.
   fn routes_to_redis(&self, key: &str) -> bool {

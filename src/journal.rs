@@ -295,6 +295,21 @@ impl Journal {
     })
   }
 
+  /// The keys under `prefix` written during the outage and still live (for listings).
+  pub fn live_keys_under(&self, prefix: &str, now: Instant) -> Vec<String> {
+    if self.is_empty() {
+      return Vec::new();
+    }
+    self.with(|inner| {
+      inner
+        .keys
+        .iter()
+        .filter(|(k, e)| k.starts_with(prefix) && matches!(&e.0, KeyOp::Set { expires_at, .. } if *expires_at > now))
+        .map(|(k, _)| k.clone())
+        .collect()
+    })
+  }
+
   /// What the journal says about `key` (for reads before replay finished).
   pub fn lookup(&self, key: &str, now: Instant) -> Lookup {
     if self.is_empty() {

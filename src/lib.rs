@@ -450,6 +450,12 @@ impl NativeCache {
     }))
   }
 
+  /// The keys of every live entry of the kind in the scope (SCAN; see `Cache::keys`), sorted.
+  #[napi(ts_return_type = "Promise<string[] | Error>")]
+  pub async fn keys(&self, kind_id: u32, tenant: Option<String>) -> Result<Settled<Vec<String>>> {
+    settle(async { self.inner.keys(scope(&tenant), kind_of(kind_id)?).await }.await)
+  }
+
   /// Deletes a key; true if it existed.
   #[napi(ts_return_type = "Promise<boolean | Error>")]
   pub async fn delete(&self, kind_id: u32, key: String, tenant: Option<String>) -> Result<Settled<bool>> {

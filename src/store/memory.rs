@@ -306,6 +306,20 @@ impl MemoryStore {
     removed.into_inner()
   }
 
+  /// The live keys starting with `literal_prefix`.
+  pub fn keys_with_prefix(&self, literal_prefix: &str) -> Vec<String> {
+    if !self.maybe_nonempty.load(Ordering::Acquire) {
+      return Vec::new();
+    }
+    let now = Instant::now();
+    self
+      .cache
+      .iter()
+      .filter(|(k, e)| e.live(now) && k.starts_with(literal_prefix))
+      .map(|(k, _)| k.to_string())
+      .collect()
+  }
+
   /// Drops every expired entry now, and the ledgers of tenants that hold nothing.
   pub fn sweep_expired(&self) {
     let now = Instant::now();

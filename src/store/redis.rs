@@ -675,6 +675,36 @@ impl Store for RedisStore {
 }
 
 impl RedisStore {
+  /// Every key starting with `literal_prefix`: `SCAN MATCH` in pages (never blocking Redis), on
+  /// every master of a Cluster; sorted, without duplicates. Keys that are not UTF-8 are skipped.
+  pub async fn keys_with_prefix(&self, literal_prefix: &str) -> Result<Vec<String>> {
+    let pattern = match_pattern(literal_prefix);
+    let nodes: Vec<Option<(String, u16)>> = match &*self.target {
+      Target::Cluster { .. } => self.cluster_slot_map().await?.0.into_iter().map(Some).collect(),
+      _ => vec![None],
+    };
+    let mut out = Vec::new();
+    for node in &nodes {
+      let mut cursor: u64 = 0;
+      loop {
+        let mut scan = redis::cmd("SCAN");
+        scan.arg(cursor).arg("MATCH").arg(&pattern).arg("COUNT").arg(SCAN_COUNT);
+        let (next, keys): (u64, Vec<Vec<u8>>) = match node {
+          Some((host, port)) => self.query_node(&scan, host, *port).await?,
+          None => self.query(&scan).await?,
+        };
+        out.extend(keys.into_iter().filter_map(|k| String::from_utf8(k).ok()));
+        if next == 0 {
+          break;
+        }
+        cursor = next;
+      }
+    }
+    out.sort();
+    out.dedup();
+    Ok(out)
+  }
+
   /// `SCAN MATCH pattern` + `UNLINK` per page, on the connection or (Cluster) on one node.
   async fn scan_unlink(&self, pattern: &str, node: Option<(&str, u16)>) -> Result<u64> {
     let mut cursor: u64 = 0;
