@@ -597,4 +597,20 @@ mod tests {
     j.take(now);
     assert_eq!(j.with(|i| i.bytes), 0);
   }
+
+  #[test]
+  fn lists_live_outage_writes_under_a_prefix() {
+    let j = Journal::new(100, u64::MAX, "ns:");
+    let now = Instant::now();
+    assert!(j.live_keys_under("ns:s:", now).is_empty());
+    let later = now + Duration::from_secs(60);
+    j.record_set("ns:s:a", "1".into(), later, "ns:s:", false);
+    j.record_set("ns:s:old", "1".into(), now, "ns:s:", false);
+    j.record_set("ns:q:a", "1".into(), later, "ns:q:", false);
+    j.record_set("ns:s:b", "1".into(), later, "ns:s:", false);
+    j.record_delete("ns:s:b", "ns:s:", false);
+    let mut keys = j.live_keys_under("ns:s:", now + Duration::from_millis(1));
+    keys.sort();
+    assert_eq!(keys, ["ns:s:a"], "expired, deleted and other kinds are left out");
+  }
 }

@@ -481,3 +481,24 @@ async fn a_failed_batch_counts_each_call_and_serves_it_from_memory() {
   );
   assert_eq!(cache.failover_status().journal_depth, 2);
 }
+
+#[tokio::test]
+async fn keys_lists_one_scope_and_kind_by_scan_with_globs_literal() {
+  let server = RedisServer::start();
+  let cache = cache_for(&server.url());
+  for k in ["b", "a*", "[x]"] {
+    cache.set(Scope::Global, Kind::Session, k, "1", None).await.unwrap();
+  }
+  cache.set(Scope::Global, Kind::Query, "q", "1", None).await.unwrap();
+  cache
+    .set(Scope::Tenant("t"), Kind::Session, "t1", "1", None)
+    .await
+    .unwrap();
+  server.cli(&["SET", "fc:s", "foreign"]); // not under the session namespace `fc:s:`
+  assert_eq!(
+    cache.keys(Scope::Global, Kind::Session).await.unwrap(),
+    ["[x]", "a*", "b"]
+  );
+  assert_eq!(cache.keys(Scope::Tenant("t"), Kind::Session).await.unwrap(), ["t1"]);
+  assert_eq!(cache.keys(Scope::Global, Kind::Query).await.unwrap(), ["q"]);
+}

@@ -657,4 +657,18 @@ mod tests {
     assert_eq!(s.stats().entries, 0, "a refused write changes nothing");
     s.set_until(None, "g", big, far_future()).unwrap();
   }
+
+  #[test]
+  fn lists_live_keys_under_a_prefix() {
+    let s = MemoryStore::new(MIB, 1024);
+    assert!(
+      s.keys_with_prefix("p:").is_empty(),
+      "an empty store answers without locking"
+    );
+    s.set_now("p:a", "1".into(), 60_000).unwrap();
+    s.set_now("p:b", "1".into(), 1).unwrap();
+    s.set_now("q:a", "1".into(), 60_000).unwrap();
+    std::thread::sleep(Duration::from_millis(5));
+    assert_eq!(s.keys_with_prefix("p:"), ["p:a"]);
+  }
 }
