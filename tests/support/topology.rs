@@ -163,10 +163,21 @@ fn scratch_dir(tag: &str) -> PathBuf {
   dir
 }
 
-/// A Redis Cluster of `masters` masters with one replica each, `cluster-node-timeout` 1 s.
+/// One multi-server set-up at a time per test binary: six Cluster nodes (or five Sentinel
+/// processes) per test in parallel on a 2-core machine starve the nodes' cluster bus and
+/// sentinel pings, and a node that misses its timeout fails over on its own.
+static EXCLUSIVE: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn exclusive() -> std::sync::MutexGuard<'static, ()> {
+  EXCLUSIVE.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// A Redis Cluster of 3 masters with one replica each, `cluster-node-timeout` 1 s; while it
+/// lives no other Cluster or Sentinel set-up of this test binary runs.
 pub struct Cluster {
   pub nodes: Vec<Node>,
   dir: PathBuf,
+  _exclusive: std::sync::MutexGuard<'static, ()>,
 }
 
 impl Cluster {
@@ -177,6 +188,7 @@ impl Cluster {
 
   /// [`Cluster::start`], every node requiring `security` (password, TLS; also between nodes).
   pub fn start_with(security: Security) -> Cluster {
+    let guard = exclusive();
     let dir = scratch_dir("cluster");
     let nodes: Vec<Node> = (0..6)
       .map(|_| {
@@ -229,7 +241,11 @@ impl Cluster {
       "cluster create: {}",
       String::from_utf8_lossy(&out.stdout)
     );
-    let cluster = Cluster { nodes, dir };
+    let cluster = Cluster {
+      nodes,
+      dir,
+      _exclusive: guard,
+    };
     cluster.wait_ok();
     cluster
   }
@@ -363,6 +379,7 @@ pub struct SentinelSet {
   pub sentinels: Vec<Node>,
   dir: PathBuf,
   tls: bool,
+  _exclusive: std::sync::MutexGuard<'static, ()>,
 }
 
 /// The master name the sentinels monitor.
@@ -378,6 +395,7 @@ impl SentinelSet {
   /// sentinels themselves need none; they get it with `sentinel auth-pass`) and, with
   /// `security.tls_dir`, TLS only everywhere (sentinels included).
   pub fn start_with(security: Security) -> SentinelSet {
+    let guard = exclusive();
     let password = security.password.as_deref();
     let dir = scratch_dir("sentinel");
     let data = |port: u16, extra: &[String]| {
@@ -441,6 +459,7 @@ impl SentinelSet {
       sentinels,
       dir,
       tls: security.tls_dir.is_some(),
+      _exclusive: guard,
     }
   }
 
