@@ -69,22 +69,6 @@ fn settled<T>(r: error::Result<T>) -> Settled<T> {
   }
 }
 
-/// One operation of `NativeCache.batch` (scope, kind, key), borrowing the batch's arguments.
-enum BatchOp<'a> {
-  Get(Scope<'a>, Kind, &'a str),
-  Set(Scope<'a>, Kind, &'a str, Write<'a>),
-  /// An unknown op code (answered with ERR_INVALID_ARG).
-  Bad,
-}
-
-/// What a batched set writes.
-#[derive(Clone, Copy)]
-struct Write<'a> {
-  json: &'a str,
-  /// None: the kind's default TTL.
-  ttl: Option<f64>,
-}
-
 /// A `batchSync` get: the value (or null), or `undefined` = ask Redis (it recovered meanwhile).
 type LocalAnswer = Either<Option<String>, ()>;
 
@@ -92,14 +76,15 @@ fn bad_op() -> error::Error {
   error::Error::invalid("batch: unknown operation")
 }
 
-/// Decodes the arguments of `batch` (see there); fails when their lengths disagree.
+/// Decodes the arguments of `batch` (see there), borrowing them; `None` for an unknown op
+/// code (answered with ERR_INVALID_ARG). Fails when the argument lengths disagree.
 fn batch_ops<'a>(
   ops: &'a str,
   keys: &'a [String],
   values: &'a [String],
   ttls: &'a [f64],
   tenants: &'a [String],
-) -> Result<Vec<BatchOp<'a>>> {
+) -> Result<Vec<Option<BatchItem<'a>>>> {
   let ops = ops.as_bytes();
   let sets = ops.iter().filter(|op| matches!(op, b's' | b'S')).count();
   if ops.len() != keys.len() || ops.len() != tenants.len() || values.len() != sets || ttls.len() != sets {
@@ -125,15 +110,13 @@ fn batch_ops<'a>(
           Kind::Query
         };
         match op {
-          b'g' | b'G' => BatchOp::Get(scope, kind, key),
-          b's' | b'S' => match set_values.next() {
-            Some((json, ttl)) => {
-              let ttl = if ttl.is_nan() { None } else { Some(*ttl) };
-              BatchOp::Set(scope, kind, key, Write { json, ttl })
-            }
-            None => BatchOp::Bad,
-          },
-          _ => BatchOp::Bad,
+          b'g' | b'G' => Some(BatchItem::Get(scope, kind, key)),
+          // lengths checked above: one value and TTL per set
+          b's' | b'S' => set_values.next().map(|(json, ttl)| {
+            let ttl = if ttl.is_nan() { None } else { Some(*ttl) };
+            BatchItem::Set(scope, kind, key, json, ttl)
+          }),
+          _ => None,
         }
       })
       .collect(),
@@ -401,22 +384,12 @@ impl NativeCache {
     tenants: Vec<String>,
   ) -> Result<Vec<Settled<Option<String>>>> {
     let ops = batch_ops(&ops, &keys, &values, &ttls, &tenants)?;
-    let items: Vec<BatchItem> = ops
-      .iter()
-      .filter_map(|op| match *op {
-        BatchOp::Get(scope, kind, key) => Some(BatchItem::Get(scope, kind, key)),
-        BatchOp::Set(scope, kind, key, Write { json, ttl }) => Some(BatchItem::Set(scope, kind, key, json, ttl)),
-        BatchOp::Bad => None,
-      })
-      .collect();
+    let items: Vec<BatchItem> = ops.iter().flatten().copied().collect();
     let mut done = self.inner.run_batch(&items).await.into_iter();
     Ok(
       ops
         .iter()
-        .map(|op| match op {
-          BatchOp::Bad => settled(Err(bad_op())),
-          _ => settled(done.next().unwrap_or_else(|| Err(bad_op()))),
-        })
+        .map(|op| settled(op.and_then(|_| done.next()).unwrap_or_else(|| Err(bad_op()))))
         .collect(),
     )
   }
@@ -436,14 +409,14 @@ impl NativeCache {
     let ops = batch_ops(&ops, &keys, &values, &ttls, &tenants)?;
     let cache = &self.inner;
     let answer = |op| match op {
-      BatchOp::Get(scope, kind, key) => cache.get_outage_local(scope, kind, key).map(|v| match v {
+      Some(BatchItem::Get(scope, kind, key)) => cache.get_outage_local(scope, kind, key).map(|v| match v {
         Some(v) => Either::A(v.map(|s| s.to_string())),
         None => Either::B(()),
       }),
-      BatchOp::Set(scope, kind, key, w) => cache
-        .set_local(scope, kind, key, w.json, w.ttl)
-        .map(|()| Either::A(None)),
-      BatchOp::Bad => Err(bad_op()),
+      Some(BatchItem::Set(scope, kind, key, json, ttl)) => {
+        cache.set_local(scope, kind, key, json, ttl).map(|()| Either::A(None))
+      }
+      None => Err(bad_op()),
     };
     Ok(within_runtime_if_available(|| {
       ops.into_iter().map(|op| settled(answer(op))).collect()

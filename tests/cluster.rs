@@ -242,13 +242,7 @@ async fn a_password_protected_cluster_and_a_wrong_password() {
 /// a CA that did not sign the nodes' certificate is a misconfiguration, served from memory.
 #[tokio::test]
 async fn a_tls_cluster_and_a_wrong_ca() {
-  let dir = std::env::temp_dir().join(format!(
-    "ferrocache-cluster-tls-{}-{}",
-    std::process::id(),
-    support::free_port()
-  ));
-  std::fs::create_dir_all(&dir).unwrap();
-  support::certs::make_certs(&dir);
+  let dir = support::certs::cert_dir("cluster-tls");
   let cluster = Cluster::start_with(Security {
     password: None,
     tls_dir: Some(dir.clone()),

@@ -227,13 +227,7 @@ async fn a_switch_over_is_followed_without_errors() {
 /// master, `tls.caFile` for both.
 #[tokio::test]
 async fn a_tls_sentinel_set_up() {
-  let dir = std::env::temp_dir().join(format!(
-    "ferrocache-sentinel-tls-{}-{}",
-    std::process::id(),
-    support::free_port()
-  ));
-  std::fs::create_dir_all(&dir).unwrap();
-  support::certs::make_certs(&dir);
+  let dir = support::certs::cert_dir("sentinel-tls");
   let set = SentinelSet::start_with(Security {
     password: None,
     tls_dir: Some(dir.clone()),

@@ -33,13 +33,7 @@ fn start_tls_server() -> TlsServer {
 
 /// A TLS redis-server; `auth_clients`: it requires a client certificate signed by `ca`.
 fn start_tls_server_with(auth_clients: bool) -> TlsServer {
-  let dir = std::env::temp_dir().join(format!(
-    "ferrocache-tls-{}-{}",
-    std::process::id(),
-    support::free_port()
-  ));
-  std::fs::create_dir_all(&dir).unwrap();
-  support::certs::make_certs(&dir);
+  let dir = support::certs::cert_dir("tls");
   if auth_clients {
     support::certs::make_client_certs(&dir);
   }

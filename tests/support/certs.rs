@@ -68,6 +68,13 @@ pub fn make_signed(dir: &Path, name: &str, cn: &str, ca: &str, ext: &str) {
   );
 }
 
+/// A new scratch directory holding [`make_certs`]'s files.
+pub fn cert_dir(tag: &str) -> std::path::PathBuf {
+  let dir = super::scratch_dir(tag);
+  make_certs(&dir);
+  dir
+}
+
 /// `ca.crt`/`ca.key`, `other-ca.crt`/`.key`, and `server.crt`/`server.key` signed by `ca`
 /// for `localhost` and 127.0.0.1, in `dir`.
 pub fn make_certs(dir: &Path) {

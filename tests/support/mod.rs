@@ -103,6 +103,13 @@ pub fn base_args(port: u16) -> Vec<String> {
 }
 
 /// A loopback port nothing listens on right now.
+/// A new empty directory under the system temp dir, named for `tag`, this process and a free port.
+pub fn scratch_dir(tag: &str) -> std::path::PathBuf {
+  let dir = std::env::temp_dir().join(format!("ferrocache-{tag}-{}-{}", std::process::id(), free_port()));
+  std::fs::create_dir_all(&dir).unwrap();
+  dir
+}
+
 pub fn free_port() -> u16 {
   TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }

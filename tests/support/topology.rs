@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use ferrocache::cache::{Cache, FailoverStatus, Mode};
 use ferrocache::keys::{Kind, Scope};
 
-use super::{base_args, free_port};
+use super::{base_args, free_port, scratch_dir};
 
 /// One redis-server process of a topology.
 pub struct Node {
@@ -155,12 +155,6 @@ fn wait_for(what: &str, timeout: Duration, mut ok: impl FnMut() -> bool) {
     std::thread::sleep(Duration::from_millis(50));
   }
   panic!("timed out waiting for {what}");
-}
-
-fn scratch_dir(tag: &str) -> PathBuf {
-  let dir = std::env::temp_dir().join(format!("ferrocache-{tag}-{}-{}", std::process::id(), free_port()));
-  std::fs::create_dir_all(&dir).unwrap();
-  dir
 }
 
 /// One multi-server set-up at a time per test binary: six Cluster nodes (or five Sentinel
