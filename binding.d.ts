@@ -157,6 +157,11 @@ export interface CacheOptions {
    * `false` skips all counting (its cost is measured by bench/metrics-overhead.js).
    */
   metrics?: boolean
+  /**
+   * Index query results in Redis so `invalidateCache` costs the keys it removes, not the
+   * keyspace (single server and Sentinel; a Cluster always scans). Default true.
+   */
+  queryIndex?: boolean
   /** Tenants with their own counters in `tenant(id).metrics()`; the rest are aggregated. Default 1000. */
   tenantMetricsLimit?: number
   /** A Redis Cluster to use instead of `url` (exclusive with `url` and `sentinel`). */

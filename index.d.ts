@@ -57,6 +57,14 @@ export interface CacheOptions {
   /** Count hits, misses, errors and Redis latency for `metrics()`; default true. `false` skips all counting. */
   metrics?: boolean
   /**
+   * Index query results in Redis (two sorted sets per scope) so that `invalidateCache(prefix)` costs
+   * the number of keys it removes instead of a `SCAN` of the whole keyspace. Default true; ignored on
+   * a Cluster, which always scans. Every process sharing a `keyPrefix` must use the same setting:
+   * entries written with `false` are not found by an indexed invalidation. Needs `MULTI`, `EXEC`,
+   * `ZADD`, `PEXPIRE`, `EVALSHA` and `SCRIPT LOAD` in the Redis ACL. See README, "Query index".
+   */
+  queryIndex?: boolean
+  /**
    * Tenants with their own counters in `metrics().tenants.list` and `tenant(id).metrics()` (the first
    * ones seen); later tenants are summed in `metrics().tenants.other`. Default 1000, 0..100000.
    */

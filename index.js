@@ -233,7 +233,7 @@ class Scope {
     }
   }
 
-  /** Removes every session of this scope (SCAN + UNLINK, like invalidateAll); returns how many. */
+  /** Removes every session of this scope (SCAN + UNLINK); returns how many. */
   deleteAllSessions() {
     return this.#invalidate('', true, SESSION)
   }

@@ -40,7 +40,8 @@ export declare const NO_EXPIRY_SECONDS: 2147483647
  * `code` (`ERR_INVALID_ARG`, `ERR_SERIALIZE`, `ERR_TOO_LARGE`) and writes nothing (`setMany`: see there).
  *
  * `delete`/`deleteMany` remove one key each (`deleteCachedQuery`); `clear` is a prefix invalidation
- * (`invalidateCache`): on Redis a `SCAN` of the keyspace, so its cost grows with the database.
+ * (`invalidateCache`): on one Redis server or Sentinel it reads the query index and costs the
+ * entries it removes; on a Cluster (or with `queryIndex: false`) it is a `SCAN` of the keyspace.
  * `iterator()` is not provided (ferrocache has no enumeration).
  */
 export declare class KeyvFerrocache {

@@ -112,7 +112,7 @@ describe.each(modes())('bad input ($name mode)', (mode) => {
       const raw = mode.raw()
       if (!raw) return null
       const keys = await raw.keysStartingWith(prefix)
-      return Promise.all(keys.map(async (k) => [k, await raw.getUtf8(k)] as [string, string | null]))
+      return Promise.all(keys.map(async (k) => [k, await raw.show(k)] as [string, string | null]))
     }
 
     async function expectUnchanged(f: Fixture, before: Array<[string, string | null]> | null) {

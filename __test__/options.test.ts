@@ -22,6 +22,7 @@ describe('createCacheManager options', () => {
     ['commandTimeoutMs NaN', { commandTimeoutMs: NaN }],
     ['fallback {maxBytes: 10}', { fallback: { maxBytes: 10 } }],
     ["fallback {enabled: 'yes'}", { fallback: { enabled: 'yes' } }],
+    ["queryIndex 'false' (a string)", { queryIndex: 'false' }],
     ["options 'memory://' (a string)", 'memory://'],
     ['options 5', 5],
   ]
@@ -60,6 +61,7 @@ describe('createCacheManager options', () => {
       connectTimeoutMs: 100,
       retry: { attempts: 2, baseDelayMs: 5, maxDelayMs: 50 },
       fallback: { enabled: true, maxBytes: 1024 * 1024 * 16 },
+      queryIndex: false,
     })
     expect(m).toBeInstanceOf(CacheManager)
     await m.close()

@@ -45,7 +45,20 @@ describe('Redis layout and interop', () => {
     const { m, prefix } = make()
     await m.cacheQueryResult('production_orders', [{ id: 1 }], 300)
     expect(JSON.parse((await raw.getUtf8(`${prefix}q:production_orders`))!)).toEqual([{ id: 1 }])
-    expect(await raw.keysStartingWith(prefix)).toEqual([`${prefix}q:production_orders`])
+    // plus the scope's query index: two sorted sets listing the key (docs/decisions.md, "Query index")
+    expect(await raw.keysStartingWith(prefix)).toEqual([`${prefix}i:q`, `${prefix}q:production_orders`, `${prefix}x:q`])
+    expect(await raw.client.zrange(`${prefix}i:q`, 0, -1, 'WITHSCORES')).toEqual(['production_orders', '0'])
+    const expiresAt = Number(await raw.client.zscore(`${prefix}x:q`, 'production_orders'))
+    expect(Math.abs(expiresAt - (Date.now() + 300_000))).toBeLessThan(5_000)
+  })
+
+  it('queryIndex: false writes no index and invalidates by SCAN', async () => {
+    const { m, prefix } = make({ queryIndex: false })
+    await m.cacheQueryResult('orders_1', 1)
+    await m.cacheQueryResult('ordersX', 2)
+    expect(await raw.keysStartingWith(prefix)).toEqual([`${prefix}q:ordersX`, `${prefix}q:orders_1`])
+    await expect(m.invalidateCache('orders_')).resolves.toBe(1)
+    expect(await raw.keysStartingWith(prefix)).toEqual([`${prefix}q:ordersX`])
   })
 
   it('null is stored as the JSON text null; lone surrogates as JSON escapes', async () => {
@@ -72,7 +85,10 @@ describe('Redis layout and interop', () => {
     await m.deleteSession('s')
     expect(await raw.exists(`${prefix}s:s`)).toBe(0)
     await expect(m.invalidateCache('orders_')).resolves.toBe(2)
-    expect(await raw.keysStartingWith(prefix)).toEqual([`${prefix}q:ordersX`])
+    expect(await raw.keysStartingWith(prefix)).toEqual([`${prefix}i:q`, `${prefix}q:ordersX`, `${prefix}x:q`])
+    expect(await raw.client.zrange(`${prefix}i:q`, 0, -1)).toEqual(['ordersX'])
+    await expect(m.invalidateAll()).resolves.toBe(1)
+    expect(await raw.keysStartingWith(prefix)).toEqual([])
   })
 
   it('default TTLs: PTTL of a session is ~3600000 ms, of a query result ~300000 ms', async () => {

@@ -176,5 +176,9 @@ describe('Redis Sentinel', () => {
     const topo = (await m.health()).redis.topology!
     const master = topo.nodes.find((n) => n.role === 'master')!
     expect(master).toEqual({ address: `127.0.0.1:${set.replica.port}`, role: 'master', reachable: true })
+    // the query index was replicated with the entries: exact counts on the promoted replica
+    for (let i = 0; i < 50; i++) await m.cacheQueryResult(`after_${i}`, i)
+    await expect(m.invalidateCache('after_')).resolves.toBe(50)
+    await expect(m.invalidateAll()).resolves.toBe(0)
   })
 })

@@ -14,9 +14,9 @@ function loadFerrocache() {
 }
 
 /** ferrocache; `kind` 'session' uses setSession/getSession, 'query' cacheQueryResult/getCachedQuery. */
-function ferrocache(url, kind) {
+function ferrocache(url, kind, options = {}) {
   const { createCacheManager } = loadFerrocache()
-  const cache = createCacheManager({ url })
+  const cache = createCacheManager({ url, ...options })
   const c = {
     name: 'ferrocache',
     cache,

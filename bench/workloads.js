@@ -210,7 +210,7 @@ const fmtInt = (x) => Math.round(x).toLocaleString('en-US')
 // ---------------------------------------------------------------- W3: prefix invalidation
 
 const W3 = {
-  total: 100_000,
+  totals: [100_000, 1_000_000],
   matching: 1_000,
   nearMiss: 1_000, // share the prefix's text but not the prefix: must survive
   prefix: 'tenant42:orders:',
@@ -218,25 +218,52 @@ const W3 = {
   peerNs: 'qc:',
 }
 
-/** Fills the database: filler keys of other namespaces, then the run's own keys through `writeOwn`. */
-async function w3Populate(admin, writeOwn) {
+/** Keys ferrocache's query index adds to a scope: two sorted sets (docs/decisions.md). */
+const INDEX_KEYS = 2
+
+/** Fills the database with the filler keys of other namespaces: `total` keys once the run's own are written. */
+async function w3Fill(admin, total) {
   await admin.flushall()
-  const filler = W3.total - W3.matching - W3.nearMiss
+  const filler = total - W3.matching - W3.nearMiss
   const value = JSON.stringify({ filler: true, pad: 'x'.repeat(64) })
   for (let i = 0; i < filler; i += 1000) {
     const p = admin.pipeline()
     for (let j = i; j < Math.min(filler, i + 1000); j++) p.set(`app:other:${j}`, value, 'EX', 3600)
     await p.exec()
   }
-  await writeOwn()
-  const size = await admin.dbsize()
-  if (size !== W3.total) throw new CheckError(`W3: expected ${W3.total} keys before invalidation, found ${size}`)
+  return filler
 }
 
-async function w3(env, admin, makeFerro, reps) {
+/**
+ * Writes the run's own keys through `writeOwn` and checks the key count: `total`, plus
+ * `extra` keys of the contender's own (ferrocache's query index: two sorted sets).
+ */
+async function w3Populate(admin, total, extra, writeOwn) {
+  await writeOwn()
+  const size = await admin.dbsize()
+  if (size !== total + extra) throw new CheckError(`W3: expected ${total + extra} keys before invalidation, found ${size}`)
+}
+
+/** Removes what is left of a run's own keys (the near-miss keys), so the next run finds only the filler. */
+async function w3Clean(admin, filler) {
+  for (const pattern of ['fc:*', 'qc:*']) {
+    let cursor = '0'
+    do {
+      const [next, keys] = await admin.scan(cursor, 'MATCH', pattern, 'COUNT', 10_000)
+      if (keys.length > 0) await admin.unlink(...keys)
+      cursor = next
+    } while (cursor !== '0')
+  }
+  const size = await admin.dbsize()
+  if (size !== filler) throw new CheckError(`W3: expected ${filler} filler keys between runs, found ${size}`)
+}
+
+/** W3 among `total` keys: `reps` invalidations by each side, alternating who goes first. */
+async function w3(env, admin, makeFerro, reps, total) {
   const results = { ferrocache: [], ioredis: [] }
   const entry = (key, i) => ({ id: key, ver: 1, rows: [i, i + 1, i + 2] })
   const Redis = require('ioredis')
+  const filler = await w3Fill(admin, total)
 
   for (let rep = 0; rep < reps; rep++) {
     const order = rep % 2 === 0 ? ['ferrocache', 'ioredis'] : ['ioredis', 'ferrocache']
@@ -244,7 +271,7 @@ async function w3(env, admin, makeFerro, reps) {
       if (who === 'ferrocache') {
         const c = makeFerro()
         try {
-          await w3Populate(admin, () =>
+          await w3Populate(admin, total, INDEX_KEYS, () =>
             pool(W3.matching + W3.nearMiss, 64, (i) => {
               const key = i < W3.matching ? `${W3.prefix}${i}` : `${W3.nearMissPrefix}${i}`
               return c.cacheQueryResult(key, entry(key, i), 3600)
@@ -255,7 +282,8 @@ async function w3(env, admin, makeFerro, reps) {
           const b = snapshot(env.redisPid)
           if (removed !== W3.matching) throw new CheckError(`W3 ferrocache: invalidateCache returned ${removed}, expected ${W3.matching}`)
           const size = await admin.dbsize()
-          if (size !== W3.total - W3.matching) throw new CheckError(`W3 ferrocache: ${size} keys left, expected ${W3.total - W3.matching}`)
+          const expected = total - W3.matching + (INDEX_KEYS)
+          if (size !== expected) throw new CheckError(`W3 ferrocache: ${size} keys left, expected ${expected}`)
           let alive = 0
           let gone = 0
           await pool(W3.matching + W3.nearMiss, 64, async (i) => {
@@ -269,12 +297,13 @@ async function w3(env, admin, makeFerro, reps) {
         } finally {
           await c.close()
         }
+        await w3Clean(admin, filler)
       } else {
         const r = new Redis({ host: '127.0.0.1', port: env.redisPort, lazyConnect: true })
         await r.connect()
         try {
           const ns = W3.peerNs
-          await w3Populate(admin, async () => {
+          await w3Populate(admin, total, 0, async () => {
             const p = r.pipeline()
             for (let i = 0; i < W3.matching + W3.nearMiss; i++) {
               const key = i < W3.matching ? `${W3.prefix}${i}` : `${W3.nearMissPrefix}${i}`
@@ -287,7 +316,7 @@ async function w3(env, admin, makeFerro, reps) {
           const b = snapshot(env.redisPid)
           if (removed !== W3.matching) throw new CheckError(`W3 ioredis: SCAN+UNLINK deleted ${removed}, expected ${W3.matching}`)
           const size = await admin.dbsize()
-          if (size !== W3.total - W3.matching) throw new CheckError(`W3 ioredis: ${size} keys left, expected ${W3.total - W3.matching}`)
+          if (size !== total - W3.matching) throw new CheckError(`W3 ioredis: ${size} keys left, expected ${total - W3.matching}`)
           const left = await r.exists(...Array.from({ length: W3.matching }, (_, i) => `${ns}${W3.prefix}${i}`))
           const kept = await r.exists(...Array.from({ length: W3.nearMiss }, (_, i) => `${ns}${W3.nearMissPrefix}${i + W3.matching}`))
           if (left !== 0 || kept !== W3.nearMiss) throw new CheckError(`W3 ioredis: after invalidation ${left} matching keys left, ${kept}/${W3.nearMiss} near-miss keys kept`)
@@ -295,8 +324,9 @@ async function w3(env, admin, makeFerro, reps) {
         } finally {
           await r.quit()
         }
+        await w3Clean(admin, filler)
       }
-      env.log(`  W3 ${who} rep ${rep + 1}: ${results[who].at(-1).ms.toFixed(2)} ms`)
+      env.log(`  W3 ${fmtInt(total)} keys, ${who} rep ${rep + 1}: ${results[who].at(-1).ms.toFixed(2)} ms`)
     }
   }
   return results

@@ -141,7 +141,11 @@ impl Cache {
           command: config.command_timeout,
           connect: config.connect_timeout,
         };
-        Some(RedisStore::for_backend(backend, timeouts, &config.tls)?)
+        let store = RedisStore::for_backend(backend, timeouts, &config.tls)?;
+        Some(match config.query_index {
+          true => store.with_query_index(KeyLayout::new(config.key_prefix())),
+          false => store,
+        })
       }
     };
     let fallback = config.fallback();

@@ -172,6 +172,7 @@ pub struct Config {
   pub(crate) fallback: FallbackConfig,
   pub(crate) limits: Limits,
   pub(crate) metrics_enabled: bool,
+  pub(crate) query_index: bool,
   pub(crate) tenant_metrics_limit: usize,
   pub(crate) tls: TlsFiles,
 }
@@ -242,6 +243,7 @@ pub struct ConfigBuilder {
   pub max_key_bytes: Option<f64>,
   pub max_value_bytes: Option<f64>,
   pub metrics: Option<bool>,
+  pub query_index: Option<bool>,
   pub tenant_metrics_limit: Option<f64>,
   pub tls: TlsFiles,
   /// Seed node URLs of a Redis Cluster (instead of `url`).
@@ -388,6 +390,7 @@ impl ConfigBuilder {
         max_value_bytes,
       },
       metrics_enabled: self.metrics.unwrap_or(true),
+      query_index: self.query_index.unwrap_or(true),
       tenant_metrics_limit,
       tls: self.tls.clone(),
     })

@@ -106,6 +106,53 @@ impl KeyLayout {
   }
 }
 
+/// Where the query-key index of one scope lives in Redis (see `docs/decisions.md`, "Query
+/// index"): two sorted sets holding the same members, the keys as the caller wrote them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueryIndex<'k> {
+  /// The scope's query namespace: full key = `namespace` + member.
+  pub namespace: &'k str,
+  /// The member part: the caller's key (or prefix) within the namespace.
+  pub member: &'k str,
+  /// All scores 0, ordered by member: ranges by prefix (`ZRANGEBYLEX`).
+  pub lex: String,
+  /// Score = when the member's entry expires (ms, Redis clock): finds expired members.
+  pub expiry: String,
+}
+
+impl KeyLayout {
+  /// The index of the query namespace `full` lies in (a full query key, or a literal
+  /// prefix under a query namespace); `None` for sessions or text not under this layout.
+  /// `<scope>q:<key>` is indexed in `<scope>i:q` (lex) and `<scope>x:q` (expiry): the
+  /// characters `i` and `x` after a scope are used by no other kind.
+  pub fn query_index<'k>(&self, full: &'k str) -> Option<QueryIndex<'k>> {
+    let rest = full.strip_prefix(self.prefix.as_str())?;
+    let scope_len = match rest.strip_prefix("t:") {
+      None => 0,
+      Some(tenant) => {
+        let (digits, _) = tenant.split_once(':')?;
+        let n: usize = digits.parse().ok()?;
+        let len = n.checked_add(2 + digits.len() + 2)?;
+        if rest.as_bytes().get(len - 1) != Some(&b':') {
+          return None;
+        }
+        len
+      }
+    };
+    let scope = full.get(..self.prefix.len() + scope_len)?;
+    if !full.get(scope.len()..)?.starts_with(Kind::Query.tag()) {
+      return None;
+    }
+    let (namespace, member) = full.split_at(scope.len() + Kind::Query.tag().len());
+    Some(QueryIndex {
+      namespace,
+      member,
+      lex: format!("{scope}i:q"),
+      expiry: format!("{scope}x:q"),
+    })
+  }
+}
+
 /// A Redis `SCAN MATCH` pattern matching exactly the keys that start with `literal`.
 pub fn match_pattern(literal: &str) -> String {
   let mut out = glob_escape(literal);
@@ -185,6 +232,58 @@ mod tests {
     }
     let session = l.key(Scope::Global, Kind::Session, "orders_1");
     assert!(!session.starts_with(&l.literal_prefix(Scope::Global, Kind::Query, "orders_")));
+  }
+
+  #[test]
+  fn query_index_of_every_scope() {
+    let l = layout();
+    let q = l.query_index("fc:q:orders_1").unwrap();
+    assert_eq!(
+      (q.namespace, q.member, q.lex.as_str(), q.expiry.as_str()),
+      ("fc:q:", "orders_1", "fc:i:q", "fc:x:q")
+    );
+    let t = l.query_index("fc:t:4:acme:q:").unwrap();
+    assert_eq!(
+      (t.namespace, t.member, t.lex.as_str()),
+      ("fc:t:4:acme:q:", "", "fc:t:4:acme:i:q")
+    );
+    // a tenant id holding the layout's own separators
+    let full = l.key(Scope::Tenant("a:q:b"), Kind::Query, "q:k");
+    let odd = l.query_index(&full).unwrap();
+    assert_eq!(
+      (odd.namespace, odd.member, odd.expiry.as_str()),
+      ("fc:t:5:a:q:b:q:", "q:k", "fc:t:5:a:q:b:x:q")
+    );
+    for not_indexed in [
+      "fc:s:k",
+      "fc:t:4:acme:s:q:k",
+      "other:q:k",
+      "fc:t:9:acme:q:k",
+      "fc:t:x:q:k",
+      "fc:i:q",
+      "fc:t:",
+    ] {
+      assert_eq!(l.query_index(not_indexed), None, "{not_indexed}");
+    }
+  }
+
+  #[test]
+  fn index_keys_are_outside_every_namespace() {
+    let l = layout();
+    for scope in [Scope::Global, Scope::Tenant("acme"), Scope::Tenant("i:q")] {
+      let ns = l.literal_prefix(scope, Kind::Query, "");
+      let q = l.query_index(&ns).unwrap();
+      for kind in [Kind::Session, Kind::Query] {
+        for other in [Scope::Global, Scope::Tenant("acme"), Scope::Tenant("i:q")] {
+          let ns = l.namespace(other, kind);
+          assert!(
+            !q.lex.starts_with(&ns) && !q.expiry.starts_with(&ns),
+            "{} under {ns}",
+            q.lex
+          );
+        }
+      }
+    }
   }
 
   #[test]

@@ -237,6 +237,9 @@ pub struct CacheOptions {
   /// Count hits, misses, errors and Redis latency for `metrics()`; default true.
   /// `false` skips all counting (its cost is measured by bench/metrics-overhead.js).
   pub metrics: Option<bool>,
+  /// Index query results in Redis so `invalidateCache` costs the keys it removes, not the
+  /// keyspace (single server and Sentinel; a Cluster always scans). Default true.
+  pub query_index: Option<bool>,
   /// Tenants with their own counters in `tenant(id).metrics()`; the rest are aggregated. Default 1000.
   pub tenant_metrics_limit: Option<f64>,
   /// A Redis Cluster to use instead of `url` (exclusive with `url` and `sentinel`).
@@ -263,6 +266,7 @@ impl From<CacheOptions> for ConfigBuilder {
       max_key_bytes: o.limits.as_ref().and_then(|l| l.max_key_bytes),
       max_value_bytes: o.limits.as_ref().and_then(|l| l.max_value_bytes),
       metrics: o.metrics,
+      query_index: o.query_index,
       tenant_metrics_limit: o.tenant_metrics_limit,
       tls: o
         .tls

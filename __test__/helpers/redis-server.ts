@@ -188,6 +188,14 @@ export class RawRedis {
     return this.client.getBuffer(key)
   }
 
+  /** Any key as text: a string's UTF-8, a sorted set (the query index) as `zset` + its members and scores. */
+  async show(key: string): Promise<string | null> {
+    const type = await this.client.type(key)
+    if (type === 'zset') return `zset ${JSON.stringify(await this.client.zrange(key, 0, -1, 'WITHSCORES'))}`
+    if (type === 'none' || type === 'string') return this.getUtf8(key)
+    return type
+  }
+
   pttl(key: string): Promise<number> {
     return this.client.pttl(key)
   }

@@ -205,6 +205,7 @@ export async function startSentinel(): Promise<SentinelSetup> {
 export interface RawView {
   keysStartingWith(literalPrefix: string): Promise<string[]>
   getUtf8(key: string): Promise<string | null>
+  show(key: string): Promise<string | null>
   pttl(key: string): Promise<number>
   exists(key: string): Promise<number>
   close(): Promise<void>
@@ -243,6 +244,14 @@ export class RawCluster implements RawView {
   async getUtf8(key: string): Promise<string | null> {
     const buf = await this.client.getBuffer(key)
     return buf === null ? null : buf.toString('utf8')
+  }
+
+  /** Any key as text: a string's UTF-8, a sorted set (the query index) as `zset` + its members and scores. */
+  async show(key: string): Promise<string | null> {
+    const type = await this.client.type(key)
+    if (type === 'zset') return `zset ${JSON.stringify(await this.client.zrange(key, 0, -1, 'WITHSCORES'))}`
+    if (type === 'none' || type === 'string') return this.getUtf8(key)
+    return type
   }
 
   pttl(key: string): Promise<number> {

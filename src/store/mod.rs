@@ -9,6 +9,7 @@ use std::time::Duration;
 use crate::error::Result;
 
 pub mod memory;
+pub mod query_index;
 pub mod redis;
 
 pub use self::memory::{MemoryStats, MemoryStore};

@@ -15,11 +15,16 @@
 //!   budgets and fallback belong to the caller.
 //! - Values are `SET key value PX ttl`; prefix removal is `SCAN MATCH <escaped>*`
 //!   with `UNLINK` per page, so Redis never blocks and only live keys are counted.
+//!   With the query index ([`RedisStore::with_query_index`], not on a Cluster), a query
+//!   result is written in a transaction that lists it and invalidated by a script that
+//!   reads the list ([`crate::store::query_index`]): an invalidation then costs the keys
+//!   it removes, not the keyspace.
 //!   On a Cluster the SCAN runs on every master that serves slots (routed to the node
 //!   by address), each page's keys are unlinked on that node in one pipeline of
 //!   single-key `UNLINK`s, and the whole pass is repeated while the slot map changed
 //!   under it (see [`MAX_INVALIDATION_PASSES`]).
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
@@ -38,7 +43,8 @@ use redis::{
 
 use crate::config::{Backend, SentinelConfig, TlsFiles};
 use crate::error::{Error, RedisFailure, Result};
-use crate::keys::match_pattern;
+use crate::keys::{match_pattern, KeyLayout, QueryIndex};
+use crate::store::query_index::{self, is_noscript, Scripts, INVALIDATE_CHUNK};
 use crate::store::Store;
 
 /// rustls needs one process-wide crypto provider; `ring` is the one compiled in.
@@ -165,7 +171,26 @@ pub struct RedisStore {
   /// Sentinel: when the master was last checked (ms since `epoch`), see [`MASTER_CHECK_INTERVAL`].
   master_checked_ms: Arc<AtomicU64>,
   epoch: Instant,
+  /// The key layout when query results are indexed (see [`RedisStore::with_query_index`]).
+  index: Option<KeyLayout>,
+  scripts: Scripts,
+  /// Indexed writes sent (one in [`query_index::SWEEP_EVERY`] carries a sweep).
+  writes: AtomicU64,
+  /// Per index (its lex key): until when (ms since `epoch`) a write of this process made it live.
+  index_lifetimes: Mutex<HashMap<String, u64>>,
 }
+
+/// The commands of one write, and what to remember once it succeeded.
+struct WriteCmds {
+  cmds: Vec<Cmd>,
+  /// The index's lex key and until when it now lives, when the write extends it.
+  extends: Option<(String, u64)>,
+  sweep: Option<Cmd>,
+}
+
+/// Indexes whose lifetime one store remembers (past it the memory starts over: writes
+/// then extend their index once more).
+const MAX_KNOWN_INDEXES: usize = 10_000;
 
 fn read_tls(tls: &TlsFiles) -> Result<Option<TlsCertificates>> {
   if !tls.any() {
@@ -294,7 +319,89 @@ impl RedisStore {
       topology: Mutex::new(None),
       master_checked_ms: Arc::new(AtomicU64::new(0)),
       epoch: Instant::now(),
+      index: None,
+      scripts: Scripts::default(),
+      writes: AtomicU64::new(0),
+      index_lifetimes: Mutex::new(HashMap::new()),
     })
+  }
+
+  /// Indexes the query results of `layout` (writes and invalidations by script, see
+  /// [`crate::store::query_index`]). Ignored on a Cluster: an index and the keys it lists
+  /// would lie in different slots, so a Cluster keeps `SCAN`.
+  pub fn with_query_index(mut self, layout: KeyLayout) -> Self {
+    if !matches!(&*self.target, Target::Cluster { .. }) {
+      self.index = Some(layout);
+    }
+    self
+  }
+
+  /// True when query results are indexed.
+  pub fn indexes_queries(&self) -> bool {
+    self.index.is_some()
+  }
+
+  /// The index `full` (a query key or a literal query prefix) is listed in, when indexing.
+  fn index_of<'k>(&self, full: &'k str) -> Option<QueryIndex<'k>> {
+    self.index.as_ref()?.query_index(full)
+  }
+
+  /// The write of `value` under `key`: a plain `SET`, or for a query result the index's
+  /// transaction (see [`query_index::write`]), with a sweep of its index every
+  /// [`query_index::SWEEP_EVERY`]th time.
+  fn write_cmds(&self, key: &str, value: &str, ttl_ms: u64) -> WriteCmds {
+    let Some(index) = self.index_of(key) else {
+      let mut set = redis::cmd("SET");
+      set.arg(key).arg(value).arg("PX").arg(ttl_ms);
+      return WriteCmds {
+        cmds: vec![set],
+        extends: None,
+        sweep: None,
+      };
+    };
+    let now_ms = std::time::SystemTime::now()
+      .duration_since(std::time::UNIX_EPOCH)
+      .map_or(0, |d| d.as_millis() as u64);
+    let mono_ms = self.epoch.elapsed().as_millis() as u64;
+    let known = self
+      .index_lifetimes
+      .lock()
+      .unwrap_or_else(|p| p.into_inner())
+      .get(&index.lex)
+      .copied();
+    // the sets must outlive this entry: extend them unless a write of this process did
+    // lately with enough to spare (a set emptied and made again meanwhile has no TTL
+    // at all, which never unlists an entry; the next extension gives it one)
+    let extend = known.is_none_or(|until| mono_ms + ttl_ms + 1000 > until);
+    let sweep = self
+      .writes
+      .fetch_add(1, Ordering::Relaxed)
+      .is_multiple_of(query_index::SWEEP_EVERY)
+      .then(|| self.scripts.sweep(&index));
+    WriteCmds {
+      cmds: query_index::write(key, &index, value, ttl_ms, now_ms, extend),
+      extends: extend.then(|| (index.lex.clone(), mono_ms + query_index::index_lifetime(ttl_ms))),
+      sweep,
+    }
+  }
+
+  /// Remembers, after the transaction succeeded, until when (ms since `epoch`) an index lives.
+  fn note_lifetime(&self, extends: Option<(String, u64)>) {
+    let Some((lex, until)) = extends else { return };
+    let mut known = self.index_lifetimes.lock().unwrap_or_else(|p| p.into_inner());
+    if known.len() >= MAX_KNOWN_INDEXES {
+      known.clear();
+    }
+    known.insert(lex, until);
+  }
+
+  /// A sweep answered `NOSCRIPT`: the server lost the scripts (restarted, `SCRIPT FLUSH`);
+  /// they are loaded again for the next sweep or invalidation. Other sweep errors are
+  /// ignored: a sweep only reclaims memory, and the next one retries.
+  async fn after_sweeps(&self, replies: &[redis::RedisResult<redis::Value>]) {
+    if replies.iter().any(|r| matches!(r, Err(e) if is_noscript(e))) {
+      let _ = self.pipeline(self.scripts.load_cmds()).await;
+    }
   }
 
   /// Drops the connection (pending commands fail); the next call reconnects.
@@ -452,6 +559,51 @@ impl RedisStore {
     self.with_conn(|mut conn| async move { conn.run(cmd).await }).await
   }
 
+  /// [`RedisStore::query`] for an `EVALSHA`: a server that lost the scripts (restarted,
+  /// `SCRIPT FLUSH`) is given them again and the command re-sent once.
+  async fn query_script<T: redis::FromRedisValue>(&self, cmd: &Cmd) -> Result<T> {
+    let loads = self.scripts.load_cmds();
+    self
+      .with_conn(|mut conn| async move {
+        match conn.run(cmd).await {
+          Err(e) if is_noscript(&e) => {
+            for load in &loads {
+              conn.run::<redis::Value>(load).await?;
+            }
+            conn.run(cmd).await
+          }
+          other => other,
+        }
+      })
+      .await
+  }
+
+  /// `cmds` in one pipeline (one round trip): a reply per command, error replies included;
+  /// `Err` when the pipeline as a whole failed (outage).
+  async fn pipeline(&self, cmds: Vec<Cmd>) -> Result<Vec<redis::RedisResult<redis::Value>>> {
+    let mut pipe = redis::pipe();
+    pipe.ignore_errors();
+    let sent = cmds.len();
+    for cmd in cmds {
+      pipe.add_command(cmd);
+    }
+    let replies: Vec<redis::RedisResult<redis::Value>> = self
+      .with_conn(|conn| async move {
+        match conn {
+          Conn::Plain(mut c) => pipe.query_async(&mut c).await,
+          Conn::Cluster(mut c) => pipe.query_async(&mut c).await,
+        }
+      })
+      .await?;
+    if replies.len() != sent {
+      return Err(Error::Redis {
+        kind: RedisFailure::Connection,
+        message: format!("pipeline of {sent} commands got {} replies", replies.len()),
+      });
+    }
+    Ok(replies)
+  }
+
   /// True when [`RedisStore::get_set_many`] may be used: one server per connection
   /// (a single server or the Sentinel master; a Cluster spreads keys over nodes).
   pub fn pipelines(&self) -> bool {
@@ -463,37 +615,46 @@ impl RedisStore {
   /// error reply of that one command; `Err` when the pipeline as a whole failed
   /// (outage). Not for a Cluster ([`RedisStore::pipelines`]).
   pub async fn get_set_many(&self, ops: &[(&str, Option<(&str, u64)>)]) -> Result<Vec<Result<Option<String>>>> {
-    let mut pipe = redis::pipe();
-    pipe.ignore_errors();
+    let mut cmds = Vec::with_capacity(ops.len());
+    let mut spans = Vec::with_capacity(ops.len());
+    let mut lifetimes = Vec::new();
+    let mut sweeps = Vec::new();
     for (key, set) in ops {
+      let start = cmds.len();
       match set {
-        None => pipe.cmd("GET").arg(*key),
-        Some((value, ttl_ms)) => pipe.cmd("SET").arg(*key).arg(*value).arg("PX").arg(*ttl_ms),
-      };
-    }
-    let replies: Vec<redis::RedisResult<redis::Value>> = self
-      .with_conn(|conn| async move {
-        match conn {
-          Conn::Plain(mut c) => pipe.query_async(&mut c).await,
-          Conn::Cluster(mut c) => pipe.query_async(&mut c).await,
+        None => {
+          let mut get = redis::cmd("GET");
+          get.arg(*key);
+          cmds.push(get);
         }
-      })
-      .await?;
-    if replies.len() != ops.len() {
-      return Err(Error::Redis {
-        kind: RedisFailure::Connection,
-        message: format!("pipeline of {} commands got {} replies", ops.len(), replies.len()),
-      });
+        Some((value, ttl_ms)) => {
+          let write = self.write_cmds(key, value, *ttl_ms);
+          cmds.extend(write.cmds);
+          lifetimes.push((spans.len(), write.extends));
+          sweeps.extend(write.sweep);
+        }
+      }
+      spans.push(start..cmds.len());
+    }
+    let swept = cmds.len();
+    cmds.extend(sweeps);
+    let mut replies = self.pipeline(cmds).await?;
+    self.after_sweeps(&replies[swept..]).await;
+    for (op, extends) in lifetimes {
+      if query_index::write_outcome(&replies[spans[op].clone()]).is_ok() {
+        self.note_lifetime(extends);
+      }
     }
     Ok(
-      replies
-        .into_iter()
-        .zip(ops)
-        .map(|(reply, (_, set))| {
-          let value = reply.map_err(Error::from)?;
+      ops
+        .iter()
+        .zip(spans)
+        .map(|((_, set), span)| {
           if set.is_some() {
+            query_index::write_outcome(&replies[span]).map_err(Error::from)?;
             return Ok(None);
           }
+          let value = std::mem::replace(&mut replies[span.start], Ok(redis::Value::Nil)).map_err(Error::from)?;
           let bytes: Option<Vec<u8>> = redis::from_redis_value(value).map_err(|e| Error::Redis {
             kind: RedisFailure::Reply,
             message: e.to_string(),
@@ -620,6 +781,10 @@ impl RedisStore {
   /// Writes `value` with `ttl_ms` unless Redis holds a value for `key` that
   /// expires later; true if written.
   pub async fn set_if_later(&self, key: &str, value: &str, ttl_ms: u64) -> Result<bool> {
+    if let Some(index) = self.index_of(key) {
+      let cmd = self.scripts.write_if_later(key, &index, value, ttl_ms);
+      return Ok(self.query_script::<i64>(&cmd).await? == 1);
+    }
     let mut cmd = redis::cmd("EVAL");
     cmd.arg(SET_IF_LATER).arg(1).arg(key).arg(value).arg(ttl_ms);
     Ok(self.query::<i64>(&cmd).await? == 1)
@@ -644,10 +809,24 @@ impl Store for RedisStore {
   }
 
   fn set(&self, key: &str, value: &str, ttl_ms: u64) -> impl Future<Output = Result<()>> + Send {
-    // built in place: `.to_owned()` on the builder would copy the value once more per call
-    let mut cmd = redis::cmd("SET");
-    cmd.arg(key).arg(value).arg("PX").arg(ttl_ms);
-    async move { self.query::<()>(&cmd).await }
+    let write = self.write_cmds(key, value, ttl_ms);
+    async move {
+      let WriteCmds {
+        mut cmds,
+        extends,
+        sweep,
+      } = write;
+      if extends.is_none() && sweep.is_none() && cmds.len() == 1 {
+        return self.query::<()>(&cmds[0]).await;
+      }
+      let sent = cmds.len();
+      cmds.extend(sweep);
+      let replies = self.pipeline(cmds).await?;
+      self.after_sweeps(&replies[sent..]).await;
+      query_index::write_outcome(&replies[..sent])?;
+      self.note_lifetime(extends);
+      Ok(())
+    }
   }
 
   fn delete(&self, key: &str) -> impl Future<Output = Result<bool>> + Send {
@@ -659,6 +838,9 @@ impl Store for RedisStore {
   fn invalidate_prefix(&self, literal_prefix: &str) -> impl Future<Output = Result<u64>> + Send {
     let pattern = match_pattern(literal_prefix);
     async move {
+      if let Some(index) = self.index_of(literal_prefix) {
+        return self.invalidate_indexed(&index).await;
+      }
       match &*self.target {
         Target::Cluster { .. } => self.invalidate_cluster(&pattern).await,
         _ => self.scan_unlink(&pattern, None).await,
@@ -703,6 +885,20 @@ impl RedisStore {
     out.sort();
     out.dedup();
     Ok(out)
+  }
+
+  /// Removes the listed query results starting with `index.member`, one atomic chunk of
+  /// [`INVALIDATE_CHUNK`] members at a time; returns how many were live.
+  async fn invalidate_indexed(&self, index: &QueryIndex<'_>) -> Result<u64> {
+    let cmd = self.scripts.invalidate(index);
+    let mut removed = 0;
+    loop {
+      let (live, handled): (u64, u64) = self.query_script(&cmd).await?;
+      removed += live;
+      if handled < INVALIDATE_CHUNK as u64 {
+        return Ok(removed);
+      }
+    }
   }
 
   /// `SCAN MATCH pattern` + `UNLINK` per page, on the connection or (Cluster) on one node.
