@@ -142,15 +142,26 @@ class Scope {
   async #set(kind, name, key, data, ttlSeconds) {
     checkString(name, key)
     const ttl = checkTtl(ttlSeconds)
-    await this.#store(kind, key, encode(data), ttl)
+    const pending = this.#store(kind, key, encode(data), ttl)
+    if (pending !== undefined) await pending
   }
 
-  // Writes JSON text already validated and serialized.
-  async #store(kind, key, json, ttl) {
+  // Writes JSON text already validated and serialized. memory:// writes on the calling
+  // thread and returns undefined: no second promise to await; otherwise a promise of the
+  // batched write.
+  #store(kind, key, json, ttl) {
     const native = this.#owner._native()
     try {
-      if (this.#owner._sync) native.setSync(kind, key, json, ttl, this.#tenant)
-      else settle(await this.#owner._batcher.set(kind, key, json, ttl, this.#tenant))
+      if (this.#owner._sync) return void native.setSync(kind, key, json, ttl, this.#tenant)
+    } catch (err) {
+      throw fromNative(err)
+    }
+    return this.#storeBatched(kind, key, json, ttl)
+  }
+
+  async #storeBatched(kind, key, json, ttl) {
+    try {
+      settle(await this.#owner._batcher.set(kind, key, json, ttl, this.#tenant))
     } catch (err) {
       throw fromNative(err)
     }
