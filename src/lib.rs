@@ -134,6 +134,124 @@ fn scope(tenant: &Option<String>) -> Scope<'_> {
   }
 }
 
+/// Strings of the synchronous calls (`getSync`/`setSync`, the whole of a `memory://` read
+/// or write), converted with fewer passes over the text than napi's `String`:
+/// - [`Text`] reads a JS string in one pass, into a reused buffer: napi's `String` asks V8
+///   for the UTF-8 length first (a scan of the whole string), then allocates, then copies.
+/// - [`Shared`] hands a stored value back without copying it into a `String` first, as a
+///   Latin-1 string (a plain copy into V8) when it is ASCII, else as UTF-8 (decoded by V8).
+mod text {
+  use std::cell::RefCell;
+  use std::ops::Deref;
+  use std::ptr;
+  use std::sync::Arc;
+
+  use napi::bindgen_prelude::*;
+  use napi::sys;
+
+  use crate::keys::Scope;
+
+  /// Buffers kept per thread for reuse, and the largest capacity kept (a 4 MiB value's
+  /// buffer is freed, not held).
+  const POOL_LEN: usize = 8;
+  const POOL_MAX_CAPACITY: usize = 64 * 1024;
+
+  thread_local! {
+    static POOL: RefCell<Vec<Vec<u8>>> = const { RefCell::new(Vec::new()) };
+  }
+
+  /// `Ok` for `napi_ok`, else an error with napi's status as its code.
+  fn check(status: sys::napi_status, what: &str) -> Result<()> {
+    if status == sys::Status::napi_ok {
+      Ok(())
+    } else {
+      Err(Error::new(Status::from(status), format!("Failed to {what}")))
+    }
+  }
+
+  /// The UTF-8 text of a JS string argument, valid while the call lasts.
+  pub struct Text(Vec<u8>);
+
+  impl Deref for Text {
+    type Target = str;
+
+    fn deref(&self) -> &str {
+      // SAFETY: written by V8's String::WriteUtf8 with REPLACE_INVALID_UTF8 (lone surrogates
+      // become U+FFFD), so valid UTF-8 — the guarantee napi's own `String` relies on.
+      unsafe { std::str::from_utf8_unchecked(&self.0) }
+    }
+  }
+
+  impl Drop for Text {
+    fn drop(&mut self) {
+      if self.0.capacity() <= POOL_MAX_CAPACITY {
+        let buf = std::mem::take(&mut self.0);
+        // `try_with`: nothing to do while the thread itself is being torn down
+        let _ = POOL.try_with(|pool| {
+          let mut pool = pool.borrow_mut();
+          if pool.len() < POOL_LEN {
+            pool.push(buf);
+          }
+        });
+      }
+    }
+  }
+
+  impl FromNapiValue for Text {
+    unsafe fn from_napi_value(env: sys::napi_env, value: sys::napi_value) -> Result<Self> {
+      // the length in UTF-16 code units: O(1), and fails with StringExpected for a non-string
+      let mut units = 0;
+      check(
+        unsafe { sys::napi_get_value_string_utf16(env, value, ptr::null_mut(), 0, &mut units) },
+        "convert a JavaScript value into a string",
+      )?;
+      // one code unit is at most 3 bytes of UTF-8 (a surrogate pair, 2 units, is 4); + V8's NUL
+      let capacity = units * 3 + 1;
+      let mut buf = POOL
+        .try_with(|pool| pool.borrow_mut().pop())
+        .ok()
+        .flatten()
+        .unwrap_or_default();
+      buf.clear();
+      buf.reserve(capacity);
+      let mut written = 0;
+      check(
+        unsafe { sys::napi_get_value_string_utf8(env, value, buf.as_mut_ptr().cast(), capacity, &mut written) },
+        "convert a JavaScript string into UTF-8",
+      )?;
+      // SAFETY: V8 wrote `written` bytes (< capacity, the NUL after them) into the buffer
+      unsafe { buf.set_len(written.min(capacity - 1)) };
+      Ok(Text(buf))
+    }
+  }
+
+  /// The scope of an optional tenant id.
+  pub fn scope(tenant: &Option<Text>) -> Scope<'_> {
+    match tenant {
+      Some(t) => Scope::Tenant(t),
+      None => Scope::Global,
+    }
+  }
+
+  /// A stored value (JSON text) on its way to JavaScript as a new string.
+  pub struct Shared(pub Arc<str>);
+
+  impl ToNapiValue for Shared {
+    unsafe fn to_napi_value(env: sys::napi_env, val: Self) -> Result<sys::napi_value> {
+      let text: &str = &val.0;
+      let mut out = ptr::null_mut();
+      let status = if text.is_ascii() {
+        // ASCII is Latin-1 byte for byte: V8 copies it into a one-byte string as is
+        unsafe { sys::napi_create_string_latin1(env, text.as_ptr().cast(), text.len() as isize, &mut out) }
+      } else {
+        unsafe { sys::napi_create_string_utf8(env, text.as_ptr().cast(), text.len() as isize, &mut out) }
+      };
+      check(status, "convert a stored value into a JavaScript string")?;
+      Ok(out)
+    }
+  }
+}
+
 /// Default TTLs in seconds.
 #[napi(object)]
 pub struct TtlOptions {
@@ -465,29 +583,45 @@ impl NativeCache {
   }
 
   /// `get` on the calling thread: memory://, or Redis mode while `servesLocally`.
-  #[napi(catch_unwind)]
-  pub fn get_sync(&self, kind_id: u32, key: String, tenant: Option<String>) -> Result<Option<String>, Code> {
+  #[napi(
+    catch_unwind,
+    ts_args_type = "kindId: number, key: string, tenant?: string | undefined | null",
+    ts_return_type = "string | null"
+  )]
+  pub fn get_sync(
+    &self,
+    kind_id: u32,
+    key: text::Text,
+    tenant: Option<text::Text>,
+  ) -> Result<Option<text::Shared>, Code> {
     let v = self
       .inner
-      .get_local(scope(&tenant), kind_of(kind_id).map_err(js_error)?, &key)
+      .get_local(text::scope(&tenant), kind_of(kind_id).map_err(js_error)?, &key)
       .map_err(js_error)?;
-    Ok(v.map(|s| s.to_string()))
+    Ok(v.map(text::Shared))
   }
 
   /// `set` on the calling thread: memory://, or Redis mode while `servesLocally`
   /// (journaled; the recovery task is started in napi's runtime if need be).
-  #[napi(catch_unwind)]
+  #[napi(
+    catch_unwind,
+    ts_args_type = "kindId: number, key: string, json: string, ttlSeconds?: number | undefined | null, tenant?: string | undefined | null"
+  )]
   pub fn set_sync(
     &self,
     kind_id: u32,
-    key: String,
-    json: String,
+    key: text::Text,
+    json: text::Text,
     ttl_seconds: Option<f64>,
-    tenant: Option<String>,
+    tenant: Option<text::Text>,
   ) -> Result<(), Code> {
     let kind = kind_of(kind_id).map_err(js_error)?;
-    within_runtime_if_available(|| self.inner.set_local(scope(&tenant), kind, &key, &json, ttl_seconds))
-      .map_err(js_error)
+    within_runtime_if_available(|| {
+      self
+        .inner
+        .set_local(text::scope(&tenant), kind, &key, &json, ttl_seconds)
+    })
+    .map_err(js_error)
   }
 
   /// `delete` on the calling thread (memory:// only).
