@@ -66,6 +66,16 @@ export declare class NativeCache {
    * (journaled; the recovery task is started in napi's runtime if need be).
    */
   setSync(kindId: number, key: string, json: string, ttlSeconds?: number | undefined | null, tenant?: string | undefined | null): void
+  /**
+   * `memory://` only: `{ get, set }`, `getSync` and `setSync` as plain functions bound to
+   * this cache (no method-call overhead; see the `local` module).
+   */
+  localFunctions(): { get(kindId: number, key: string, tenant?: string | undefined | null): string | null; set(kindId: number, key: string, json: string, ttlSeconds?: number | undefined | null, tenant?: string | undefined | null): void }
+  /**
+   * Test hook (not part of the API): a function made like `localFunctions`'s that panics,
+   * to prove that the panic becomes a thrown JS error instead of aborting Node.
+   */
+  __localPanicForTests(): () => void
   /** `delete` on the calling thread (memory:// only). */
   deleteSync(kindId: number, key: string, tenant?: string | undefined | null): boolean
   /** `invalidate` on the calling thread (memory:// only). */

@@ -130,10 +130,11 @@ class Scope {
 
   async #get(kind, name, key) {
     checkString(name, key)
-    const native = this.#owner._native()
+    const owner = this.#owner
+    owner._native() // the default instance is created on first use
     try {
-      if (this.#owner._sync) return decode(native.getSync(kind, key, this.#tenant))
-      return decode(settle(await this.#owner._batcher.get(kind, key, this.#tenant)))
+      if (owner._sync) return decode(owner._local.get(kind, key, this.#tenant))
+      return decode(settle(await owner._batcher.get(kind, key, this.#tenant)))
     } catch (err) {
       throw fromNative(err)
     }
@@ -142,15 +143,27 @@ class Scope {
   async #set(kind, name, key, data, ttlSeconds) {
     checkString(name, key)
     const ttl = checkTtl(ttlSeconds)
-    await this.#store(kind, key, encode(data), ttl)
+    const pending = this.#store(kind, key, encode(data), ttl)
+    if (pending !== undefined) await pending
   }
 
-  // Writes JSON text already validated and serialized.
-  async #store(kind, key, json, ttl) {
-    const native = this.#owner._native()
+  // Writes JSON text already validated and serialized. memory:// writes on the calling
+  // thread and returns undefined: no second promise to await; otherwise a promise of the
+  // batched write.
+  #store(kind, key, json, ttl) {
+    const owner = this.#owner
+    owner._native()
     try {
-      if (this.#owner._sync) native.setSync(kind, key, json, ttl, this.#tenant)
-      else settle(await this.#owner._batcher.set(kind, key, json, ttl, this.#tenant))
+      if (owner._sync) return void owner._local.set(kind, key, json, ttl, this.#tenant)
+    } catch (err) {
+      throw fromNative(err)
+    }
+    return this.#storeBatched(kind, key, json, ttl)
+  }
+
+  async #storeBatched(kind, key, json, ttl) {
+    try {
+      settle(await this.#owner._batcher.set(kind, key, json, ttl, this.#tenant))
     } catch (err) {
       throw fromNative(err)
     }
@@ -265,11 +278,12 @@ class Scope {
 
   // One flight: read, else load + store; resolves with JSON text (each waiter parses its own copy).
   async #load(key, loader, ttlSeconds) {
-    const native = this.#owner._native()
+    const owner = this.#owner
+    owner._native()
     try {
-      const cached = this.#owner._sync
-        ? native.getSync(QUERY, key, this.#tenant)
-        : settle(await this.#owner._batcher.get(QUERY, key, this.#tenant))
+      const cached = owner._sync
+        ? owner._local.get(QUERY, key, this.#tenant)
+        : settle(await owner._batcher.get(QUERY, key, this.#tenant))
       if (cached !== null) return cached
     } catch (err) {
       throw fromNative(err)
@@ -365,6 +379,12 @@ class CacheManager extends Scope {
         throw fromNative(err)
       }
       this._sync = this.#native.memoryOnly
+      // memory:// reads and writes: getSync/setSync as plain functions, without napi-rs's
+      // ~0.4 µs of method-call overhead (src/lib.rs, module `local`; bench/native-calls.js).
+      // They answer on the calling thread, so a loop of awaited memory:// calls runs in
+      // microtasks and lets timers and I/O in only when it ends, as with any in-process
+      // store that answers synchronously (lru-cache, a Map).
+      this._local = this._sync ? this.#native.localFunctions() : null
       this._batcher = new Batcher(this.#native)
     }
     return this.#native
