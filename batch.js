@@ -1,7 +1,7 @@
 'use strict'
-// Batches the asynchronous gets and sets made in one event-loop tick into one
-// native call (one crossing, one tokio task, one promise resolution from Rust),
-// instead of one of each per call; while Redis is down (breaker open) the batch
+// Batches the asynchronous gets and sets made in one event-loop tick into a few
+// native calls (one crossing, one tokio task, one promise resolution from Rust per
+// chunk), instead of one of each per call; while Redis is down (breaker open) the batch
 // is answered synchronously from the in-process store and the journal. Each caller still gets its own promise,
 // settled with its own result: the JSON text or null of a get, null for a set,
 // or an Error carrying `code` (index.js turns that into a rejection).
@@ -17,10 +17,19 @@ const { setImmediate } = require('node:timers')
 const GET = ['g', 'G'] // by kind: 0 = session, 1 = query
 const SET = ['s', 'S']
 
-/** Queues the calls of one tick and sends them to `native.batch` in a microtask. */
+// A tick's calls go out in chunks of at most CHUNK calls, one native call (one Redis
+// pipeline) each, and the calls made while a chunk's results are handed over are sent
+// right then (#deliver), not at the next check phase: new calls are on their way to Redis
+// while the JS thread still works through earlier results, instead of the thread waiting
+// a full round trip for every tick's batch. Measured (bench, same machine, alternating):
+// W2 37-40k -> 53-57k ops/s, W1 at 64 callers 51-60k -> 82-85k; event-loop utilization
+// 0.72 -> 0.99. 16, 32 and 48 do about the same; one chunk per tick did not help.
+const CHUNK = 32
+
+/** Queues the calls of one tick and sends them to `native.batch` from the check phase. */
 class Batcher {
   #native
-  #pending = null
+  #pending = null // the calls not sent yet: { chunks: [Chunk], chunkOf: Map | null, sent }
 
   constructor(native) {
     this.#native = native
@@ -37,51 +46,96 @@ class Batcher {
   }
 
   #queue(op, key, tenant, json, ttl) {
-    let batch = this.#pending
-    if (batch === null) {
-      batch = { ops: '', keys: [], values: [], ttls: [], tenants: [], settle: [] }
-      this.#pending = batch
-      setImmediate(() => this.#flush(batch))
+    let pending = this.#pending
+    if (pending === null) {
+      pending = { chunks: [newChunk()], chunkOf: null, sent: false }
+      this.#pending = pending
+      setImmediate(() => this.#flush(pending))
     }
-    batch.ops += op
-    batch.keys.push(key)
-    batch.tenants.push(tenant === undefined ? '' : tenant) // tenant ids are never empty
+    const chunk = chunkFor(pending, op, key, tenant)
+    chunk.ops += op
+    chunk.keys.push(key)
+    chunk.tenants.push(tenant === undefined ? '' : tenant) // tenant ids are never empty
     if (json !== null) {
-      batch.values.push(json)
-      batch.ttls.push(ttl)
+      chunk.values.push(json)
+      chunk.ttls.push(ttl)
     }
-    return new Promise((resolve, reject) => batch.settle.push(resolve, reject))
+    return new Promise((resolve, reject) => chunk.settle.push(resolve, reject))
   }
 
-  #flush(batch) {
-    this.#pending = null
-    const { settle } = batch
-    const failAll = (err) => {
-      for (let i = 1; i < settle.length; i += 2) settle[i](err)
-    }
-    const deliver = (values) => {
-      for (let i = 0; i < values.length; i++) settle[2 * i](values[i])
-    }
+  #flush(pending) {
+    if (pending.sent) return
+    pending.sent = true
+    if (this.#pending === pending) this.#pending = null
+    for (const chunk of pending.chunks) this.#send(chunk)
+  }
+
+  #send(chunk) {
     const native = this.#native
     try {
       // Redis down and the breaker open: answered here, without a thread hop. Still
       // from the check phase, so a loop of calls keeps yielding to the event loop.
-      if (native.servesLocally) this.#answerLocally(batch)
-      else native.batch(batch.ops, batch.keys, batch.values, batch.ttls, batch.tenants).then(deliver, failAll)
+      if (native.servesLocally) this.#answerLocally(chunk)
+      else
+        native
+          .batch(chunk.ops, chunk.keys, chunk.values, chunk.ttls, chunk.tenants)
+          .then((values) => this.#deliver(chunk, values), (err) => failAll(chunk, err))
     } catch (err) {
-      failAll(err)
+      failAll(chunk, err)
     }
   }
 
+  #deliver(chunk, values) {
+    // the calls made by the callers of results delivered before go out now
+    const pending = this.#pending
+    if (pending !== null && !this.#native.servesLocally) this.#flush(pending)
+    const { settle } = chunk
+    for (let i = 0; i < values.length; i++) settle[2 * i](values[i])
+  }
+
   // The gets answered `undefined` found Redis back meanwhile: they go to Redis.
-  #answerLocally(batch) {
-    const { settle } = batch
-    const values = this.#native.batchSync(batch.ops, batch.keys, batch.values, batch.ttls, batch.tenants)
+  #answerLocally(chunk) {
+    const { settle } = chunk
+    const values = this.#native.batchSync(chunk.ops, chunk.keys, chunk.values, chunk.ttls, chunk.tenants)
     for (let i = 0; i < values.length; i++) {
       if (values[i] !== undefined) settle[2 * i](values[i])
-      else this.#queue(batch.ops[i], batch.keys[i], batch.tenants[i] || undefined, null, NaN).then(settle[2 * i], settle[2 * i + 1])
+      else this.#queue(chunk.ops[i], chunk.keys[i], chunk.tenants[i] || undefined, null, NaN).then(settle[2 * i], settle[2 * i + 1])
     }
   }
 }
+
+function newChunk() {
+  return { ops: '', keys: [], values: [], ttls: [], tenants: [], settle: [] }
+}
+
+function failAll(chunk, err) {
+  const { settle } = chunk
+  for (let i = 1; i < settle.length; i += 2) settle[i](err)
+}
+
+// The chunk a call joins: the last one, or a new one when it is full; but a call on a key
+// an earlier chunk of this tick already holds joins that chunk, so that calls on one key
+// stay in one pipeline, in the order they were made (chunks run concurrently).
+function chunkFor(pending, op, key, tenant) {
+  const { chunks } = pending
+  let last = chunks[chunks.length - 1]
+  if (last.keys.length < CHUNK && chunks.length === 1) return last
+  if (pending.chunkOf === null) {
+    pending.chunkOf = new Map()
+    for (let i = 0; i < last.keys.length; i++) pending.chunkOf.set(callKey(last.ops[i], last.keys[i], last.tenants[i]), 0)
+  }
+  const id = callKey(op, key, tenant === undefined ? '' : tenant)
+  const at = pending.chunkOf.get(id)
+  if (at !== undefined) return chunks[at]
+  if (last.keys.length >= CHUNK) {
+    last = newChunk()
+    chunks.push(last)
+  }
+  pending.chunkOf.set(id, chunks.length - 1)
+  return last
+}
+
+// One string per (kind, tenant, key): g/s are the session kind, G/S the query kind.
+const callKey = (op, key, tenant) => `${op === 'g' || op === 's' ? 's' : 'q'}${tenant}\u0000${key}`
 
 module.exports = { Batcher }

@@ -1,5 +1,6 @@
-// The gets and sets of one event-loop tick go to the addon in one native call
-// (batch.js). Each caller must still get exactly its own result or error.
+// The gets and sets of one event-loop tick go to the addon in a few native calls
+// (batch.js: chunks of 32, calls on one key kept in one chunk). Each caller must still
+// get exactly its own result or error, and calls on one key run in the order made.
 
 import { CacheManager } from '..'
 import { modes, useManagers } from './helpers/modes'
@@ -38,6 +39,43 @@ describe('batched calls (redis mode)', () => {
     }
     // the other tenants never see these keys
     await expect(m.tenant('c').getSession('k1')).resolves.toBeNull()
+  })
+
+  it('calls on one key made in one tick run in the order they were made, across chunks of the tick', async () => {
+    const m = make()
+    for (let round = 0; round < 30; round++) {
+      const t = m.tenant(`t${round % 3}`)
+      const calls: Array<Promise<unknown>> = []
+      calls.push(t.setSession('hot', { v: `${round}-a` }))
+      // more calls than one chunk holds, on other keys, between the calls on 'hot'
+      for (let i = 0; i < 80; i++) calls.push(i % 2 ? m.getSession(`other${i}`) : m.setSession(`other${i}`, i))
+      const read1 = t.getSession('hot')
+      calls.push(t.setSession('hot', { v: `${round}-b` }), t.cacheQueryResult('hot', { q: round }))
+      for (let i = 0; i < 40; i++) calls.push(m.getSession(`other${i}`))
+      const read2 = t.getSession('hot')
+      const read3 = t.getCachedQuery('hot')
+      await Promise.all(calls)
+      expect([round, await read1]).toEqual([round, { v: `${round}-a` }])
+      expect([round, await read2]).toEqual([round, { v: `${round}-b` }])
+      expect([round, await read3]).toEqual([round, { q: round }])
+    }
+  })
+
+  it('calls made while results are handed over go out at once (the event loop stays busy)', async () => {
+    const m = make()
+    await Promise.all(Array.from({ length: 64 }, (_, i) => m.setSession(`w${i}`, i)))
+    // 128 callers in a loop: far more calls than one chunk; every read sees its caller's write
+    let failures = 0
+    await Promise.all(
+      Array.from({ length: 128 }, async (_, w) => {
+        for (let i = 0; i < 20; i++) {
+          await m.setSession(`c${w}`, { w, i })
+          const back = (await m.getSession(`c${w}`)) as { w: number; i: number }
+          if (back.w !== w || back.i !== i) failures++
+        }
+      }),
+    )
+    expect(failures).toBe(0)
   })
 
   it('one failing call in a tick rejects alone; the others in the same batch succeed', async () => {
