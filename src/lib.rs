@@ -238,17 +238,33 @@ mod text {
 
   impl ToNapiValue for Shared {
     unsafe fn to_napi_value(env: sys::napi_env, val: Self) -> Result<sys::napi_value> {
-      let text: &str = &val.0;
-      let mut out = ptr::null_mut();
-      let status = if text.is_ascii() {
-        // ASCII is Latin-1 byte for byte: V8 copies it into a one-byte string as is
-        unsafe { sys::napi_create_string_latin1(env, text.as_ptr().cast(), text.len() as isize, &mut out) }
-      } else {
-        unsafe { sys::napi_create_string_utf8(env, text.as_ptr().cast(), text.len() as isize, &mut out) }
-      };
-      check(status, "convert a stored value into a JavaScript string")?;
-      Ok(out)
+      unsafe { new_string(env, &val.0) }
     }
+  }
+
+  /// A value read from Redis on its way to JavaScript, as [`Shared`].
+  pub struct Owned(pub String);
+
+  impl ToNapiValue for Owned {
+    unsafe fn to_napi_value(env: sys::napi_env, val: Self) -> Result<sys::napi_value> {
+      unsafe { new_string(env, &val.0) }
+    }
+  }
+
+  /// A new JS string of `text`: Latin-1 (a plain copy) when it is ASCII, else from UTF-8.
+  ///
+  /// # Safety
+  /// `env` must be the current call's environment (on the JS thread).
+  unsafe fn new_string(env: sys::napi_env, text: &str) -> Result<sys::napi_value> {
+    let mut out = ptr::null_mut();
+    let status = if text.is_ascii() {
+      // ASCII is Latin-1 byte for byte: V8 copies it into a one-byte string as is
+      unsafe { sys::napi_create_string_latin1(env, text.as_ptr().cast(), text.len() as isize, &mut out) }
+    } else {
+      unsafe { sys::napi_create_string_utf8(env, text.as_ptr().cast(), text.len() as isize, &mut out) }
+    };
+    check(status, "convert a stored value into a JavaScript string")?;
+    Ok(out)
   }
 }
 
@@ -678,14 +694,17 @@ impl NativeCache {
     values: Vec<String>,
     ttls: Vec<f64>,
     tenants: Vec<String>,
-  ) -> Result<Vec<Settled<Option<String>>>> {
+  ) -> Result<Vec<Settled<Option<text::Owned>>>> {
     let ops = batch_ops(&ops, &keys, &values, &ttls, &tenants)?;
     let items: Vec<BatchItem> = ops.iter().flatten().copied().collect();
     let mut done = self.inner.run_batch(&items).await.into_iter();
     Ok(
       ops
         .iter()
-        .map(|op| settled(op.and_then(|_| done.next()).unwrap_or_else(|| Err(bad_op()))))
+        .map(|op| {
+          let result = op.and_then(|_| done.next()).unwrap_or_else(|| Err(bad_op()));
+          settled(result.map(|v| v.map(text::Owned)))
+        })
         .collect(),
     )
   }
