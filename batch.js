@@ -17,19 +17,22 @@ const { setImmediate } = require('node:timers')
 const GET = ['g', 'G'] // by kind: 0 = session, 1 = query
 const SET = ['s', 'S']
 
-// A tick's calls go out in chunks of at most CHUNK calls, one native call (one Redis
-// pipeline) each, and the calls made while a chunk's results are handed over are sent
-// right then (#deliver), not at the next check phase: new calls are on their way to Redis
-// while the JS thread still works through earlier results, instead of the thread waiting
-// a full round trip for every tick's batch. Measured (bench, same machine, alternating):
-// W2 37-40k -> 53-57k ops/s, W1 at 64 callers 51-60k -> 82-85k; event-loop utilization
-// 0.72 -> 0.99. 16, 32 and 48 do about the same; one chunk per tick did not help.
-const CHUNK = 32
+// A tick's calls go out in chunks, one native call (one Redis pipeline) each, and the
+// calls made while a chunk's results are handed over are sent right then (#deliver), not
+// at the next check phase: new calls are on their way to Redis while the JS thread still
+// works through earlier results, instead of the thread waiting a full round trip for every
+// tick's batch. Measured (bench, same machine, alternating): W2 37-40k -> 53-57k ops/s, W1
+// at 64 callers 51-60k -> 82-85k; event-loop utilization 0.72 -> 0.99. A chunk holds a
+// quarter of the calls in flight, from MIN_CHUNK to MAX_CHUNK: enough chunks to overlap,
+// and at high concurrency fewer crossings per call (bench/HISTORY.md).
+const MIN_CHUNK = 32
+const MAX_CHUNK = 256
 
 /** Queues the calls of one tick and sends them to `native.batch` from the check phase. */
 class Batcher {
   #native
-  #pending = null // the calls not sent yet: { chunks: [Chunk], chunkOf: Map | null, sent }
+  #pending = null // the calls not sent yet: { chunks: [Chunk], chunkOf: Map | null, size, sent }
+  #inFlight = 0 // calls sent to Redis and not answered yet
 
   constructor(native) {
     this.#native = native
@@ -48,7 +51,8 @@ class Batcher {
   #queue(op, key, tenant, json, ttl) {
     let pending = this.#pending
     if (pending === null) {
-      pending = { chunks: [newChunk()], chunkOf: null, sent: false }
+      const size = Math.min(MAX_CHUNK, Math.max(MIN_CHUNK, this.#inFlight >> 2))
+      pending = { chunks: [newChunk()], chunkOf: null, size, sent: false }
       this.#pending = pending
       setImmediate(() => this.#flush(pending))
     }
@@ -76,10 +80,21 @@ class Batcher {
       // Redis down and the breaker open: answered here, without a thread hop. Still
       // from the check phase, so a loop of calls keeps yielding to the event loop.
       if (native.servesLocally) this.#answerLocally(chunk)
-      else
-        native
-          .batch(chunk.ops, chunk.keys, chunk.values, chunk.ttls, chunk.tenants)
-          .then((values) => this.#deliver(chunk, values), (err) => failAll(chunk, err))
+      else {
+        const n = chunk.keys.length
+        const done = native.batch(chunk.ops, chunk.keys, chunk.values, chunk.ttls, chunk.tenants)
+        this.#inFlight += n
+        done.then(
+          (values) => {
+            this.#inFlight -= n
+            this.#deliver(chunk, values)
+          },
+          (err) => {
+            this.#inFlight -= n
+            failAll(chunk, err)
+          },
+        )
+      }
     } catch (err) {
       failAll(chunk, err)
     }
@@ -119,7 +134,7 @@ function failAll(chunk, err) {
 function chunkFor(pending, op, key, tenant) {
   const { chunks } = pending
   let last = chunks[chunks.length - 1]
-  if (last.keys.length < CHUNK && chunks.length === 1) return last
+  if (last.keys.length < pending.size && chunks.length === 1) return last
   if (pending.chunkOf === null) {
     pending.chunkOf = new Map()
     for (let i = 0; i < last.keys.length; i++) pending.chunkOf.set(callKey(last.ops[i], last.keys[i], last.tenants[i]), 0)
@@ -127,7 +142,7 @@ function chunkFor(pending, op, key, tenant) {
   const id = callKey(op, key, tenant === undefined ? '' : tenant)
   const at = pending.chunkOf.get(id)
   if (at !== undefined) return chunks[at]
-  if (last.keys.length >= CHUNK) {
+  if (last.keys.length >= pending.size) {
     last = newChunk()
     chunks.push(last)
   }

@@ -1,5 +1,5 @@
 // The gets and sets of one event-loop tick go to the addon in a few native calls
-// (batch.js: chunks of 32, calls on one key kept in one chunk). Each caller must still
+// (batch.js: chunks of 32 or more, calls on one key kept in one chunk). Each caller must still
 // get exactly its own result or error, and calls on one key run in the order made.
 
 import { CacheManager } from '..'
