@@ -78,12 +78,12 @@ fn bad_op() -> error::Error {
 
 /// Decodes the arguments of `batch` (see there), borrowing them; `None` for an unknown op
 /// code (answered with ERR_INVALID_ARG). Fails when the argument lengths disagree.
-fn batch_ops<'a>(
+fn batch_ops<'a, S: std::ops::Deref<Target = str>>(
   ops: &'a str,
-  keys: &'a [String],
-  values: &'a [String],
+  keys: &'a [S],
+  values: &'a [S],
   ttls: &'a [f64],
-  tenants: &'a [String],
+  tenants: &'a [S],
 ) -> Result<Vec<Option<BatchItem<'a>>>> {
   let ops = ops.as_bytes();
   let sets = ops.iter().filter(|op| matches!(op, b's' | b'S')).count();
@@ -686,14 +686,17 @@ impl NativeCache {
   /// takes `values[n]` and `ttls[n]` (NaN = the kind's default). Resolves with one
   /// result per op, in order: the JSON text (or null) of a get, null for a set, or
   /// an Error with `code`. The ops run concurrently, like separate calls.
-  #[napi(ts_return_type = "Promise<Array<string | null | Error>>")]
+  #[napi(
+    ts_args_type = "ops: string, keys: Array<string>, values: Array<string>, ttls: Array<number>, tenants: Array<string>",
+    ts_return_type = "Promise<Array<string | null | Error>>"
+  )]
   pub async fn batch(
     &self,
     ops: String,
-    keys: Vec<String>,
-    values: Vec<String>,
+    keys: Vec<text::Text>,
+    values: Vec<text::Text>,
     ttls: Vec<f64>,
-    tenants: Vec<String>,
+    tenants: Vec<text::Text>,
   ) -> Result<Vec<Settled<Option<text::Owned>>>> {
     let ops = batch_ops(&ops, &keys, &values, &ttls, &tenants)?;
     let items: Vec<BatchItem> = ops.iter().flatten().copied().collect();
