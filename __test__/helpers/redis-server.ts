@@ -170,6 +170,17 @@ export async function killAllRedis(): Promise<void> {
 }
 
 /** A raw Redis client (ioredis) for looking at what ferrocache wrote. Call close(). */
+/** Any key as text: a string's UTF-8, a sorted set (the query index) as `zset` + its members and scores. */
+export async function showKey(
+  raw: { client: Pick<Redis, 'type' | 'zrange'>; getUtf8(key: string): Promise<string | null> },
+  key: string,
+): Promise<string | null> {
+  const type = await raw.client.type(key)
+  if (type === 'zset') return `zset ${JSON.stringify(await raw.client.zrange(key, 0, -1, 'WITHSCORES'))}`
+  if (type === 'none' || type === 'string') return raw.getUtf8(key)
+  return type
+}
+
 export class RawRedis {
   readonly client: Redis
 
@@ -188,12 +199,9 @@ export class RawRedis {
     return this.client.getBuffer(key)
   }
 
-  /** Any key as text: a string's UTF-8, a sorted set (the query index) as `zset` + its members and scores. */
-  async show(key: string): Promise<string | null> {
-    const type = await this.client.type(key)
-    if (type === 'zset') return `zset ${JSON.stringify(await this.client.zrange(key, 0, -1, 'WITHSCORES'))}`
-    if (type === 'none' || type === 'string') return this.getUtf8(key)
-    return type
+  /** Any key as text (see showKey). */
+  show(key: string): Promise<string | null> {
+    return showKey(this, key)
   }
 
   pttl(key: string): Promise<number> {

@@ -13,7 +13,7 @@ import * as os from 'os'
 import * as path from 'path'
 import { promisify } from 'util'
 import Redis, { Cluster as IoCluster } from 'ioredis'
-import { freePort, RawRedis, RedisServer, sleep, startRedis, startRedisOn } from './redis-server'
+import { freePort, RawRedis, RedisServer, showKey, sleep, startRedis, startRedisOn } from './redis-server'
 
 const run = promisify(execFile)
 
@@ -246,12 +246,9 @@ export class RawCluster implements RawView {
     return buf === null ? null : buf.toString('utf8')
   }
 
-  /** Any key as text: a string's UTF-8, a sorted set (the query index) as `zset` + its members and scores. */
-  async show(key: string): Promise<string | null> {
-    const type = await this.client.type(key)
-    if (type === 'zset') return `zset ${JSON.stringify(await this.client.zrange(key, 0, -1, 'WITHSCORES'))}`
-    if (type === 'none' || type === 'string') return this.getUtf8(key)
-    return type
+  /** Any key as text (see showKey). */
+  show(key: string): Promise<string | null> {
+    return showKey(this, key)
   }
 
   pttl(key: string): Promise<number> {

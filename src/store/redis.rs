@@ -386,8 +386,7 @@ impl RedisStore {
   }
 
   /// Remembers, after the transaction succeeded, until when (ms since `epoch`) an index lives.
-  fn note_lifetime(&self, extends: Option<(String, u64)>) {
-    let Some((lex, until)) = extends else { return };
+  fn note_lifetime(&self, (lex, until): (String, u64)) {
     let mut known = self.index_lifetimes.lock().unwrap_or_else(|p| p.into_inner());
     if known.len() >= MAX_KNOWN_INDEXES {
       known.clear();
@@ -562,12 +561,12 @@ impl RedisStore {
   /// [`RedisStore::query`] for an `EVALSHA`: a server that lost the scripts (restarted,
   /// `SCRIPT FLUSH`) is given them again and the command re-sent once.
   async fn query_script<T: redis::FromRedisValue>(&self, cmd: &Cmd) -> Result<T> {
-    let loads = self.scripts.load_cmds();
+    let scripts = &self.scripts;
     self
       .with_conn(|mut conn| async move {
         match conn.run(cmd).await {
           Err(e) if is_noscript(&e) => {
-            for load in &loads {
+            for load in &scripts.load_cmds() {
               conn.run::<redis::Value>(load).await?;
             }
             conn.run(cmd).await
@@ -630,7 +629,9 @@ impl RedisStore {
         Some((value, ttl_ms)) => {
           let write = self.write_cmds(key, value, *ttl_ms);
           cmds.extend(write.cmds);
-          lifetimes.push((spans.len(), write.extends));
+          if let Some(extends) = write.extends {
+            lifetimes.push((spans.len(), extends));
+          }
           sweeps.extend(write.sweep);
         }
       }
@@ -824,7 +825,9 @@ impl Store for RedisStore {
       let replies = self.pipeline(cmds).await?;
       self.after_sweeps(&replies[sent..]).await;
       query_index::write_outcome(&replies[..sent])?;
-      self.note_lifetime(extends);
+      if let Some(extends) = extends {
+        self.note_lifetime(extends);
+      }
       Ok(())
     }
   }
