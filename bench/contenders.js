@@ -102,4 +102,27 @@ function lruCache() {
   }
 }
 
-module.exports = { ferrocache, ioredis, nodeRedis, cacheManager, lruCache, loadFerrocache }
+/**
+ * Not a cache: the least JS-thread work any async JSON cache client can do per call
+ * (JSON.stringify on set, JSON.parse on get, one promise each, a Map of JSON text, no I/O).
+ * Its JS-thread CPU per op, divided by ioredis's, is the lowest ratio any client could
+ * reach in this harness: the JSON and the harness's own bookkeeping are in it.
+ */
+function jsonFloor() {
+  const texts = new Map()
+  return {
+    name: FLOOR,
+    set: async (k, v) => {
+      texts.set(k, JSON.stringify(v))
+    },
+    get: async (k) => {
+      const s = texts.get(k)
+      return s === undefined ? null : JSON.parse(s)
+    },
+    close: () => texts.clear(),
+  }
+}
+
+const FLOOR = 'floor (JSON only)'
+
+module.exports = { ferrocache, ioredis, nodeRedis, cacheManager, lruCache, jsonFloor, FLOOR, loadFerrocache }

@@ -163,6 +163,15 @@ function kvTables(groups) {
   ]
 }
 
+/** Per group holding both: the floor's JS-thread CPU per op over ioredis's. */
+function floorRatios(groups) {
+  return groups.flatMap((g) => {
+    const floor = g.rows.find((r) => r.contender === C.FLOOR)
+    const io = g.rows.find((r) => r.contender === 'ioredis')
+    return floor && io ? [`${g.id} c=${floor.concurrency} ${ratio(floor.mainCpuUsPerOp, io.mainCpuUsPerOp)}`] : []
+  })
+}
+
 /** W3 rows of every database size, and per size the median ratio ferrocache / ioredis. */
 function w3Table(runs) {
   const med = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]
@@ -226,6 +235,7 @@ async function main() {
       ['ioredis', () => C.ioredis(redis.port, `ior:${kind[0]}:`)],
       ['node-redis', () => C.nodeRedis(url, `nr:${kind[0]}:`)],
       ['cache-manager', () => C.cacheManager(url, `cm${kind[0]}`)],
+      [C.FLOOR, async () => C.jsonFloor()],
     ])
 
   const groups = []
@@ -338,6 +348,13 @@ async function main() {
     out.push('')
     out.push(ratios)
     out.push('')
+    const floors = floorRatios(groups)
+    if (floors.length) {
+      out.push(
+        `The lowest JS-thread CPU per op any client could reach here, \`${C.FLOOR}\` / ioredis (JSON.stringify/parse, one promise per call and the harness, no store, no I/O): ${floors.join('; ')}.`,
+      )
+      out.push('')
+    }
   }
   if (w3res) {
     const t = w3Table(w3res)

@@ -31,7 +31,7 @@ use crate::failover::Simulation;
 use crate::journal::{Journal, Lookup, DEFAULT_MAX_ENTRIES};
 use crate::keys::{KeyLayout, Kind, Scope, MAX_TENANT_BYTES};
 use crate::metrics::{Metrics, MetricsSnapshot, TenantCounts};
-use crate::store::memory::TenantUsage;
+use crate::store::memory::{Stored, TenantUsage};
 use crate::store::redis::RedisTimeouts;
 use crate::store::{MemoryStats, MemoryStore, RedisStore, Store};
 
@@ -400,9 +400,9 @@ impl Cache {
   }
 
   /// Reads from the in-process store on the calling thread (`memory://`).
-  pub fn get_local(&self, scope: Scope<'_>, kind: Kind, key: &str) -> Result<Option<Arc<str>>> {
+  pub fn get_local(&self, scope: Scope<'_>, kind: Kind, key: &str) -> Result<Option<Stored>> {
     let key = self.full_key(scope, kind, key)?;
-    let value = self.memory.get_now(&key);
+    let value = self.memory.get_stored(&key);
     self.count_read(scope, kind, value.is_some());
     Ok(value)
   }
@@ -413,7 +413,7 @@ impl Cache {
   /// Redis has everything), so Redis must be asked instead.
   pub fn get_outage_local(&self, scope: Scope<'_>, kind: Kind, key: &str) -> Result<Option<Option<Arc<str>>>> {
     if self.redis.is_none() {
-      return self.get_local(scope, kind, key).map(Some);
+      return self.get_local(scope, kind, key).map(|v| Some(v.map(|s| s.text)));
     }
     let key = self.full_key(scope, kind, key)?;
     let value = self.read_outage(&key);
@@ -841,7 +841,10 @@ mod tests {
       "kinds are separate"
     );
     assert_eq!(
-      c.get_local(Scope::Global, Kind::Session, "s1").unwrap().as_deref(),
+      c.get_local(Scope::Global, Kind::Session, "s1")
+        .unwrap()
+        .map(|s| s.text)
+        .as_deref(),
       Some("{\"a\":1}")
     );
     assert!(c.delete(Scope::Global, Kind::Session, "s1").await.unwrap());

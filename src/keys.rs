@@ -80,7 +80,7 @@ impl KeyLayout {
 
   /// The full key of `key` of `kind` in `scope`.
   pub fn key(&self, scope: Scope<'_>, kind: Kind, key: &str) -> String {
-    let mut out = self.namespace(scope, kind);
+    let mut out = self.namespace_with_room(scope, kind, key.len());
     out.push_str(key);
     out
   }
@@ -92,7 +92,15 @@ impl KeyLayout {
 
   /// The namespace of (`scope`, `kind`): what every one of its keys starts with.
   pub fn namespace(&self, scope: Scope<'_>, kind: Kind) -> String {
-    let mut out = String::with_capacity(self.prefix.len() + 16);
+    self.namespace_with_room(scope, kind, 0)
+  }
+
+  /// [`KeyLayout::namespace`] with room for `extra` more bytes: a full key is built in one
+  /// allocation (this runs on every call).
+  fn namespace_with_room(&self, scope: Scope<'_>, kind: Kind, extra: usize) -> String {
+    // "t:" + up to 3 digits (MAX_TENANT_BYTES) + ':' + tenant + ':'; then the kind's tag
+    let tenant = scope.tenant().map_or(0, |t| t.len() + 7);
+    let mut out = String::with_capacity(self.prefix.len() + tenant + kind.tag().len() + extra);
     out.push_str(&self.prefix);
     if let Scope::Tenant(t) = scope {
       out.push_str("t:");

@@ -144,12 +144,12 @@ mod text {
   use std::cell::RefCell;
   use std::ops::Deref;
   use std::ptr;
-  use std::sync::Arc;
 
   use napi::bindgen_prelude::*;
   use napi::sys;
 
   use crate::keys::Scope;
+  use crate::store::memory::Stored;
 
   /// Buffers kept per thread for reuse, and the largest capacity kept (a 4 MiB value's
   /// buffer is freed, not held).
@@ -233,12 +233,12 @@ mod text {
     }
   }
 
-  /// A stored value (JSON text) on its way to JavaScript as a new string.
-  pub struct Shared(pub Arc<str>);
+  /// A value of the in-process store (JSON text) on its way to JavaScript as a new string.
+  pub struct Shared(pub Stored);
 
   impl ToNapiValue for Shared {
     unsafe fn to_napi_value(env: sys::napi_env, val: Self) -> Result<sys::napi_value> {
-      unsafe { new_string(env, &val.0) }
+      unsafe { new_string_of(env, &val.0.text, val.0.ascii) }
     }
   }
 
@@ -256,8 +256,17 @@ mod text {
   /// # Safety
   /// `env` must be the current call's environment (on the JS thread).
   unsafe fn new_string(env: sys::napi_env, text: &str) -> Result<sys::napi_value> {
+    unsafe { new_string_of(env, text, text.is_ascii()) }
+  }
+
+  /// [`new_string`] when whether `text` is ASCII is known already.
+  ///
+  /// # Safety
+  /// As [`new_string`].
+  unsafe fn new_string_of(env: sys::napi_env, text: &str, ascii: bool) -> Result<sys::napi_value> {
+    debug_assert_eq!(ascii, text.is_ascii());
     let mut out = ptr::null_mut();
-    let status = if text.is_ascii() {
+    let status = if ascii {
       // ASCII is Latin-1 byte for byte: V8 copies it into a one-byte string as is
       unsafe { sys::napi_create_string_latin1(env, text.as_ptr().cast(), text.len() as isize, &mut out) }
     } else {

@@ -52,6 +52,8 @@ pub fn admissible_weight(max_bytes: u64) -> u64 {
 #[derive(Clone)]
 struct Entry {
   value: Arc<str>,
+  /// `value` is ASCII (known from the write, so a read need not scan it again).
+  ascii: bool,
   expires_at: Instant,
   /// The tenant whose ledger tracks this entry.
   tenant: Option<Arc<str>>,
@@ -147,6 +149,24 @@ fn entry_weight(key_len: usize, value_len: usize, tenant: bool) -> u64 {
 }
 
 /// Entries and bytes one tenant holds.
+/// A live value as read: the JSON text, and whether it is ASCII (then it is also Latin-1,
+/// the cheapest form to copy into a JavaScript string).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stored {
+  /// The JSON text.
+  pub text: Arc<str>,
+  /// Every byte of `text` is ASCII.
+  pub ascii: bool,
+}
+
+impl std::ops::Deref for Stored {
+  type Target = str;
+
+  fn deref(&self) -> &str {
+    &self.text
+  }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct TenantUsage {
   /// Entries held (expired ones count until swept).
@@ -209,10 +229,18 @@ impl MemoryStore {
 
   /// The value of `key` if live; an expired entry is removed on the way.
   pub fn get_now(&self, key: &str) -> Option<Arc<str>> {
+    self.get_stored(key).map(|s| s.text)
+  }
+
+  /// [`MemoryStore::get_now`], with whether the value is ASCII.
+  pub fn get_stored(&self, key: &str) -> Option<Stored> {
     let entry = self.cache.get(key)?;
     let now = Instant::now();
     if entry.live(now) {
-      return Some(entry.value);
+      return Some(Stored {
+        text: entry.value,
+        ascii: entry.ascii,
+      });
     }
     self.cache.remove_if(key, |e| !e.live(now));
     None
@@ -243,6 +271,7 @@ impl MemoryStore {
       }
     }
     let entry = Entry {
+      ascii: value.is_ascii(), // just copied in, so still in cache: cheaper here than on every read
       value: value.clone(),
       expires_at,
       tenant: ledger.as_ref().map(|l| l.tenant.clone()),
@@ -444,6 +473,23 @@ mod tests {
   use super::*;
 
   const MIB: u64 = 1024 * 1024;
+
+  #[test]
+  fn a_read_knows_whether_the_value_is_ascii() {
+    let s = MemoryStore::new(MIB, 1024);
+    for (value, ascii) in [
+      ("{\"a\":1}", true),
+      ("\u{7f}", true),
+      ("\"\u{80}\"", false),
+      ("\"é\"", false),
+      ("😀", false),
+      ("", true),
+    ] {
+      s.set_now("k", value.into(), 60_000).unwrap();
+      let read = s.get_stored("k").unwrap();
+      assert_eq!((&*read, read.ascii), (value, ascii));
+    }
+  }
 
   #[test]
   fn counts_bytes_of_key_value_and_overhead() {
