@@ -59,7 +59,11 @@ class Batcher {
     const chunk = chunkFor(pending, op, key, tenant)
     chunk.ops += op
     chunk.keys.push(key)
-    chunk.tenants.push(tenant === undefined ? '' : tenant) // tenant ids are never empty
+    if (tenant === undefined) chunk.tenants.push('')
+    else {
+      chunk.tenants.push(tenant) // tenant ids are never empty
+      chunk.scoped = true
+    }
     if (json !== null) {
       chunk.values.push(json)
       chunk.ttls.push(ttl)
@@ -82,7 +86,8 @@ class Batcher {
       if (native.servesLocally) this.#answerLocally(chunk)
       else {
         const n = chunk.keys.length
-        const done = native.batch(chunk.ops, chunk.keys, chunk.values, chunk.ttls, chunk.tenants)
+        // no tenant ids when none is set: reading them back in Rust costs ~70 ns per call
+        const done = native.batch(chunk.ops, chunk.keys, chunk.values, chunk.ttls, chunk.scoped ? chunk.tenants : NO_TENANTS)
         this.#inFlight += n
         done.then(
           (values) => {
@@ -119,8 +124,10 @@ class Batcher {
   }
 }
 
+const NO_TENANTS = Object.freeze([])
+
 function newChunk() {
-  return { ops: '', keys: [], values: [], ttls: [], tenants: [], settle: [] }
+  return { ops: '', keys: [], values: [], ttls: [], tenants: [], scoped: false, settle: [] }
 }
 
 function failAll(chunk, err) {

@@ -36,7 +36,8 @@ export declare class NativeCache {
   /**
    * Runs the gets and sets of one event-loop tick in one crossing and one task:
    * `ops[i]` is `g`/`G` (get session/query) or `s`/`S` (set session/query) for
-   * `keys[i]` in scope `tenants[i]` (`""` = the manager's own keys); the n-th set
+   * `keys[i]` in scope `tenants[i]` (`""` = the manager's own keys; `tenants` empty = all
+   * of them the manager's own, so a tick without tenants sends no ids); the n-th set
    * takes `values[n]` and `ttls[n]` (NaN = the kind's default). Resolves with one
    * result per op, in order: the JSON text (or null) of a get, null for a set, or
    * an Error with `code`. The ops run concurrently, like separate calls.

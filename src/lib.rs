@@ -87,7 +87,9 @@ fn batch_ops<'a, S: std::ops::Deref<Target = str>>(
 ) -> Result<Vec<Option<BatchItem<'a>>>> {
   let ops = ops.as_bytes();
   let sets = ops.iter().filter(|op| matches!(op, b's' | b'S')).count();
-  if ops.len() != keys.len() || ops.len() != tenants.len() || values.len() != sets || ttls.len() != sets {
+  // no tenant ids at all: every op is in the manager's own scope
+  let scoped = !tenants.is_empty();
+  if ops.len() != keys.len() || (scoped && ops.len() != tenants.len()) || values.len() != sets || ttls.len() != sets {
     return Err(napi::Error::new(
       Status::InvalidArg,
       "batch: mismatched argument lengths",
@@ -97,12 +99,12 @@ fn batch_ops<'a, S: std::ops::Deref<Target = str>>(
   Ok(
     ops
       .iter()
-      .zip(keys.iter().zip(tenants))
-      .map(|(op, (key, tenant))| {
-        let scope = if tenant.is_empty() {
-          Scope::Global
-        } else {
-          Scope::Tenant(tenant)
+      .zip(keys)
+      .enumerate()
+      .map(|(i, (op, key))| {
+        let scope = match tenants.get(i) {
+          Some(tenant) if !tenant.is_empty() => Scope::Tenant(tenant),
+          _ => Scope::Global,
         };
         let kind = if op.is_ascii_lowercase() {
           Kind::Session
@@ -138,6 +140,7 @@ fn scope(tenant: &Option<String>) -> Scope<'_> {
 /// or write), converted with fewer passes over the text than napi's `String`:
 /// - [`Text`] reads a JS string in one pass, into a reused buffer: napi's `String` asks V8
 ///   for the UTF-8 length first (a scan of the whole string), then allocates, then copies.
+///   [`Texts`] reads a whole array of them into one buffer (the arguments of `batch`).
 /// - [`Shared`] hands a stored value back without copying it into a `String` first, as a
 ///   Latin-1 string (a plain copy into V8) when it is ASCII, else as UTF-8 (decoded by V8).
 mod text {
@@ -199,29 +202,89 @@ mod text {
 
   impl FromNapiValue for Text {
     unsafe fn from_napi_value(env: sys::napi_env, value: sys::napi_value) -> Result<Self> {
-      // the length in UTF-16 code units: O(1), and fails with StringExpected for a non-string
-      let mut units = 0;
-      check(
-        unsafe { sys::napi_get_value_string_utf16(env, value, ptr::null_mut(), 0, &mut units) },
-        "convert a JavaScript value into a string",
-      )?;
-      // one code unit is at most 3 bytes of UTF-8 (a surrogate pair, 2 units, is 4); + V8's NUL
-      let capacity = units * 3 + 1;
       let mut buf = POOL
         .try_with(|pool| pool.borrow_mut().pop())
         .ok()
         .flatten()
         .unwrap_or_default();
       buf.clear();
-      buf.reserve(capacity);
-      let mut written = 0;
-      check(
-        unsafe { sys::napi_get_value_string_utf8(env, value, buf.as_mut_ptr().cast(), capacity, &mut written) },
-        "convert a JavaScript string into UTF-8",
-      )?;
-      // SAFETY: V8 wrote `written` bytes (< capacity, the NUL after them) into the buffer
-      unsafe { buf.set_len(written.min(capacity - 1)) };
+      unsafe { append(env, value, &mut buf) }?;
       Ok(Text(buf))
+    }
+  }
+
+  /// Reads the JS string `value` into `buf` after what it holds already (one pass, see
+  /// [`Text`]).
+  ///
+  /// # Safety
+  /// `env` must be the current call's environment (on the JS thread).
+  unsafe fn append(env: sys::napi_env, value: sys::napi_value, buf: &mut Vec<u8>) -> Result<()> {
+    // the length in UTF-16 code units: O(1), and fails with StringExpected for a non-string
+    let mut units = 0;
+    check(
+      unsafe { sys::napi_get_value_string_utf16(env, value, ptr::null_mut(), 0, &mut units) },
+      "convert a JavaScript value into a string",
+    )?;
+    // one code unit is at most 3 bytes of UTF-8 (a surrogate pair, 2 units, is 4); + V8's NUL
+    let room = units * 3 + 1;
+    buf.reserve(room);
+    let start = buf.len();
+    let mut written = 0;
+    check(
+      unsafe { sys::napi_get_value_string_utf8(env, value, buf.as_mut_ptr().add(start).cast(), room, &mut written) },
+      "convert a JavaScript string into UTF-8",
+    )?;
+    // SAFETY: V8 wrote `written` bytes (< room, the NUL after them) after `start`
+    unsafe { buf.set_len(start + written.min(room - 1)) };
+    Ok(())
+  }
+
+  /// The UTF-8 texts of a JS array of strings, all in one buffer: two allocations per
+  /// array instead of one per string (a `batch` reads hundreds of keys and values).
+  pub struct Texts {
+    buf: Vec<u8>,
+    ends: Vec<usize>,
+  }
+
+  impl Texts {
+    /// The texts in order.
+    pub fn strs(&self) -> Vec<&str> {
+      let mut start = 0;
+      self
+        .ends
+        .iter()
+        .map(|&end| {
+          // SAFETY: each range was written by V8's String::WriteUtf8 with
+          // REPLACE_INVALID_UTF8, so it is valid UTF-8 on its own (see `Text`)
+          let text = unsafe { std::str::from_utf8_unchecked(&self.buf[start..end]) };
+          start = end;
+          text
+        })
+        .collect()
+    }
+  }
+
+  impl FromNapiValue for Texts {
+    unsafe fn from_napi_value(env: sys::napi_env, value: sys::napi_value) -> Result<Self> {
+      let mut len = 0;
+      check(
+        unsafe { sys::napi_get_array_length(env, value, &mut len) },
+        "read an array of strings",
+      )?;
+      let mut texts = Texts {
+        buf: Vec::new(),
+        ends: Vec::with_capacity(len as usize),
+      };
+      for i in 0..len {
+        let mut element = ptr::null_mut();
+        check(
+          unsafe { sys::napi_get_element(env, value, i, &mut element) },
+          "read an array element",
+        )?;
+        unsafe { append(env, element, &mut texts.buf) }?;
+        texts.ends.push(texts.buf.len());
+      }
+      Ok(texts)
     }
   }
 
@@ -691,7 +754,8 @@ impl NativeCache {
 
   /// Runs the gets and sets of one event-loop tick in one crossing and one task:
   /// `ops[i]` is `g`/`G` (get session/query) or `s`/`S` (set session/query) for
-  /// `keys[i]` in scope `tenants[i]` (`""` = the manager's own keys); the n-th set
+  /// `keys[i]` in scope `tenants[i]` (`""` = the manager's own keys; `tenants` empty = all
+  /// of them the manager's own, so a tick without tenants sends no ids); the n-th set
   /// takes `values[n]` and `ttls[n]` (NaN = the kind's default). Resolves with one
   /// result per op, in order: the JSON text (or null) of a get, null for a set, or
   /// an Error with `code`. The ops run concurrently, like separate calls.
@@ -702,11 +766,12 @@ impl NativeCache {
   pub async fn batch(
     &self,
     ops: String,
-    keys: Vec<text::Text>,
-    values: Vec<text::Text>,
+    keys: text::Texts,
+    values: text::Texts,
     ttls: Vec<f64>,
-    tenants: Vec<text::Text>,
+    tenants: text::Texts,
   ) -> Result<Vec<Settled<Option<text::Owned>>>> {
+    let (keys, values, tenants) = (keys.strs(), values.strs(), tenants.strs());
     let ops = batch_ops(&ops, &keys, &values, &ttls, &tenants)?;
     let items: Vec<BatchItem> = ops.iter().flatten().copied().collect();
     let mut done = self.inner.run_batch(&items).await.into_iter();
@@ -724,15 +789,20 @@ impl NativeCache {
   /// `batch` answered on the calling thread, for while `servesLocally`: no thread
   /// hop (outage writes are journaled as on the asynchronous path). A get answers
   /// `undefined` when Redis recovered meanwhile and must be asked (send it to `batch`).
-  #[napi(catch_unwind, ts_return_type = "Array<string | null | undefined | Error>")]
+  #[napi(
+    catch_unwind,
+    ts_args_type = "ops: string, keys: Array<string>, values: Array<string>, ttls: Array<number>, tenants: Array<string>",
+    ts_return_type = "Array<string | null | undefined | Error>"
+  )]
   pub fn batch_sync(
     &self,
     ops: String,
-    keys: Vec<String>,
-    values: Vec<String>,
+    keys: text::Texts,
+    values: text::Texts,
     ttls: Vec<f64>,
-    tenants: Vec<String>,
+    tenants: text::Texts,
   ) -> Result<Vec<Settled<LocalAnswer>>> {
+    let (keys, values, tenants) = (keys.strs(), values.strs(), tenants.strs());
     let ops = batch_ops(&ops, &keys, &values, &ttls, &tenants)?;
     let cache = &self.inner;
     let answer = |op| match op {
@@ -1369,4 +1439,43 @@ pub fn panic_for_tests() {
 #[napi(js_name = "__asyncPanicForTests")]
 pub async fn async_panic_for_tests() -> Result<()> {
   panic!("ferrocache test panic (async)");
+}
+
+#[cfg(test)]
+mod tests {
+  use super::*;
+
+  #[test]
+  fn batch_ops_pairs_each_set_with_its_value_and_scopes_by_tenant() {
+    let (keys, values, ttls) = (["a", "b", "c"], ["{}"], [f64::NAN]);
+    let ops = batch_ops("gSx", &keys, &values, &ttls, &["", "t", ""]).unwrap();
+    assert!(matches!(
+      ops[0],
+      Some(BatchItem::Get(Scope::Global, Kind::Session, "a"))
+    ));
+    assert!(matches!(
+      ops[1],
+      Some(BatchItem::Set(Scope::Tenant("t"), Kind::Query, "b", "{}", None))
+    ));
+    assert!(ops[2].is_none(), "an unknown op code is answered on its own");
+  }
+
+  #[test]
+  fn batch_ops_without_tenant_ids_puts_every_op_in_the_managers_scope() {
+    let ops = batch_ops::<&str>("gs", &["a", "b"], &["1"], &[60.0], &[]).unwrap();
+    assert!(matches!(
+      ops[0],
+      Some(BatchItem::Get(Scope::Global, Kind::Session, "a"))
+    ));
+    assert!(matches!(
+      ops[1],
+      Some(BatchItem::Set(Scope::Global, Kind::Session, "b", "1", Some(t))) if t == 60.0
+    ));
+    // but tenant ids that are given must be one per op
+    assert!(batch_ops("gs", &["a", "b"], &["1"], &[60.0], &["t"]).is_err());
+    assert!(
+      batch_ops("gs", &["a", "b"], &[], &[], &["", ""]).is_err(),
+      "a set without its value"
+    );
+  }
 }
