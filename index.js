@@ -128,28 +128,32 @@ class Scope {
     this.#tenant = tenant
   }
 
-  async #get(kind, name, key) {
-    checkString(name, key)
-    const owner = this.#owner
-    owner._native() // the default instance is created on first use
+  // #get and #set return the batcher's promise itself (settled with the final value or
+  // error, see batch.js), not an async wrapper around it; what they throw becomes a rejection.
+  #get(kind, name, key) {
     try {
-      if (owner._sync) return decode(owner._local.get(kind, key, this.#tenant))
-      return decode(settle(await owner._batcher.get(kind, key, this.#tenant)))
+      checkString(name, key)
+      const owner = this.#owner
+      owner._native() // the default instance is created on first use
+      if (owner._sync) return Promise.resolve(decode(owner._local.get(kind, key, this.#tenant)))
+      return owner._batcher.get(kind, key, this.#tenant)
     } catch (err) {
-      throw fromNative(err)
+      return Promise.reject(fromNative(err))
     }
   }
 
-  async #set(kind, name, key, data, ttlSeconds) {
-    checkString(name, key)
-    const ttl = checkTtl(ttlSeconds)
-    const pending = this.#store(kind, key, encode(data), ttl)
-    if (pending !== undefined) await pending
+  #set(kind, name, key, data, ttlSeconds) {
+    try {
+      checkString(name, key)
+      const ttl = checkTtl(ttlSeconds)
+      return this.#store(kind, key, encode(data), ttl) ?? Promise.resolve()
+    } catch (err) {
+      return Promise.reject(err)
+    }
   }
 
   // Writes JSON text already validated and serialized. memory:// writes on the calling
-  // thread and returns undefined: no second promise to await; otherwise a promise of the
-  // batched write.
+  // thread and returns undefined; otherwise the promise of the batched write.
   #store(kind, key, json, ttl) {
     const owner = this.#owner
     owner._native()
@@ -158,15 +162,7 @@ class Scope {
     } catch (err) {
       throw fromNative(err)
     }
-    return this.#storeBatched(kind, key, json, ttl)
-  }
-
-  async #storeBatched(kind, key, json, ttl) {
-    try {
-      settle(await this.#owner._batcher.set(kind, key, json, ttl, this.#tenant))
-    } catch (err) {
-      throw fromNative(err)
-    }
+    return owner._batcher.set(kind, key, json, ttl, this.#tenant)
   }
 
   async #delete(kind, name, key) {
@@ -283,7 +279,7 @@ class Scope {
     try {
       const cached = owner._sync
         ? owner._local.get(QUERY, key, this.#tenant)
-        : settle(await owner._batcher.get(QUERY, key, this.#tenant))
+        : await owner._batcher.get(QUERY, key, this.#tenant, true)
       if (cached !== null) return cached
     } catch (err) {
       throw fromNative(err)
@@ -385,7 +381,7 @@ class CacheManager extends Scope {
       // microtasks and lets timers and I/O in only when it ends, as with any in-process
       // store that answers synchronously (lru-cache, a Map).
       this._local = this._sync ? this.#native.localFunctions() : null
-      this._batcher = new Batcher(this.#native)
+      this._batcher = new Batcher(this.#native, { parse: decode, error: fromNative })
     }
     return this.#native
   }
