@@ -58,9 +58,10 @@ export interface CacheOptions {
   metrics?: boolean
   /**
    * Index query results in Redis (two sorted sets per scope) so that `invalidateCache(prefix)` costs
-   * the number of keys it removes instead of a `SCAN` of the whole keyspace. Default true; ignored on
-   * a Cluster, which always scans. Every process sharing a `keyPrefix` must use the same setting:
-   * entries written with `false` are not found by an indexed invalidation. Needs `MULTI`, `EXEC`,
+   * the number of keys it removes instead of a `SCAN` of the whole keyspace. Default true. On a Cluster
+   * each scope's index is split into 16 buckets whose names carry a hash tag (query results too), at
+   * some cost to write throughput (README, "Query index"). Every process sharing a `keyPrefix` must
+   * use the same setting: entries written with `false` are not found by an indexed invalidation. Needs `MULTI`, `EXEC`,
    * `ZADD`, `PEXPIRE`, `EVALSHA` and `SCRIPT LOAD` in the Redis ACL. See README, "Query index".
    */
   queryIndex?: boolean

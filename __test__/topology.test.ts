@@ -7,6 +7,7 @@
 import { createCacheManager, CacheManager, CacheOptions } from '..'
 import { uniquePrefix } from './helpers/redis-server'
 import { ClusterSetup, RawCluster, SentinelSetup, startCluster, startSentinel, MASTER_NAME } from './helpers/topology'
+import { queryNames, untagged } from './helpers/layout'
 import { describeError, runWorkers, sleep, waitFor } from './helpers/traffic'
 
 jest.setTimeout(90000)
@@ -99,8 +100,17 @@ describe('Redis Cluster', () => {
     )
     expect(perMaster).toHaveLength(3)
     for (const n of perMaster) expect(n).toBeGreaterThan(0)
+    // every entry sits in the slot of the index sets listing it (its bucket's hash tag)
+    const entries = (await raw.keysStartingWith(prefix)).filter((k) => !/^(t:4:acme:)?[ix]:q\{/.test(k.slice(prefix.length)))
+    expect(entries).toHaveLength(800)
+    for (const [i, scope] of [[6, undefined], [12, 'acme']] as const) {
+      const { entry, lex } = queryNames(prefix, `orders_${i}`, { tenant: scope, cluster: true })
+      expect(entries).toContain(entry)
+      expect(await raw.slotOf(entry)).toBe(await raw.slotOf(lex))
+      expect(await raw.client.zscore(lex, `orders_${i}`)).toBe('0')
+    }
     expect(await m.invalidateCache('orders_')).toBe(600)
-    const left = await raw.keysStartingWith(prefix)
+    const left = (await raw.keysStartingWith(prefix)).map(untagged).filter((k) => !/^(t:4:acme:)?[ix]:q$/.test(k.slice(prefix.length)))
     expect(left).toHaveLength(200)
     expect(left.every((k) => k.startsWith(`${prefix}q:ordersX`) || k.startsWith(`${prefix}t:4:acme:q:orders_`))).toBe(true)
     expect(await acme.invalidateAll()).toBe(100)

@@ -13,10 +13,16 @@
 //! tenant part self-delimiting, so two distinct (scope, kind, key) triples never
 //! produce the same Redis key, whatever characters they contain.
 
+use std::borrow::Cow;
+
 use crate::error::{Error, Result};
 
 /// Longest tenant id in UTF-8 bytes.
 pub const MAX_TENANT_BYTES: usize = 256;
+
+/// On a Redis Cluster, the query index of one scope is split into this many buckets, each
+/// in its own slot together with the entries it lists (see [`KeyLayout::cluster_query_index`]).
+pub const CLUSTER_BUCKETS: u64 = 16;
 
 /// What a key holds; each kind has its own namespace and default TTL.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -118,8 +124,9 @@ impl KeyLayout {
 /// index"): two sorted sets holding the same members, the keys as the caller wrote them.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct QueryIndex<'k> {
-  /// The scope's query namespace: full key = `namespace` + member.
-  pub namespace: &'k str,
+  /// The scope's query namespace as Redis names it: Redis key = `namespace` + member
+  /// (on a Cluster the namespace ends with the bucket's hash tag).
+  pub namespace: Cow<'k, str>,
   /// The member part: the caller's key (or prefix) within the namespace.
   pub member: &'k str,
   /// All scores 0, ordered by member: ranges by prefix (`ZRANGEBYLEX`).
@@ -134,6 +141,47 @@ impl KeyLayout {
   /// `<scope>q:<key>` is indexed in `<scope>i:q` (lex) and `<scope>x:q` (expiry): the
   /// characters `i` and `x` after a scope are used by no other kind.
   pub fn query_index<'k>(&self, full: &'k str) -> Option<QueryIndex<'k>> {
+    let (scope, member) = self.split_query(full)?;
+    Some(QueryIndex {
+      namespace: Cow::Borrowed(&full[..full.len() - member.len()]),
+      member,
+      lex: format!("{scope}i:q"),
+      expiry: format!("{scope}x:q"),
+    })
+  }
+
+  /// [`KeyLayout::query_index`] for a Redis Cluster, where a transaction or script can only
+  /// touch keys of one slot. A scope's entries are spread over [`CLUSTER_BUCKETS`] buckets
+  /// by their key; the entries of a bucket and its two index sets carry the same hash tag
+  /// `{<hash of the scope>.<bucket>}`: `<scope>q:{…}<key>`, `<scope>i:q{…}`, `<scope>x:q{…}`.
+  /// `None` where a query key is not indexed, and for a scope whose text holds `{` (its own
+  /// braces would decide the slot): those keep their plain names and `SCAN`.
+  pub fn cluster_query_index<'k>(&self, full: &'k str) -> Option<QueryIndex<'k>> {
+    let (scope, member) = self.split_query(full)?;
+    (!scope.contains('{')).then(|| tagged_index(scope, member, fnv1a(member.as_bytes()) % CLUSTER_BUCKETS))
+  }
+
+  /// The Redis name of the query entry `full` on a Cluster ([`KeyLayout::cluster_query_index`]'s
+  /// `key()`, without building the index names).
+  pub fn cluster_query_key(&self, full: &str) -> Option<String> {
+    let (scope, member) = self.split_query(full)?;
+    if scope.contains('{') {
+      return None;
+    }
+    let tag = bucket_tag(scope, fnv1a(member.as_bytes()) % CLUSTER_BUCKETS);
+    Some(format!("{scope}q:{tag}{member}"))
+  }
+
+  /// The index of every bucket of the scope of `literal` (a literal query prefix) on a
+  /// Redis Cluster, each with `literal`'s member part: a prefix may match keys in all of them.
+  pub fn cluster_query_indexes<'k>(&self, literal: &'k str) -> Option<Vec<QueryIndex<'k>>> {
+    let (scope, member) = self.split_query(literal)?;
+    (!scope.contains('{')).then(|| (0..CLUSTER_BUCKETS).map(|b| tagged_index(scope, member, b)).collect())
+  }
+
+  /// `(scope, member)` of a full query key (or literal query prefix) of this layout: the
+  /// prefix and tenant part, and what follows the kind's tag.
+  fn split_query<'k>(&self, full: &'k str) -> Option<(&'k str, &'k str)> {
     let rest = full.strip_prefix(self.prefix.as_str())?;
     let scope_len = match rest.strip_prefix("t:") {
       None => 0,
@@ -148,17 +196,60 @@ impl KeyLayout {
       }
     };
     let scope = full.get(..self.prefix.len() + scope_len)?;
-    if !full.get(scope.len()..)?.starts_with(Kind::Query.tag()) {
-      return None;
-    }
-    let (namespace, member) = full.split_at(scope.len() + Kind::Query.tag().len());
-    Some(QueryIndex {
-      namespace,
-      member,
-      lex: format!("{scope}i:q"),
-      expiry: format!("{scope}x:q"),
-    })
+    let member = full.get(scope.len()..)?.strip_prefix(Kind::Query.tag())?;
+    Some((scope, member))
   }
+}
+
+impl QueryIndex<'_> {
+  /// The Redis key of the entry this index was made for.
+  pub fn key(&self) -> String {
+    let mut key = String::with_capacity(self.namespace.len() + self.member.len());
+    key.push_str(&self.namespace);
+    key.push_str(self.member);
+    key
+  }
+}
+
+/// The index names of one bucket of `scope` on a Cluster (see [`KeyLayout::cluster_query_index`]).
+fn tagged_index<'k>(scope: &str, member: &'k str, bucket: u64) -> QueryIndex<'k> {
+  let tag = bucket_tag(scope, bucket);
+  QueryIndex {
+    namespace: Cow::Owned(format!("{scope}q:{tag}")),
+    member,
+    lex: format!("{scope}i:q{tag}"),
+    expiry: format!("{scope}x:q{tag}"),
+  }
+}
+
+/// The hash tag of `bucket` of `scope` on a Cluster: `{<FNV-1a of the scope>.<bucket>}`.
+fn bucket_tag(scope: &str, bucket: u64) -> String {
+  format!("{{{:016x}.{bucket:x}}}", fnv1a(scope.as_bytes()))
+}
+
+/// 64-bit FNV-1a: stable across processes, machines and versions (it places keys in Redis).
+fn fnv1a(bytes: &[u8]) -> u64 {
+  bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+    (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
+  })
+}
+
+/// A Cluster key name as the cache names the entry: the bucket tag after a query namespace
+/// (see [`KeyLayout::cluster_query_index`]) removed; any other name as it is.
+pub fn untag(name: &str) -> Cow<'_, str> {
+  let Some(open) = name.find('{') else {
+    return Cow::Borrowed(name);
+  };
+  let tag = name[open + 1..].split('}').next().unwrap_or_default();
+  let well_formed = name[..open].ends_with(Kind::Query.tag())
+    && tag.len() > 17
+    && name.len() > open + tag.len() + 1
+    && tag.as_bytes()[16] == b'.'
+    && tag.bytes().enumerate().all(|(i, b)| i == 16 || b.is_ascii_hexdigit());
+  if !well_formed {
+    return Cow::Borrowed(name);
+  }
+  Cow::Owned(format!("{}{}", &name[..open], &name[open + tag.len() + 2..]))
 }
 
 /// A Redis `SCAN MATCH` pattern matching exactly the keys that start with `literal`.
@@ -247,19 +338,19 @@ mod tests {
     let l = layout();
     let q = l.query_index("fc:q:orders_1").unwrap();
     assert_eq!(
-      (q.namespace, q.member, q.lex.as_str(), q.expiry.as_str()),
+      (&*q.namespace, q.member, q.lex.as_str(), q.expiry.as_str()),
       ("fc:q:", "orders_1", "fc:i:q", "fc:x:q")
     );
     let t = l.query_index("fc:t:4:acme:q:").unwrap();
     assert_eq!(
-      (t.namespace, t.member, t.lex.as_str()),
+      (&*t.namespace, t.member, t.lex.as_str()),
       ("fc:t:4:acme:q:", "", "fc:t:4:acme:i:q")
     );
     // a tenant id holding the layout's own separators
     let full = l.key(Scope::Tenant("a:q:b"), Kind::Query, "q:k");
     let odd = l.query_index(&full).unwrap();
     assert_eq!(
-      (odd.namespace, odd.member, odd.expiry.as_str()),
+      (&*odd.namespace, odd.member, odd.expiry.as_str()),
       ("fc:t:5:a:q:b:q:", "q:k", "fc:t:5:a:q:b:x:q")
     );
     for not_indexed in [
@@ -272,6 +363,48 @@ mod tests {
       "fc:t:",
     ] {
       assert_eq!(l.query_index(not_indexed), None, "{not_indexed}");
+    }
+  }
+
+  #[test]
+  fn cluster_index_shares_a_slot_with_its_entries_and_spreads_a_scope() {
+    let l = layout();
+    let slot = |name: &str| redis::cluster_routing::Slot::for_key(name);
+    let mut slots = std::collections::HashSet::new();
+    for i in 0..200 {
+      let full = l.key(Scope::Tenant("acme}"), Kind::Query, &format!("orders_{i}"));
+      let q = l.cluster_query_index(&full).unwrap();
+      let name = q.key();
+      assert_eq!(l.cluster_query_key(&full).as_ref(), Some(&name));
+      assert!(
+        name.starts_with("fc:t:5:acme}:q:{") && name.ends_with(&format!("}}orders_{i}")),
+        "{name}"
+      );
+      assert_eq!((slot(&name), slot(&name)), (slot(&q.lex), slot(&q.expiry)), "{name}");
+      assert_eq!(untag(&name), full);
+      slots.insert(slot(&name));
+      // the prefix's indexes include this entry's bucket
+      let all = l.cluster_query_indexes("fc:t:5:acme}:q:orders_").unwrap();
+      assert_eq!(all.len() as u64, CLUSTER_BUCKETS);
+      assert!(all.iter().any(|b| b.lex == q.lex && b.member == "orders_"));
+    }
+    assert_eq!(slots.len() as u64, CLUSTER_BUCKETS, "one slot per bucket");
+    // another scope, other slots (the scope is hashed into the tag)
+    let other = l.cluster_query_index("fc:q:orders_1").unwrap();
+    assert_ne!(other.lex, l.cluster_query_index("fc:t:4:acme:q:orders_1").unwrap().lex);
+    // a scope with its own brace is not indexed; nor are sessions
+    assert!(l.cluster_query_index("fc:t:3:a{b:q:k").is_none());
+    assert!(KeyLayout::new("app{1}:").cluster_query_indexes("app{1}:q:").is_none());
+    assert!(l.cluster_query_index("fc:s:k").is_none());
+    // untag leaves every other name alone
+    for name in [
+      "fc:s:{0123456789abcdef.1}k",
+      "fc:q:{x}k",
+      "fc:q:k",
+      "fc:i:q{0123456789abcdef.f}",
+      "{",
+    ] {
+      assert_eq!(untag(name), name);
     }
   }
 

@@ -9,17 +9,22 @@ use std::time::{Duration, Instant};
 
 use ferrocache::cache::{Cache, Mode};
 use ferrocache::config::{ConfigBuilder, TlsFiles};
-use ferrocache::keys::{Kind, Scope};
+use ferrocache::keys::{untag, Kind, Scope, CLUSTER_BUCKETS};
 use ferrocache::store::redis::{NodeRole, RedisTimeouts};
 use ferrocache::store::RedisStore;
 use support::topology::{assert_failover_clean, wait_recovered, Cluster, Security, Traffic};
 
 fn cache_for(cluster: &Cluster, prefix: &str) -> Arc<Cache> {
+  cache_with(cluster, prefix, true)
+}
+
+fn cache_with(cluster: &Cluster, prefix: &str, query_index: bool) -> Arc<Cache> {
   Cache::new(
     ConfigBuilder {
       cluster_nodes: Some(cluster.urls()),
       key_prefix: Some(prefix.into()),
       command_timeout_ms: Some(500.0),
+      query_index: Some(query_index),
       ..Default::default()
     }
     .build()
@@ -41,6 +46,15 @@ async fn contract_invalidation_and_topology() {
   let backend = ferrocache::config::Backend::Cluster { nodes: cluster.urls() };
   let store = RedisStore::for_backend(&backend, timeouts, &Default::default()).unwrap();
   support::contract::run(&store, "t:").await;
+  // and indexed: a tenant's entries in tagged buckets, invalidated through their indexes
+  let indexed = RedisStore::for_backend(&backend, timeouts, &Default::default())
+    .unwrap()
+    .with_query_index(ferrocache::keys::KeyLayout::new("fc:"));
+  support::contract::run(&indexed, "fc:t:4:acme:q:").await;
+  let kept: Vec<String> = cluster.all_keys().iter().map(|k| untag(k).into_owned()).collect();
+  for key in ["fc:t:4:acme:q:ordersX", "fc:t:4:acme:q:order", "fc:t:4:acme:q:ab"] {
+    assert!(kept.iter().any(|k| k == key), "{key} not in {kept:?}");
+  }
 
   // a prefix spread over every master: exactly the matching keys go
   let cache = cache_for(&cluster, "inv:");
@@ -63,6 +77,27 @@ async fn contract_invalidation_and_topology() {
   let spread = cluster.keys_per_master();
   assert_eq!(spread.len(), 3);
   assert!(spread.iter().all(|(_, n)| *n > 500), "keys on every master: {spread:?}");
+  // each query entry shares a slot with its bucket's index sets (two per bucket and scope)
+  let names: Vec<String> = cluster
+    .all_keys()
+    .into_iter()
+    .filter(|k| k.starts_with("inv:"))
+    .collect();
+  let (indexes, entries): (Vec<&String>, Vec<&String>) =
+    names.iter().partition(|k| k.contains("i:q{") || k.contains("x:q{"));
+  assert_eq!(indexes.len() as u64, 2 * 2 * CLUSTER_BUCKETS, "{indexes:?}");
+  assert_eq!(entries.len(), 4000);
+  for name in entries.iter().step_by(37) {
+    let tag = &name[name.find('{').unwrap()..=name.find('}').unwrap()];
+    let scope = if name.starts_with("inv:t:") {
+      "inv:t:4:acme:"
+    } else {
+      "inv:"
+    };
+    let lex = format!("{scope}i:q{tag}");
+    assert!(indexes.contains(&&lex), "{name}: no {lex}");
+    assert_eq!(cluster.slot_of(name), cluster.slot_of(&lex), "{name}");
+  }
   let removed = cache
     .invalidate(Scope::Global, Kind::Query, "orders_", false)
     .await
@@ -70,8 +105,9 @@ async fn contract_invalidation_and_topology() {
   assert_eq!(removed, 3000);
   let left: Vec<String> = cluster
     .all_keys()
-    .into_iter()
-    .filter(|k| k.starts_with("inv:"))
+    .iter()
+    .filter(|k| k.starts_with("inv:") && !k.contains("i:q{") && !k.contains("x:q{"))
+    .map(|k| untag(k).into_owned())
     .collect();
   assert_eq!(left.len(), 1000, "ordersX and the tenant's keys stay");
   assert!(left
@@ -84,6 +120,40 @@ async fn contract_invalidation_and_topology() {
       .unwrap(),
     500,
     "tenant-wide invalidateAll over every master"
+  );
+  assert!(
+    !cluster.all_keys().iter().any(|k| k.starts_with("inv:t:4:acme:")),
+    "the tenant's entries and index sets are gone"
+  );
+  // without the index, a Cluster invalidates by SCAN on every master
+  let scanned = cache_with(&cluster, "scan:", false);
+  for i in 0..600 {
+    let key = if i % 3 == 0 {
+      format!("ordersX{i}")
+    } else {
+      format!("orders_{i}")
+    };
+    scanned.set(Scope::Global, Kind::Query, &key, "1", None).await.unwrap();
+  }
+  assert!(cluster
+    .all_keys()
+    .iter()
+    .filter(|k| k.starts_with("scan:"))
+    .all(|k| !k.contains('{')));
+  assert_eq!(
+    scanned
+      .invalidate(Scope::Global, Kind::Query, "orders_", false)
+      .await
+      .unwrap(),
+    400
+  );
+  assert_eq!(
+    cluster
+      .all_keys()
+      .iter()
+      .filter(|k| k.starts_with("scan:q:ordersX"))
+      .count(),
+    200
   );
   assert_eq!(
     cache
@@ -362,7 +432,8 @@ async fn invalidation_while_slots_move() {
     assert!(Instant::now() < deadline, "{:?}", cache.failover_status());
     tokio::time::sleep(Duration::from_millis(20)).await;
   }
-  let left_in_redis = cluster.all_keys().iter().filter(|k| k.starts_with("mig:q:m_")).count();
+  let entry = |k: &String| untag(k).starts_with("mig:q:m_");
+  let left_in_redis = cluster.all_keys().iter().filter(|k| entry(k)).count();
   let second = cache.invalidate(Scope::Global, Kind::Query, "m_", false).await.unwrap();
   eprintln!(
     "invalidation during a {took:?} reshard of 2000 slots: first call removed {first}, \
@@ -370,7 +441,67 @@ async fn invalidation_while_slots_move() {
     cache.failover_status()
   );
   assert_eq!(second as usize, left_in_redis);
-  assert!(cluster.all_keys().iter().all(|k| !k.starts_with("mig:q:m_")));
+  assert!(!cluster.all_keys().iter().any(entry));
   let other = cache.get(Scope::Global, Kind::Query, "other_0").await.unwrap();
   assert!(reads == 0 || other.as_deref() == Some("2"));
+}
+
+/// The query index on a Cluster (one bucket per hash tag): writers racing invalidations
+/// never leave a live entry unlisted in its bucket, and the index sets expire with the last
+/// entries they list (nothing left behind in Redis).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cluster_index_stays_exact_under_concurrent_writes_and_expires_with_its_entries() {
+  let cluster = Cluster::start();
+  let cache = cache_for(&cluster, "cx:");
+  let removed_during = support::race::writes_racing_invalidations(&cache, 8, 300).await;
+  let names = cluster.all_keys();
+  let live: Vec<String> = names
+    .iter()
+    .filter(|k| k.starts_with("cx:q:"))
+    .map(|k| untag(k).into_owned())
+    .collect();
+  let mut listed = std::collections::BTreeSet::new();
+  for lex in names.iter().filter(|k| k.starts_with("cx:i:q{")) {
+    let node = &cluster.nodes[cluster.master_of(lex)];
+    listed.extend(
+      node
+        .cli(&["ZRANGE", lex, "0", "-1"])
+        .lines()
+        .map(|m| format!("cx:q:{m}")),
+    );
+  }
+  let unlisted: Vec<&String> = live.iter().filter(|k| !listed.contains(*k)).collect();
+  assert!(unlisted.is_empty(), "live but not listed: {unlisted:?}");
+  assert_eq!(
+    removed_during + live.len() as u64,
+    2400,
+    "every write removed once or still live"
+  );
+  assert_eq!(
+    cache.invalidate(Scope::Global, Kind::Query, "p_", false).await.unwrap(),
+    live.len() as u64
+  );
+  assert!(!cluster.all_keys().iter().any(|k| k.starts_with("cx:q:")));
+
+  // brief entries over every bucket: once they expire, their index sets follow
+  for i in 0..200 {
+    let key = format!("brief{i}");
+    cache
+      .set(Scope::Tenant("t"), Kind::Query, &key, "1", Some(0.3))
+      .await
+      .unwrap();
+  }
+  let sets = cluster
+    .all_keys()
+    .iter()
+    .filter(|k| k.starts_with("cx:t:1:t:i:q{"))
+    .count() as u64;
+  assert_eq!(sets, CLUSTER_BUCKETS, "200 keys use every bucket");
+  tokio::time::sleep(Duration::from_millis(1500)).await;
+  let left: Vec<String> = cluster
+    .all_keys()
+    .into_iter()
+    .filter(|k| k.starts_with("cx:t:"))
+    .collect();
+  assert!(left.is_empty(), "left in Redis: {left:?}");
 }

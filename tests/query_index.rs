@@ -218,36 +218,7 @@ async fn expired_members_are_swept_and_a_quiet_index_expires() {
 async fn concurrent_writers_and_invalidations_never_leave_a_live_entry_unlisted() {
   let server = RedisServer::start();
   let cache = cache_with(&server.url(), true);
-  let writers: Vec<_> = (0..8)
-    .map(|w| {
-      let cache = cache.clone();
-      tokio::spawn(async move {
-        for i in 0..400 {
-          let key = format!("p_{}_{w}_{i}", i % 7);
-          cache.set(Scope::Global, Kind::Query, &key, "1", None).await.unwrap();
-        }
-      })
-    })
-    .collect();
-  let invalidator = {
-    let cache = cache.clone();
-    tokio::spawn(async move {
-      let mut removed = 0;
-      for round in 0..40 {
-        let prefix = format!("p_{}", round % 7);
-        removed += cache
-          .invalidate(Scope::Global, Kind::Query, &prefix, false)
-          .await
-          .unwrap();
-        tokio::task::yield_now().await;
-      }
-      removed
-    })
-  };
-  for w in writers {
-    w.await.unwrap();
-  }
-  let removed_during = invalidator.await.unwrap();
+  let removed_during = support::race::writes_racing_invalidations(&cache, 8, 400).await;
   let live = live_queries(&server);
   let listed: std::collections::BTreeSet<String> = members(&server, "fc:i:q").into_iter().collect();
   let unlisted: Vec<&String> = live.iter().filter(|k| !listed.contains(*k)).collect();

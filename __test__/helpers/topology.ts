@@ -251,6 +251,12 @@ export class RawCluster implements RawView {
     return showKey(this, key)
   }
 
+  /** The hash slot of `key`, as the cluster computes it. */
+  async slotOf(key: string): Promise<number> {
+    const [node] = await this.masters()
+    return Number(await node.call('CLUSTER', 'KEYSLOT', key))
+  }
+
   pttl(key: string): Promise<number> {
     return this.client.pttl(key)
   }

@@ -135,14 +135,14 @@ impl Scripts {
   pub fn invalidate(&self, index: &QueryIndex<'_>) -> Cmd {
     let (min, max) = lex_range(index.member);
     let mut cmd = evalsha(&self.invalidate, &[&index.lex, &index.expiry]);
-    cmd.arg(index.namespace).arg(min).arg(max).arg(INVALIDATE_CHUNK);
+    cmd.arg(&*index.namespace).arg(min).arg(max).arg(INVALIDATE_CHUNK);
     cmd
   }
 
   /// Drops up to [`SWEEP_LIMIT`] members of `index` whose entries are gone.
   pub fn sweep(&self, index: &QueryIndex<'_>) -> Cmd {
     let mut cmd = evalsha(&self.sweep, &[&index.lex, &index.expiry]);
-    cmd.arg(index.namespace).arg(SWEEP_LIMIT);
+    cmd.arg(&*index.namespace).arg(SWEEP_LIMIT);
     cmd
   }
 

@@ -15,12 +15,15 @@
 //!   budgets and fallback belong to the caller.
 //! - Values are `SET key value PX ttl`; prefix removal is `SCAN MATCH <escaped>*`
 //!   with `UNLINK` per page, so Redis never blocks and only live keys are counted.
-//!   With the query index ([`RedisStore::with_query_index`], not on a Cluster), a query
-//!   result is written in a transaction that lists it and invalidated by a script that
-//!   reads the list ([`crate::store::query_index`]): an invalidation then costs the keys
-//!   it removes, not the keyspace.
-//!   On a Cluster the SCAN runs on every master that serves slots (routed to the node
-//!   by address), each page's keys are unlinked on that node in one pipeline of
+//!   With the query index ([`RedisStore::with_query_index`]), a query result is written in
+//!   a transaction that lists it and invalidated by a script that reads the list
+//!   ([`crate::store::query_index`]): an invalidation then costs the keys it removes, not
+//!   the keyspace. On a Cluster each scope's index is split into buckets, each sharing a
+//!   hash tag (so a slot) with the entries it lists ([`KeyLayout::cluster_query_index`]):
+//!   the Redis name of such an entry carries the tag, and an invalidation runs the script
+//!   on every bucket of the scope.
+//!   Other prefixes, on a Cluster, are removed by a SCAN on every master that serves
+//!   slots (routed to the node by address), each page's keys unlinked on that node in one pipeline of
 //!   single-key `UNLINK`s, and the whole pass is repeated while the slot map changed
 //!   under it (see [`MAX_INVALIDATION_PASSES`]).
 
@@ -43,7 +46,7 @@ use redis::{
 
 use crate::config::{Backend, SentinelConfig, TlsFiles};
 use crate::error::{Error, RedisFailure, Result};
-use crate::keys::{match_pattern, KeyLayout, QueryIndex};
+use crate::keys::{match_pattern, untag, KeyLayout, QueryIndex};
 use crate::store::query_index::{self, is_noscript, Scripts, INVALIDATE_CHUNK};
 use crate::store::Store;
 
@@ -173,6 +176,8 @@ pub struct RedisStore {
   epoch: Instant,
   /// The key layout when query results are indexed (see [`RedisStore::with_query_index`]).
   index: Option<KeyLayout>,
+  /// Indexed on a Cluster: query entries carry their bucket's hash tag in Redis.
+  tagged: bool,
   scripts: Scripts,
   /// Indexed writes sent (one in [`query_index::SWEEP_EVERY`] carries a sweep).
   writes: AtomicU64,
@@ -320,6 +325,7 @@ impl RedisStore {
       master_checked_ms: Arc::new(AtomicU64::new(0)),
       epoch: Instant::now(),
       index: None,
+      tagged: false,
       scripts: Scripts::default(),
       writes: AtomicU64::new(0),
       index_lifetimes: Mutex::new(HashMap::new()),
@@ -327,12 +333,11 @@ impl RedisStore {
   }
 
   /// Indexes the query results of `layout` (writes and invalidations by script, see
-  /// [`crate::store::query_index`]). Ignored on a Cluster: an index and the keys it lists
-  /// would lie in different slots, so a Cluster keeps `SCAN`.
+  /// [`crate::store::query_index`]); on a Cluster in buckets whose names carry a hash tag
+  /// ([`KeyLayout::cluster_query_index`]).
   pub fn with_query_index(mut self, layout: KeyLayout) -> Self {
-    if !matches!(&*self.target, Target::Cluster { .. }) {
-      self.index = Some(layout);
-    }
+    self.tagged = matches!(&*self.target, Target::Cluster { .. });
+    self.index = Some(layout);
     self
   }
 
@@ -343,7 +348,35 @@ impl RedisStore {
 
   /// The index `full` (a query key or a literal query prefix) is listed in, when indexing.
   fn index_of<'k>(&self, full: &'k str) -> Option<QueryIndex<'k>> {
-    self.index.as_ref()?.query_index(full)
+    let layout = self.index.as_ref()?;
+    if self.tagged {
+      layout.cluster_query_index(full)
+    } else {
+      layout.query_index(full)
+    }
+  }
+
+  /// The Redis name of the entry `full`: itself, but on a Cluster with the index a query
+  /// entry's name carries its bucket's hash tag.
+  fn name<'k>(&self, full: &'k str) -> std::borrow::Cow<'k, str> {
+    match self
+      .index
+      .as_ref()
+      .filter(|_| self.tagged)
+      .and_then(|l| l.cluster_query_key(full))
+    {
+      Some(name) => name.into(),
+      None => full.into(),
+    }
+  }
+
+  /// [`RedisStore::name`] of `full`, listed in `index`.
+  fn name_in<'k>(&self, full: &'k str, index: &QueryIndex<'_>) -> std::borrow::Cow<'k, str> {
+    if self.tagged {
+      index.key().into()
+    } else {
+      full.into()
+    }
   }
 
   /// The write of `value` under `key`: a plain `SET`, or for a query result the index's
@@ -379,7 +412,7 @@ impl RedisStore {
       .is_multiple_of(query_index::SWEEP_EVERY)
       .then(|| self.scripts.sweep(&index));
     WriteCmds {
-      cmds: query_index::write(key, &index, value, ttl_ms, now_ms, extend),
+      cmds: query_index::write(&self.name_in(key, &index), &index, value, ttl_ms, now_ms, extend),
       extends: extend.then(|| (index.lex.clone(), mono_ms + query_index::index_lifetime(ttl_ms))),
       sweep,
     }
@@ -399,7 +432,11 @@ impl RedisStore {
   /// ignored: a sweep only reclaims memory, and the next one retries.
   async fn after_sweeps(&self, replies: &[redis::RedisResult<redis::Value>]) {
     if replies.iter().any(|r| matches!(r, Err(e) if is_noscript(e))) {
-      let _ = self.pipeline(self.scripts.load_cmds()).await;
+      // one command at a time: a Cluster sends a keyless command to every master, a
+      // keyless pipeline to one node
+      for load in self.scripts.load_cmds() {
+        let _ = self.query::<redis::Value>(&load).await;
+      }
     }
   }
 
@@ -783,7 +820,9 @@ impl RedisStore {
   /// expires later; true if written.
   pub async fn set_if_later(&self, key: &str, value: &str, ttl_ms: u64) -> Result<bool> {
     if let Some(index) = self.index_of(key) {
-      let cmd = self.scripts.write_if_later(key, &index, value, ttl_ms);
+      let cmd = self
+        .scripts
+        .write_if_later(&self.name_in(key, &index), &index, value, ttl_ms);
       return Ok(self.query_script::<i64>(&cmd).await? == 1);
     }
     let mut cmd = redis::cmd("EVAL");
@@ -802,7 +841,7 @@ fn not_utf8() -> Error {
 impl Store for RedisStore {
   fn get(&self, key: &str) -> impl Future<Output = Result<Option<String>>> + Send {
     let mut cmd = redis::cmd("GET");
-    cmd.arg(key);
+    cmd.arg(&*self.name(key));
     async move {
       let bytes: Option<Vec<u8>> = self.query(&cmd).await?;
       bytes.map(String::from_utf8).transpose().map_err(|_| not_utf8())
@@ -834,14 +873,23 @@ impl Store for RedisStore {
 
   fn delete(&self, key: &str) -> impl Future<Output = Result<bool>> + Send {
     let mut cmd = redis::cmd("UNLINK");
-    cmd.arg(key);
+    cmd.arg(&*self.name(key));
     async move { Ok(self.query::<u64>(&cmd).await? > 0) }
   }
 
   fn invalidate_prefix(&self, literal_prefix: &str) -> impl Future<Output = Result<u64>> + Send {
     let pattern = match_pattern(literal_prefix);
     async move {
-      if let Some(index) = self.index_of(literal_prefix) {
+      if self.tagged {
+        if let Some(buckets) = self
+          .index
+          .as_ref()
+          .and_then(|l| l.cluster_query_indexes(literal_prefix))
+        {
+          let counts = try_join_all(buckets.iter().map(|index| self.invalidate_indexed(index))).await?;
+          return Ok(counts.iter().sum());
+        }
+      } else if let Some(index) = self.index_of(literal_prefix) {
         return self.invalidate_indexed(&index).await;
       }
       match &*self.target {
@@ -878,7 +926,13 @@ impl RedisStore {
           Some((host, port)) => self.query_node(&scan, host, *port).await?,
           None => self.query(&scan).await?,
         };
-        out.extend(keys.into_iter().filter_map(|k| String::from_utf8(k).ok()));
+        out.extend(keys.into_iter().filter_map(|k| String::from_utf8(k).ok()).map(|k| {
+          if self.tagged {
+            untag(&k).into_owned()
+          } else {
+            k
+          }
+        }));
         if next == 0 {
           break;
         }

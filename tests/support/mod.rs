@@ -3,6 +3,7 @@
 
 pub mod certs;
 pub mod contract;
+pub mod race;
 pub mod topology;
 
 use std::net::TcpListener;

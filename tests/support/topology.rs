@@ -298,10 +298,15 @@ impl Cluster {
       .collect()
   }
 
+  /// `key`'s slot, as the cluster computes it (`CLUSTER KEYSLOT`).
+  pub fn slot_of(&self, key: &str) -> u16 {
+    let any = self.nodes.iter().find(|n| n.alive()).unwrap();
+    any.cli(&["CLUSTER", "KEYSLOT", key]).parse().unwrap()
+  }
+
   /// The node serving `key`'s slot.
   pub fn master_of(&self, key: &str) -> usize {
-    let any = self.nodes.iter().find(|n| n.alive()).unwrap();
-    let slot: u16 = any.cli(&["CLUSTER", "KEYSLOT", key]).parse().unwrap();
+    let slot = self.slot_of(key);
     self
       .nodes
       .iter()
