@@ -50,10 +50,10 @@ async function ioredis(port, ns) {
 }
 
 /** node-redis (`redis` v5): SET key json {EX} / GET + JSON.parse. */
-async function nodeRedis(url, ns) {
+async function nodeRedis(url, ns, onError = (e) => console.error(`node-redis: ${e.message}`)) {
   const { createClient } = require('redis')
   const client = createClient({ url })
-  client.on('error', (e) => console.error(`node-redis: ${e.message}`))
+  client.on('error', onError)
   await client.connect()
   return {
     name: 'node-redis',

@@ -6,8 +6,8 @@
 //   BENCH_DURATION_MS  measured time per contender run (default 3000; everything scales with it)
 //   BENCH_WARMUP_MS    unmeasured warm-up per contender run (default max(250, duration/5))
 //   BENCH_ROUNDS       split each measurement into this many rounds, contender order reversed on odd rounds (default 2)
-//   BENCH_ONLY         comma list of workloads to run, e.g. "W1,W3" (default all)
-//   BENCH_CONTENDERS   comma list of contender names to keep in W1/W2/W4, e.g. "ferrocache,ioredis" (default all)
+//   BENCH_ONLY         comma list of workloads to run, e.g. "W1,W3" (default all: W1-W5)
+//   BENCH_CONTENDERS   comma list of contender names to keep in W1/W2/W4/W5, e.g. "ferrocache,ioredis" (default all)
 //   BENCH_RESULTS      where to write the markdown (default bench/RESULTS.md; "-" = don't write)
 //   NAPI_RS_NATIVE_LIBRARY_PATH  load this .node instead of the one next to index.js
 
@@ -20,6 +20,7 @@ const { startRedis, redisVersion } = require('./redis-server')
 const C = require('./contenders')
 const { kvGroup, w3, W3, sessionValue, queryValue, sessionIds, queryKeys, zipf } = require('./workloads')
 const { CheckError } = require('./lib')
+const { w5, W5_WORKERS, W5_SETTLE_MS } = require('./w5')
 
 const durationMs = Number(process.env.BENCH_DURATION_MS || 3000)
 const env = {
@@ -114,6 +115,7 @@ function loadedBinary() {
 
 const f1 = (x) => (Number.isFinite(x) ? x.toFixed(1) : '–')
 const f2 = (x) => (Number.isFinite(x) ? x.toFixed(2) : '–')
+const f3 = (x) => (Number.isFinite(x) ? x.toFixed(3) : '–')
 const fInt = (x) => (Number.isFinite(x) ? Math.round(x).toLocaleString('en-US') : '–')
 const ratio = (a, b) => (Number.isFinite(a) && Number.isFinite(b) && b > 0 ? (a / b).toFixed(2) + '×' : '–')
 
@@ -161,6 +163,16 @@ function kvTables(groups) {
     table(['Workload', 'Contender', 'Conc.', 'ops/s', 'p50 µs', 'p99 µs', 'CPU µs/op (process)', 'JS-thread CPU µs/op', 'redis-server CPU µs/op', 'ELU', 'gets/sets', 'misses'], main),
     table(['Workload', 'Ratio', 'Conc.', 'ops/s (>1 = ferrocache faster)', 'p50 (<1 = ferrocache lower)', 'p99', 'CPU/op (process)', 'JS-thread CPU/op'], ratios),
   ]
+}
+
+/** W5 rows, and per outage ferrocache's completed calls/s over each peer's. */
+function w5Table(rows) {
+  const body = rows.map((r) => {
+    const ferro = rows.find((x) => x.outage === r.outage && x.contender === 'ferrocache')
+    const vs = r === ferro || !ferro ? '' : r.okPerSec > 0 ? ratio(ferro.okPerSec, r.okPerSec) : 'no call completed'
+    return [r.outage, r.contender, fInt(r.okPerSec), fInt(r.failed), f3(r.p50), f3(r.p99), f1(r.waiting), vs]
+  })
+  return table(['Outage', 'Contender', 'completed calls/s', 'failed calls', 'p50 ms', 'p99 ms', 'longest wait at the end, ms', 'ferrocache / peer (completed calls/s)'], body)
 }
 
 /** Per group holding both: the floor's JS-thread CPU per op over ioredis's. */
@@ -313,6 +325,17 @@ async function main() {
     })
     groups.push({ id: 'W4', rows })
   }
+  let w5rows = null
+  if (want('W5')) {
+    const quiet = () => {} // node-redis reports every reconnect attempt; the table counts the failures
+    const makers = [
+      ['ferrocache', async (server) => C.ferrocache(server.url, 'session')],
+      ['ioredis', (server) => C.ioredis(server.port, 'ior:')],
+      ['node-redis', (server) => C.nodeRedis(server.url, 'nr:', quiet)],
+      ['cache-manager', (server) => C.cacheManager(server.url, 'cm')],
+    ].filter(([name]) => !keepNames || keepNames.has(name))
+    w5rows = await w5(env, makers, sessionValue('w5', 1))
+  }
   const elapsedS = (Date.now() - t0) / 1000
 
   // ---- report
@@ -370,6 +393,19 @@ async function main() {
     out.push(t.text)
     out.push('')
     out.push(`Ratio ferrocache / ioredis (median ms): ${t.ratios.join('; ')}`)
+    out.push('')
+  }
+  if (w5rows) {
+    out.push('## W5: during a Redis outage')
+    out.push('')
+    out.push(
+      `Sessions, ~1 KB, 50/50 get/set, ${W5_WORKERS} workers, each contender on its own redis-server with its default options. ` +
+        `The server is SIGKILLed (connections refused) or SIGSTOPped (hung); measured from ${fInt(W5_SETTLE_MS)} ms after that ` +
+        `(ferrocache's breaker is open by then) for ${fInt(env.durationMs / 2)} ms: calls that completed, calls that failed, ` +
+        'latency of the completed ones, and how long the oldest call in flight had been waiting when the window closed (such calls end once the server is back).',
+    )
+    out.push('')
+    out.push(w5Table(w5rows))
     out.push('')
   }
   out.push('## Checks (all passed, or the run would have aborted)')

@@ -112,6 +112,9 @@ async function startRedis(extraArgs = () => [], pickPort = freePort) {
   throw lastErr
 }
 
+/** [`startRedis`] on `port` (a restart on the port a stopped server had). */
+const startRedisOn = (port) => startRedis(() => [], async () => port)
+
 /** A free port whose cluster bus port (+10000) is valid. */
 async function clusterPort() {
   for (;;) {
@@ -141,4 +144,4 @@ async function startCluster() {
   }
 }
 
-module.exports = { startRedis, startCluster, redisVersion, freePort, ping }
+module.exports = { startRedis, startRedisOn, startCluster, redisVersion, freePort, ping }
