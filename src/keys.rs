@@ -158,7 +158,7 @@ impl KeyLayout {
   /// braces would decide the slot): those keep their plain names and `SCAN`.
   pub fn cluster_query_index<'k>(&self, full: &'k str) -> Option<QueryIndex<'k>> {
     let (scope, member) = self.split_query(full)?;
-    (!scope.contains('{')).then(|| tagged_index(scope, member, fnv1a(member.as_bytes()) % CLUSTER_BUCKETS))
+    (!scope.contains('{')).then(|| tagged_index(scope, member, bucket_of(member)))
   }
 
   /// The Redis name of the query entry `full` on a Cluster ([`KeyLayout::cluster_query_index`]'s
@@ -168,7 +168,7 @@ impl KeyLayout {
     if scope.contains('{') {
       return None;
     }
-    let tag = bucket_tag(scope, fnv1a(member.as_bytes()) % CLUSTER_BUCKETS);
+    let tag = bucket_tag(scope, bucket_of(member));
     Some(format!("{scope}q:{tag}{member}"))
   }
 
@@ -220,6 +220,11 @@ fn tagged_index<'k>(scope: &str, member: &'k str, bucket: u64) -> QueryIndex<'k>
     lex: format!("{scope}i:q{tag}"),
     expiry: format!("{scope}x:q{tag}"),
   }
+}
+
+/// The bucket of a query key on a Cluster.
+fn bucket_of(member: &str) -> u64 {
+  fnv1a(member.as_bytes()) % CLUSTER_BUCKETS
 }
 
 /// The hash tag of `bucket` of `scope` on a Cluster: `{<FNV-1a of the scope>.<bucket>}`.
