@@ -298,7 +298,6 @@ impl Cache {
     }
     match self.apply(&batch).await {
       Ok(()) => {
-        self.journal.commit(&batch);
         self.replayed.fetch_add(batch.len() as u64, Ordering::Relaxed);
         self.replay_failures.store(0, Ordering::Relaxed);
         Ok(())
@@ -319,13 +318,16 @@ impl Cache {
     }
   }
 
+  /// Replays `batch` in order, committing what is applied as it goes (the prefixes, then
+  /// each chunk of keys): what a failure interrupts stays journaled for the next replay.
   async fn apply(&self, batch: &Batch) -> Result<()> {
     let redis = self.redis.as_ref().ok_or(Error::Closed)?;
     for prefix in batch.wipes.iter().chain(batch.prefixes.iter()) {
       self.simulated_failure_or_timeout(async { Ok(()) }).await?;
       redis.invalidate_prefix(prefix).await?;
     }
-    for chunk in batch.keys.chunks(REPLAY_CONCURRENCY) {
+    self.journal.commit_prefixes(batch);
+    for (n, chunk) in batch.keys.chunks(REPLAY_CONCURRENCY).enumerate() {
       // the remaining TTL is computed per chunk, right before it is sent
       let now = Instant::now();
       let pending: Vec<_> = chunk
@@ -333,6 +335,8 @@ impl Cache {
         .map(|(key, op)| self.apply_one(redis, key, op, now))
         .collect();
       try_join_all(pending).await?;
+      let start = n * REPLAY_CONCURRENCY;
+      self.journal.commit_keys(batch, start..start + chunk.len());
     }
     Ok(())
   }

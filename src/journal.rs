@@ -357,6 +357,12 @@ impl Journal {
   /// snapshot: those are newer, wait for the next replay, and will overwrite
   /// unconditionally (what Redis holds for them is the older value just replayed).
   pub fn commit(&self, batch: &Batch) {
+    self.commit_prefixes(batch);
+    self.commit_keys(batch, 0..batch.keys.len());
+  }
+
+  /// The wipes and prefix invalidations of [`Journal::commit`] (replayed before any key).
+  pub fn commit_prefixes(&self, batch: &Batch) {
     self.with(|inner| {
       let mut seqs = batch.seqs.iter();
       for w in &batch.wipes {
@@ -371,8 +377,19 @@ impl Journal {
           inner.prefixes.remove(p);
         }
       }
-      for (k, _) in &batch.keys {
-        let seq = seqs.next().copied();
+    })
+  }
+
+  /// The key operations `range` of `batch` of [`Journal::commit`]: a replay commits each
+  /// chunk of keys once it is applied, so that a key leaves the journal unless it was
+  /// written again while its own chunk was on its way (not while the whole replay ran:
+  /// under steady writes to the same keys that would never end).
+  pub fn commit_keys(&self, batch: &Batch, range: std::ops::Range<usize>) {
+    let first = batch.wipes.len() + batch.prefixes.len();
+    self.with(|inner| {
+      for i in range {
+        let (k, _) = &batch.keys[i];
+        let seq = batch.seqs.get(first + i).copied();
         match inner.keys.get_mut(k) {
           Some(entry) if Some(entry.2) == seq => {
             inner.remove_key(k);
@@ -517,6 +534,37 @@ mod tests {
     assert_eq!(j.lookup("ns:a", Instant::now()), Lookup::Value("newer".into()));
     assert_eq!(j.lookup("ns:b", Instant::now()), Lookup::Unknown);
     assert_eq!(j.depth(), 1);
+  }
+
+  #[test]
+  fn a_replay_commits_chunk_by_chunk() {
+    let j = Journal::new(100, u64::MAX, "ns:");
+    j.record_invalidate("ns:p");
+    for k in ["ns:a", "ns:b", "ns:c"] {
+      set(&j, k, "v");
+    }
+    let batch = j.snapshot(Instant::now());
+    let order: Vec<&str> = batch.keys.iter().map(|(k, _)| k.as_str()).collect();
+    j.commit_prefixes(&batch);
+    assert_eq!(j.depth(), 3, "the invalidation is applied and gone, the keys wait");
+    j.commit_keys(&batch, 0..2);
+    assert_eq!(j.lookup(order[0], Instant::now()), Lookup::Unknown);
+    assert_eq!(j.lookup(order[1], Instant::now()), Lookup::Unknown);
+    // written again after its own chunk was committed: a new entry, replayed next time
+    set(&j, order[0], "later");
+    // written again before its chunk is committed: kept, and forced
+    set(&j, order[2], "later");
+    j.commit_keys(&batch, 2..3);
+    assert_eq!(j.depth(), 2);
+    let next = j.snapshot(Instant::now());
+    let force_of = |key: &str| {
+      next.keys.iter().find_map(|(k, op)| match op {
+        KeyOp::Set { force, .. } if k == key => Some(*force),
+        _ => None,
+      })
+    };
+    assert_eq!(force_of(order[2]), Some(true));
+    assert_eq!(force_of(order[0]), Some(false));
   }
 
   #[test]

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use ferrocache::cache::{Cache, FailoverStatus, Mode};
+use ferrocache::cache::{BatchItem, Cache, FailoverStatus, Mode};
 use ferrocache::keys::{Kind, Scope};
 
 use super::{base_args, free_port, scratch_dir};
@@ -512,14 +512,34 @@ impl Traffic {
           let mut i = 0u64;
           while !stop.load(Ordering::Relaxed) {
             let key = format!("live_{w}_{}", i % 50);
-            let set = cache.set(Scope::Global, Kind::Session, &key, "1", None).await;
-            let get = cache.get(Scope::Global, Kind::Session, &key).await;
-            for e in [set.err(), get.err()].into_iter().flatten() {
+            let mut failed = Vec::new();
+            if i.is_multiple_of(2) {
+              let set = cache.set(Scope::Global, Kind::Session, &key, "1", None).await;
+              let get = cache.get(Scope::Global, Kind::Session, &key).await;
+              failed.extend([set.err(), get.err()].into_iter().flatten());
+              calls.fetch_add(2, Ordering::Relaxed);
+            } else {
+              // batches, as a tick of JS calls makes them, over keys of every master: a
+              // recovery must end under this write rate too (the journal once never drained)
+              let keys: Vec<String> = (0..8).map(|k| format!("{key}_{k}")).collect();
+              let value = i.to_string();
+              let writes: Vec<BatchItem> = keys
+                .iter()
+                .map(|k| BatchItem::Set(Scope::Global, Kind::Session, k, &value, None))
+                .collect();
+              failed.extend(cache.run_batch(&writes).await.into_iter().filter_map(|r| r.err()));
+              let reads: Vec<BatchItem> = keys
+                .iter()
+                .map(|k| BatchItem::Get(Scope::Global, Kind::Session, k))
+                .collect();
+              failed.extend(cache.run_batch(&reads).await.into_iter().filter_map(|r| r.err()));
+              calls.fetch_add(2 * keys.len() as u64, Ordering::Relaxed);
+            }
+            for e in failed {
               if errors.fetch_add(1, Ordering::Relaxed) < 5 {
                 eprintln!("call failed: {e:?}");
               }
             }
-            calls.fetch_add(2, Ordering::Relaxed);
             i += 1;
             tokio::task::yield_now().await;
           }
