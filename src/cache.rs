@@ -512,12 +512,14 @@ impl Cache {
   }
 
   /// Runs gets and sets with the results separate calls of [`Cache::get`] and
-  /// [`Cache::set`] would give, in order. Against one Redis server (not a
-  /// Cluster), the calls that go to Redis share one pipeline: one round trip and
-  /// one retry budget; if it fails, each of them is served like a failed call.
+  /// [`Cache::set`] would give, in order. Against one Redis server, the calls that go to
+  /// Redis share one pipeline: one round trip and one retry budget; if it fails, each of
+  /// them is served like a failed call. On a Cluster, the calls of each master share a
+  /// pipeline to that master; a call its master redirects (or whose pipeline failed) is
+  /// then made on its own, as a separate call would be.
   pub async fn run_batch(&self, items: &[BatchItem<'_>]) -> Vec<Result<Option<String>>> {
     let redis = match &self.redis {
-      Some(r) if items.len() > 1 && r.pipelines() && self.breaker.allows_calls() => r,
+      Some(r) if items.len() > 1 && self.breaker.allows_calls() => r,
       _ => {
         let calls = items.iter().map(|item| async move {
           match *item {
@@ -560,7 +562,9 @@ impl Cache {
         }
       }
     }
-    if !piped.is_empty() {
+    if !piped.is_empty() && !redis.pipelines() {
+      self.run_by_master(redis, items, &piped, &mut results).await;
+    } else if !piped.is_empty() {
       let ops: Vec<(&str, Option<(&str, u64)>)> = piped.iter().map(|(_, full, w)| (full.as_str(), *w)).collect();
       match self.redis_call(|| redis.get_set_many(&ops)).await {
         Ok(replies) => {
@@ -607,6 +611,64 @@ impl Cache {
       }
     }
     results
+  }
+
+  /// [`Cache::run_batch`]'s calls for Redis on a Cluster: one pipeline per master
+  /// ([`RedisStore::get_set_by_master`]), and the calls it could not answer made on their own.
+  async fn run_by_master(
+    &self,
+    redis: &RedisStore,
+    items: &[BatchItem<'_>],
+    piped: &[Piped<'_>],
+    results: &mut [Option<Result<Option<String>>>],
+  ) {
+    let ops: Vec<(&str, Option<(&str, u64)>)> = piped.iter().map(|(_, full, w)| (full.as_str(), *w)).collect();
+    // a failure here (no slot table, a simulated outage) leaves every call to be made on its own
+    let answers = self
+      .redis_call(|| redis.get_set_by_master(&ops))
+      .await
+      .unwrap_or_else(|_| ops.iter().map(|_| None).collect());
+    let mut alone = Vec::new();
+    for ((i, full, write), answer) in piped.iter().zip(answers) {
+      match answer {
+        Some(reply) => {
+          if reply.is_err() {
+            self.metrics.redis_error(false);
+          } else if write.is_some() {
+            self.memory.delete_now(items[*i].scope().tenant(), full);
+          }
+          results[*i] = Some(reply);
+        }
+        None => alone.push(*i),
+      }
+    }
+    // the calls on one key one after the other, in the order made (a write, then its read);
+    // calls on different keys at once
+    let mut chains: Vec<Vec<usize>> = Vec::new();
+    let mut chain_of: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
+    for (i, full, _) in piped.iter().filter(|(i, ..)| alone.contains(i)) {
+      let chain = *chain_of.entry(full.as_str()).or_insert_with(|| {
+        chains.push(Vec::new());
+        chains.len() - 1
+      });
+      chains[chain].push(*i);
+    }
+    let runs = chains.iter().map(|chain| async move {
+      let mut out = Vec::with_capacity(chain.len());
+      for &i in chain {
+        let result = match items[i] {
+          BatchItem::Get(scope, kind, key) => self.get_uncounted(scope, kind, key).await,
+          BatchItem::Set(scope, kind, key, json, ttl) => {
+            self.set_uncounted(scope, kind, key, json, ttl).await.map(|()| None)
+          }
+        };
+        out.push((i, result));
+      }
+      out
+    });
+    for (i, result) in futures_util::future::join_all(runs).await.into_iter().flatten() {
+      results[i] = Some(result);
+    }
   }
 
   async fn get_uncounted(&self, scope: Scope<'_>, kind: Kind, key: &str) -> Result<Option<String>> {

@@ -7,7 +7,7 @@ mod support;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use ferrocache::cache::{Cache, Mode};
+use ferrocache::cache::{BatchItem, Cache, Mode};
 use ferrocache::config::{ConfigBuilder, TlsFiles};
 use ferrocache::keys::{untag, Kind, Scope, CLUSTER_BUCKETS};
 use ferrocache::store::redis::{NodeRole, RedisTimeouts};
@@ -421,6 +421,22 @@ async fn invalidation_while_slots_move() {
       cache.get(Scope::Global, Kind::Query, &key).await.unwrap().as_deref(),
       Some("2")
     );
+    // and batched, one pipeline per master: keys whose slots move answer MOVED or ASK
+    // there and are sent again on their own
+    let keys: Vec<String> = (0..16).map(|k| format!("batch_{}_{k}", reads % 50)).collect();
+    let value = reads.to_string();
+    let writes: Vec<BatchItem> = keys
+      .iter()
+      .map(|k| BatchItem::Set(Scope::Global, Kind::Query, k, &value, None))
+      .collect();
+    assert!(cache.run_batch(&writes).await.iter().all(|r| r.is_ok()));
+    let reads_back: Vec<BatchItem> = keys
+      .iter()
+      .map(|k| BatchItem::Get(Scope::Global, Kind::Query, k))
+      .collect();
+    for (k, got) in keys.iter().zip(cache.run_batch(&reads_back).await) {
+      assert_eq!(got.unwrap().as_deref(), Some(value.as_str()), "{k} during the reshard");
+    }
     reads += 1;
   }
   let (ok, took) = reshard.join().unwrap();

@@ -11,6 +11,7 @@ use crate::error::Result;
 pub mod memory;
 pub mod query_index;
 pub mod redis;
+pub mod slots;
 
 pub use self::memory::{MemoryStats, MemoryStore};
 pub use self::redis::RedisStore;

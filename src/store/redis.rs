@@ -48,6 +48,7 @@ use crate::config::{Backend, SentinelConfig, TlsFiles};
 use crate::error::{Error, RedisFailure, Result};
 use crate::keys::{match_pattern, untag, KeyLayout, QueryIndex};
 use crate::store::query_index::{self, is_noscript, Scripts, INVALIDATE_CHUNK};
+use crate::store::slots::SlotTable;
 use crate::store::Store;
 
 /// rustls needs one process-wide crypto provider; `ring` is the one compiled in.
@@ -183,6 +184,8 @@ pub struct RedisStore {
   writes: AtomicU64,
   /// Per index (its lex key): until when (ms since `epoch`) a write of this process made it live.
   index_lifetimes: Mutex<HashMap<String, u64>>,
+  /// Cluster: which master serves each slot (`None` until read, or after a redirect).
+  slot_table: RwLock<Option<Arc<SlotTable>>>,
 }
 
 /// The commands of one write, and what to remember once it succeeded.
@@ -191,6 +194,43 @@ struct WriteCmds {
   /// The index's lex key and until when it now lives, when the write extends it.
   extends: Option<(String, u64)>,
   sweep: Option<Cmd>,
+}
+
+/// The commands of a batch of gets and writes (see [`RedisStore::get_set_many`]).
+struct Plan {
+  cmds: Vec<Cmd>,
+  /// Per op, where its replies are among the replies of `cmds`.
+  spans: Vec<std::ops::Range<usize>>,
+  /// Per op, what it extends once it succeeded (see [`WriteCmds::extends`]).
+  lifetimes: Vec<Option<(String, u64)>>,
+  sweeps: Vec<Cmd>,
+}
+
+/// A reply value as a result: an error reply becomes `Err`.
+fn into_result(value: redis::Value) -> redis::RedisResult<redis::Value> {
+  match value {
+    redis::Value::ServerError(e) => Err(e.into()),
+    other => Ok(other),
+  }
+}
+
+/// True for a reply saying the key is served elsewhere or not right now (a Cluster
+/// redirect), directly or inside a transaction's `EXEC`.
+fn is_redirect(reply: &redis::RedisResult<redis::Value>) -> bool {
+  use redis::ServerErrorKind::{Ask, ClusterDown, ExecAbort, Moved, TryAgain};
+  let redirect = |kind: redis::ErrorKind| {
+    matches!(
+      kind,
+      redis::ErrorKind::Server(Moved | Ask | TryAgain | ClusterDown | ExecAbort)
+    )
+  };
+  match reply {
+    Err(e) => redirect(e.kind()),
+    Ok(redis::Value::Array(items)) => items
+      .iter()
+      .any(|item| matches!(item, redis::Value::ServerError(e) if redirect(redis::RedisError::from(e.clone()).kind()))),
+    Ok(_) => false,
+  }
 }
 
 /// Indexes whose lifetime one store remembers (past it the memory starts over: writes
@@ -329,6 +369,7 @@ impl RedisStore {
       scripts: Scripts::default(),
       writes: AtomicU64::new(0),
       index_lifetimes: Mutex::new(HashMap::new()),
+      slot_table: RwLock::new(None),
     })
   }
 
@@ -649,58 +690,191 @@ impl RedisStore {
   /// GETs (`None`) and SETs (`Some((value, ttl_ms))`) of `ops` in one pipeline: one
   /// round trip. Per op, in order: the GET's text (or None), None for a SET, or the
   /// error reply of that one command; `Err` when the pipeline as a whole failed
-  /// (outage). Not for a Cluster ([`RedisStore::pipelines`]).
+  /// (outage). Not for a Cluster ([`RedisStore::pipelines`]; see [`RedisStore::get_set_by_master`]).
   pub async fn get_set_many(&self, ops: &[(&str, Option<(&str, u64)>)]) -> Result<Vec<Result<Option<String>>>> {
-    let mut cmds = Vec::with_capacity(ops.len());
-    let mut spans = Vec::with_capacity(ops.len());
-    let mut lifetimes = Vec::new();
-    let mut sweeps = Vec::new();
-    for (key, set) in ops {
-      let start = cmds.len();
-      match set {
-        None => {
-          let mut get = redis::cmd("GET");
-          get.arg(*key);
-          cmds.push(get);
-        }
-        Some((value, ttl_ms)) => {
-          let write = self.write_cmds(key, value, *ttl_ms);
-          cmds.extend(write.cmds);
-          if let Some(extends) = write.extends {
-            lifetimes.push((spans.len(), extends));
-          }
-          sweeps.extend(write.sweep);
-        }
-      }
-      spans.push(start..cmds.len());
-    }
-    let swept = cmds.len();
-    cmds.extend(sweeps);
+    let plan = self.plan(ops);
+    let swept = plan.cmds.len();
+    let mut cmds = plan.cmds;
+    cmds.extend(plan.sweeps);
     let mut replies = self.pipeline(cmds).await?;
     self.after_sweeps(&replies[swept..]).await;
-    for (op, extends) in lifetimes {
-      if query_index::write_outcome(&replies[spans[op].clone()]).is_ok() {
-        self.note_lifetime(extends);
+    Ok(
+      plan
+        .spans
+        .iter()
+        .zip(plan.lifetimes)
+        .zip(ops)
+        .map(|((span, extends), (_, set))| self.outcome(&mut replies[span.clone()], set.is_some(), extends))
+        .collect(),
+    )
+  }
+
+  /// [`RedisStore::get_set_many`] on a Cluster: the ops of each master (by the slot table,
+  /// see [`crate::store::slots`]) in one pipeline sent to that master, all masters at once.
+  /// Per op: its outcome, or `None` when it must be sent on its own (its master answered
+  /// `MOVED`/`ASK`/`TRYAGAIN`/`CLUSTERDOWN` for it, its master's pipeline failed, it is alone
+  /// on its master, or the slot table is unknown); the table is read again after any of these.
+  pub async fn get_set_by_master(
+    &self,
+    ops: &[(&str, Option<(&str, u64)>)],
+  ) -> Result<Vec<Option<Result<Option<String>>>>> {
+    let table = self.slot_table().await?;
+    let mut by_master: Vec<Vec<usize>> = vec![Vec::new(); table.masters.len()];
+    for (i, (key, _)) in ops.iter().enumerate() {
+      if let Some(master) = table.master_of(self.name(key).as_bytes()) {
+        by_master[master].push(i);
       }
     }
-    Ok(
-      ops
-        .iter()
-        .zip(spans)
-        .map(|((_, set), span)| {
-          if set.is_some() {
-            query_index::write_outcome(&replies[span]).map_err(Error::from)?;
-            return Ok(None);
+    let mut out: Vec<Option<Result<Option<String>>>> = ops.iter().map(|_| None).collect();
+    let sent = by_master
+      .iter()
+      .enumerate()
+      .filter(|(_, group)| group.len() > 1)
+      .map(|(master, group)| {
+        let (host, port) = &table.masters[master];
+        let group_ops: Vec<(&str, Option<(&str, u64)>)> = group.iter().map(|&i| ops[i]).collect();
+        async move { (group, self.get_set_on(&group_ops, host, *port).await) }
+      });
+    let mut stale = false;
+    for (group, answers) in join_all(sent).await {
+      match answers {
+        Ok(answers) => {
+          for (&i, answer) in group.iter().zip(answers) {
+            stale |= answer.is_none();
+            out[i] = answer;
           }
-          let value = std::mem::replace(&mut replies[span.start], Ok(redis::Value::Nil)).map_err(Error::from)?;
-          let bytes: Option<Vec<u8>> = redis::from_redis_value(value).map_err(|e| Error::Redis {
-            kind: RedisFailure::Reply,
-            message: e.to_string(),
-          })?;
-          bytes.map(String::from_utf8).transpose().map_err(|_| not_utf8())
+        }
+        Err(_) => stale = true,
+      }
+    }
+    if stale {
+      *self.slot_table.write().unwrap_or_else(|p| p.into_inner()) = None;
+    }
+    Ok(out)
+  }
+
+  /// `ops` in one pipeline sent to the Cluster master at `host:port`; per op its outcome, or
+  /// `None` when the master redirected it.
+  async fn get_set_on(
+    &self,
+    ops: &[(&str, Option<(&str, u64)>)],
+    host: &str,
+    port: u16,
+  ) -> Result<Vec<Option<Result<Option<String>>>>> {
+    let plan = self.plan(ops);
+    let swept = plan.cmds.len();
+    let mut pipe = redis::pipe();
+    for cmd in plan.cmds.into_iter().chain(plan.sweeps) {
+      pipe.add_command(cmd);
+    }
+    let count = pipe.len();
+    let route = SingleNodeRoutingInfo::ByAddress {
+      host: host.to_string(),
+      port,
+    };
+    let values = self
+      .with_conn(|conn| async move {
+        match conn {
+          Conn::Cluster(mut c) => c.route_pipeline(pipe, 0, count, route).await,
+          Conn::Plain(mut c) => pipe.query_async(&mut c).await,
+        }
+      })
+      .await?;
+    if values.len() != count {
+      return Err(Error::Redis {
+        kind: RedisFailure::Connection,
+        message: format!("pipeline of {count} commands got {} replies", values.len()),
+      });
+    }
+    let mut replies: Vec<redis::RedisResult<redis::Value>> = values.into_iter().map(into_result).collect();
+    self.after_sweeps(&replies[swept..]).await;
+    Ok(
+      plan
+        .spans
+        .iter()
+        .zip(plan.lifetimes)
+        .zip(ops)
+        .map(|((span, extends), (_, set))| {
+          let replies = &mut replies[span.clone()];
+          if replies.iter().any(is_redirect) {
+            return None;
+          }
+          Some(self.outcome(replies, set.is_some(), extends))
         })
         .collect(),
     )
+  }
+
+  /// The commands of `ops` (a GET, or a write's commands, per op), the span of each op's
+  /// replies, what each successful write extends, and the sweeps to send after them.
+  fn plan(&self, ops: &[(&str, Option<(&str, u64)>)]) -> Plan {
+    let mut plan = Plan {
+      cmds: Vec::with_capacity(ops.len()),
+      spans: Vec::with_capacity(ops.len()),
+      lifetimes: Vec::with_capacity(ops.len()),
+      sweeps: Vec::new(),
+    };
+    for (key, set) in ops {
+      let start = plan.cmds.len();
+      let mut extends = None;
+      match set {
+        None => {
+          let mut get = redis::cmd("GET");
+          get.arg(&*self.name(key));
+          plan.cmds.push(get);
+        }
+        Some((value, ttl_ms)) => {
+          let write = self.write_cmds(key, value, *ttl_ms);
+          plan.cmds.extend(write.cmds);
+          extends = write.extends;
+          plan.sweeps.extend(write.sweep);
+        }
+      }
+      plan.spans.push(start..plan.cmds.len());
+      plan.lifetimes.push(extends);
+    }
+    plan
+  }
+
+  /// The outcome of one op of a [`Plan`] from its replies: the GET's text, or None for a
+  /// write, which once it succeeded records what it `extends`.
+  fn outcome(
+    &self,
+    replies: &mut [redis::RedisResult<redis::Value>],
+    write: bool,
+    extends: Option<(String, u64)>,
+  ) -> Result<Option<String>> {
+    if write {
+      query_index::write_outcome(replies).map_err(Error::from)?;
+      if let Some(extends) = extends {
+        self.note_lifetime(extends);
+      }
+      return Ok(None);
+    }
+    let value = std::mem::replace(&mut replies[0], Ok(redis::Value::Nil)).map_err(Error::from)?;
+    let bytes: Option<Vec<u8>> = redis::from_redis_value(value).map_err(|e| Error::Redis {
+      kind: RedisFailure::Reply,
+      message: e.to_string(),
+    })?;
+    bytes.map(String::from_utf8).transpose().map_err(|_| not_utf8())
+  }
+
+  /// The slot table of the Cluster, read from `CLUSTER NODES` when there is none.
+  async fn slot_table(&self) -> Result<Arc<SlotTable>> {
+    if let Some(table) = self.slot_table.read().unwrap_or_else(|p| p.into_inner()).clone() {
+      return Ok(table);
+    }
+    let mut cmd = redis::cmd("CLUSTER");
+    cmd.arg("NODES");
+    let text: String = self.query(&cmd).await?;
+    let masters = cluster_nodes(&text)
+      .into_iter()
+      .filter(|n| n.role == NodeRole::Master && !n.failed && !n.slots.is_empty())
+      .filter_map(|n| split_address(&n.address).map(|a| (a, n.slots)))
+      .collect();
+    let table = Arc::new(SlotTable::new(masters));
+    *self.slot_table.write().unwrap_or_else(|p| p.into_inner()) = Some(table.clone());
+    Ok(table)
   }
 
   /// Runs one command on the Cluster node at `host:port` (the crate's routing by address).
