@@ -56,6 +56,22 @@ async fn contract_invalidation_and_topology() {
     assert!(kept.iter().any(|k| k == key), "{key} not in {kept:?}");
   }
 
+  // one batch: calls on one key in the order made, keys of every master in one pipeline each
+  let ordered = cache_for(&cluster, "ord:");
+  let keys: Vec<String> = (0..24).map(|i| format!("k{i}")).collect();
+  let mut items = Vec::new();
+  for k in &keys {
+    items.push(BatchItem::Set(Scope::Global, Kind::Query, k, "1", None));
+    items.push(BatchItem::Get(Scope::Global, Kind::Query, k));
+    items.push(BatchItem::Set(Scope::Global, Kind::Query, k, "2", None));
+    items.push(BatchItem::Get(Scope::Global, Kind::Query, k));
+  }
+  let results = ordered.run_batch(&items).await;
+  for (i, k) in keys.iter().enumerate() {
+    let got: Vec<Option<String>> = results[4 * i..4 * i + 4].iter().map(|r| r.clone().unwrap()).collect();
+    assert_eq!(got, [None, Some("1".into()), None, Some("2".into())], "{k}");
+  }
+
   // a prefix spread over every master: exactly the matching keys go
   let cache = cache_for(&cluster, "inv:");
   for i in 0..3000 {
