@@ -628,7 +628,10 @@ impl Cache {
       .redis_call(|| redis.get_set_by_master(&ops))
       .await
       .unwrap_or_else(|_| ops.iter().map(|_| None).collect());
-    let mut alone = Vec::new();
+    // the calls left to make on their own, chained by key: the calls on one key one after the
+    // other, in the order made (a write, then its read); different keys at once
+    let mut chains: Vec<Vec<usize>> = Vec::new();
+    let mut chain_of: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
     for ((i, full, write), answer) in piped.iter().zip(answers) {
       match answer {
         Some(reply) => {
@@ -639,19 +642,14 @@ impl Cache {
           }
           results[*i] = Some(reply);
         }
-        None => alone.push(*i),
+        None => {
+          let chain = *chain_of.entry(full.as_str()).or_insert_with(|| {
+            chains.push(Vec::new());
+            chains.len() - 1
+          });
+          chains[chain].push(*i);
+        }
       }
-    }
-    // the calls on one key one after the other, in the order made (a write, then its read);
-    // calls on different keys at once
-    let mut chains: Vec<Vec<usize>> = Vec::new();
-    let mut chain_of: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
-    for (i, full, _) in piped.iter().filter(|(i, ..)| alone.contains(i)) {
-      let chain = *chain_of.entry(full.as_str()).or_insert_with(|| {
-        chains.push(Vec::new());
-        chains.len() - 1
-      });
-      chains[chain].push(*i);
     }
     let runs = chains.iter().map(|chain| async move {
       let mut out = Vec::with_capacity(chain.len());

@@ -502,17 +502,7 @@ async fn cluster_index_stays_exact_under_concurrent_writes_and_expires_with_its_
         .map(|m| format!("cx:q:{m}")),
     );
   }
-  let unlisted: Vec<&String> = live.iter().filter(|k| !listed.contains(*k)).collect();
-  assert!(unlisted.is_empty(), "live but not listed: {unlisted:?}");
-  assert_eq!(
-    removed_during + live.len() as u64,
-    2400,
-    "every write removed once or still live"
-  );
-  assert_eq!(
-    cache.invalidate(Scope::Global, Kind::Query, "p_", false).await.unwrap(),
-    live.len() as u64
-  );
+  support::race::assert_settled(&cache, removed_during, 2400, &live, &listed).await;
   assert!(!cluster.all_keys().iter().any(|k| k.starts_with("cx:q:")));
 
   // brief entries over every bucket: once they expire, their index sets follow

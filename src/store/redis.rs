@@ -658,17 +658,35 @@ impl RedisStore {
   /// `cmds` in one pipeline (one round trip): a reply per command, error replies included;
   /// `Err` when the pipeline as a whole failed (outage).
   async fn pipeline(&self, cmds: Vec<Cmd>) -> Result<Vec<redis::RedisResult<redis::Value>>> {
+    self.pipeline_on(cmds, None).await
+  }
+
+  /// [`RedisStore::pipeline`], sent to the Cluster node `host:port` when given (the crate's
+  /// routing by address; commands of any slot that node serves), else routed as usual.
+  async fn pipeline_on(
+    &self,
+    cmds: Vec<Cmd>,
+    node: Option<(&str, u16)>,
+  ) -> Result<Vec<redis::RedisResult<redis::Value>>> {
     let mut pipe = redis::pipe();
     pipe.ignore_errors();
     let sent = cmds.len();
     for cmd in cmds {
       pipe.add_command(cmd);
     }
+    let route = node.map(|(host, port)| SingleNodeRoutingInfo::ByAddress {
+      host: host.to_string(),
+      port,
+    });
     let replies: Vec<redis::RedisResult<redis::Value>> = self
       .with_conn(|conn| async move {
-        match conn {
-          Conn::Plain(mut c) => pipe.query_async(&mut c).await,
-          Conn::Cluster(mut c) => pipe.query_async(&mut c).await,
+        match (conn, route) {
+          (Conn::Cluster(mut c), Some(route)) => {
+            let values = c.route_pipeline(pipe, 0, sent, route).await?;
+            Ok(values.into_iter().map(into_result).collect())
+          }
+          (Conn::Cluster(mut c), None) => pipe.query_async(&mut c).await,
+          (Conn::Plain(mut c), _) => pipe.query_async(&mut c).await,
         }
       })
       .await?;
@@ -763,30 +781,9 @@ impl RedisStore {
   ) -> Result<Vec<Option<Result<Option<String>>>>> {
     let plan = self.plan(ops);
     let swept = plan.cmds.len();
-    let mut pipe = redis::pipe();
-    for cmd in plan.cmds.into_iter().chain(plan.sweeps) {
-      pipe.add_command(cmd);
-    }
-    let count = pipe.len();
-    let route = SingleNodeRoutingInfo::ByAddress {
-      host: host.to_string(),
-      port,
-    };
-    let values = self
-      .with_conn(|conn| async move {
-        match conn {
-          Conn::Cluster(mut c) => c.route_pipeline(pipe, 0, count, route).await,
-          Conn::Plain(mut c) => pipe.query_async(&mut c).await,
-        }
-      })
-      .await?;
-    if values.len() != count {
-      return Err(Error::Redis {
-        kind: RedisFailure::Connection,
-        message: format!("pipeline of {count} commands got {} replies", values.len()),
-      });
-    }
-    let mut replies: Vec<redis::RedisResult<redis::Value>> = values.into_iter().map(into_result).collect();
+    let mut cmds = plan.cmds;
+    cmds.extend(plan.sweeps);
+    let mut replies = self.pipeline_on(cmds, Some((host, port))).await?;
     self.after_sweeps(&replies[swept..]).await;
     Ok(
       plan
@@ -1166,27 +1163,22 @@ impl RedisStore {
   /// moved meanwhile answers MOVED: the call fails (an outage to the caller, so the invalidation
   /// is journaled and replayed) rather than count it wrongly.
   async fn unlink_on_node(&self, keys: &[Vec<u8>], host: &str, port: u16) -> Result<u64> {
-    let mut pipe = redis::pipe();
-    for key in keys {
-      pipe.cmd("UNLINK").arg(key);
-    }
-    let route = SingleNodeRoutingInfo::ByAddress {
-      host: host.to_string(),
-      port,
-    };
-    let replies = self
-      .with_conn(|conn| async move {
-        match conn {
-          Conn::Cluster(mut c) => c.route_pipeline(pipe, 0, keys.len(), route).await,
-          Conn::Plain(mut c) => pipe.query_async(&mut c).await,
-        }
+    let cmds = keys
+      .iter()
+      .map(|key| {
+        let mut unlink = redis::cmd("UNLINK");
+        unlink.arg(key);
+        unlink
       })
-      .await?;
+      .collect();
+    let replies = self.pipeline_on(cmds, Some((host, port))).await?;
     replies.into_iter().try_fold(0, |sum, reply| {
-      let n: u64 = redis::from_redis_value(reply).map_err(|e| Error::Redis {
-        kind: RedisFailure::Connection,
-        message: format!("UNLINK on {host}:{port}: {e}"),
-      })?;
+      let n: u64 = reply
+        .and_then(|v| redis::from_redis_value(v).map_err(redis::RedisError::from))
+        .map_err(|e| Error::Redis {
+          kind: RedisFailure::Connection,
+          message: format!("UNLINK on {host}:{port}: {e}"),
+        })?;
       Ok(sum + n)
     })
   }

@@ -40,3 +40,26 @@ pub async fn writes_racing_invalidations(cache: &Arc<Cache>, writers: usize, per
   }
   invalidator.await.unwrap()
 }
+
+/// After [`writes_racing_invalidations`] with `writes` writes in all: every `live` entry is
+/// `listed` in the index, every write was removed once or is still live, and one more
+/// invalidation of `p_` removes exactly the live ones.
+pub async fn assert_settled(
+  cache: &Cache,
+  removed_during: u64,
+  writes: u64,
+  live: &[String],
+  listed: &std::collections::BTreeSet<String>,
+) {
+  let unlisted: Vec<&String> = live.iter().filter(|k| !listed.contains(*k)).collect();
+  assert!(unlisted.is_empty(), "live but not listed: {unlisted:?}");
+  assert_eq!(
+    removed_during + live.len() as u64,
+    writes,
+    "every write removed once or still live"
+  );
+  assert_eq!(
+    cache.invalidate(Scope::Global, Kind::Query, "p_", false).await.unwrap(),
+    live.len() as u64
+  );
+}
