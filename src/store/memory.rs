@@ -11,10 +11,11 @@
 //!   allowed value always fits).
 //! - Values are `Arc<str>`: a read clones a pointer, never the text, under the lock.
 //! - Tenant budget: the entries of each tenant are also tracked in a per-tenant
-//!   ledger (a small quick_cache of keys and weights) bounded by
+//!   ledger (a small quick_cache of keys and weights, one shard) bounded by
 //!   `tenant_max_bytes`. A tenant writing past its budget evicts its *own* cold
 //!   entries (the ledger's CLOCK-Pro choice), never another tenant's; the global
-//!   budget still bounds the sum. Global-scope keys (no tenant) have no ledger.
+//!   budget still bounds the sum. One shard, because a sharded ledger splits the
+//!   budget per shard: a tenant at half its budget lost entries to one full shard. Global-scope keys (no tenant) have no ledger.
 //!   Evictions are collected during an insert and applied after it, outside any
 //!   lock, so the two caches never lock each other.
 
@@ -133,9 +134,19 @@ struct Ledger {
 fn sized_options(max_bytes: u64, largest_entry: u64, min_items: u64) -> quick_cache::Options {
   let by_size = (admissible_weight(max_bytes) / largest_entry.max(1)).clamp(1, MAX_SHARDS);
   let shards = 1u64 << (63 - by_size.leading_zeros()); // largest power of two <= by_size
+  options(max_bytes, shards as usize, min_items)
+}
+
+/// The options of a ledger: one shard holding the whole tenant budget, so that the tenant
+/// evicts only once it holds `max_bytes`, whatever shard its keys hash to.
+fn ledger_options(max_bytes: u64) -> quick_cache::Options {
+  options(max_bytes, 1, 16)
+}
+
+fn options(max_bytes: u64, shards: usize, min_items: u64) -> quick_cache::Options {
   let estimated_items = (max_bytes / 1024).clamp(min_items, 1 << 20) as usize;
   OptionsBuilder::new()
-    .shards(shards as usize)
+    .shards(shards)
     .hot_allocation(HOT_ALLOCATION)
     .weight_capacity(max_bytes)
     .estimated_items_capacity(estimated_items)
@@ -191,7 +202,6 @@ pub struct MemoryStore {
   cache: Cache<Box<str>, Entry, ByteWeighter, DefaultHashBuilder, MainEvictions>,
   max_bytes: u64,
   tenant_max_bytes: u64,
-  largest_entry: u64,
   ledgers: RwLock<HashMap<Arc<str>, Arc<Ledger>>>,
   write_ids: AtomicU64,
   epoch: Instant,
@@ -218,7 +228,6 @@ impl MemoryStore {
       cache: Cache::with_options(options, ByteWeighter, Default::default(), MainEvictions),
       max_bytes,
       tenant_max_bytes: tenant_max_bytes.min(max_bytes),
-      largest_entry,
       ledgers: RwLock::new(HashMap::new()),
       write_ids: AtomicU64::new(0),
       epoch: Instant::now(),
@@ -412,7 +421,7 @@ impl MemoryStore {
     map
       .entry(tenant.into())
       .or_insert_with_key(|t| {
-        let options = sized_options(self.tenant_max_bytes, self.largest_entry, 16);
+        let options = ledger_options(self.tenant_max_bytes);
         Arc::new(Ledger {
           tenant: t.clone(),
           keys: Cache::with_options(options, TrackedWeighter, Default::default(), LedgerEvictions),
@@ -635,6 +644,32 @@ mod tests {
       .count() as u64;
     assert_eq!(held, noisy.entries, "the ledger and the store agree");
     assert!(s.stats().bytes <= budget);
+  }
+
+  #[test]
+  fn a_tenant_under_its_budget_keeps_every_entry() {
+    // 170 entries of ~1.4 KB fill 90 % of a 256 KiB share. A ledger split into 8 shards of
+    // 32 KiB lost some of them in nearly every store (a shard holding 23 of them is full).
+    let share = 256 * 1024;
+    let value: Arc<str> = "v".repeat(1000).into();
+    for store in 0..50 {
+      let s = MemoryStore::with_tenant_budget(4 * MIB, share, 21 * 1024);
+      for i in 0..170 {
+        s.set_until(Some("t"), &format!("t:{i}"), value.clone(), far_future())
+          .unwrap();
+      }
+      let usage = s.tenant_usage("t");
+      assert!(
+        usage.bytes <= share && usage.bytes > share * 85 / 100,
+        "store {store}: {usage:?}"
+      );
+      let held = (0..170).filter(|i| s.get_now(&format!("t:{i}")).is_some()).count();
+      assert_eq!(
+        (held, usage.entries),
+        (170, 170),
+        "store {store}: evicted below the tenant's budget"
+      );
+    }
   }
 
   #[test]
