@@ -65,11 +65,28 @@ export async function clusterMasters(port: number): Promise<number[]> {
     .map((f) => Number(f[1].split('@')[0].split(':')[1]))
 }
 
+/**
+ * True when the node on `port` lists each of `ports` as a master serving slots or as a
+ * replica, with no fail or handshake flag: `redis-cli --cluster create` returns once the slots
+ * agree, before every node has heard which nodes became replicas (they show as masters
+ * without slots until then).
+ */
+async function seesSettled(port: number, ports: number[]): Promise<boolean> {
+  const lines = (await cli(port, 'CLUSTER', 'NODES')).split('\n').map((l) => l.trim().split(/\s+/))
+  return ports.every((p) =>
+    lines.some((f) => {
+      if (f.length < 8 || Number(f[1].split('@')[0].split(':')[1]) !== p) return false
+      if (/fail|handshake|noaddr/.test(f[2])) return false
+      return f[2].includes('slave') || (f[2].includes('master') && f.length > 8)
+    }),
+  )
+}
+
 export interface ClusterSetup {
   nodes: RedisServer[]
   /** Seed URLs (every node). */
   urls: string[]
-  /** Waits until every live node says cluster_state:ok with 3 masters and synced replicas. */
+  /** Waits until every live node says cluster_state:ok with 3 masters, knows every other live node's role, and replicas are in sync. */
   waitOk(): Promise<void>
   /** The port of the master serving `key` now. */
   masterOf(key: string): Promise<number>
@@ -98,6 +115,7 @@ export async function startCluster(): Promise<ClusterSetup> {
         for (const n of live()) {
           if (!(await cli(n.port, 'CLUSTER', 'INFO')).includes('cluster_state:ok')) return false
           if ((await clusterMasters(n.port)).length !== 3) return false
+          if (!(await seesSettled(n.port, live().map((l) => l.port)))) return false
         }
         return true
       })

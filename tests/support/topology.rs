@@ -166,6 +166,23 @@ fn exclusive() -> std::sync::MutexGuard<'static, ()> {
   EXCLUSIVE.lock().unwrap_or_else(|p| p.into_inner())
 }
 
+/// True when node `n` lists each of `ports` as a master serving slots or as a replica, with no
+/// fail or handshake flag: `redis-cli --cluster create` returns once the slots agree, before
+/// every node has heard which nodes became replicas (masters without slots until then).
+fn sees_settled(n: &Node, ports: &[u16]) -> bool {
+  let view = n.cli(&["CLUSTER", "NODES"]);
+  let lines: Vec<Vec<&str>> = view.lines().map(|l| l.split_whitespace().collect()).collect();
+  ports.iter().all(|&p| {
+    lines.iter().any(|f| {
+      let port = f.get(1).and_then(|a| a.split(['@', ':']).nth(1)?.parse::<u16>().ok());
+      f.len() >= 8
+        && port == Some(p)
+        && !["fail", "handshake", "noaddr"].iter().any(|bad| f[2].contains(bad))
+        && (f[2].contains("slave") || (f[2].contains("master") && f.len() > 8))
+    })
+  })
+}
+
 /// A Redis Cluster of 3 masters with one replica each, `cluster-node-timeout` 1 s; while it
 /// lives no other Cluster or Sentinel set-up of this test binary runs.
 pub struct Cluster {
@@ -244,14 +261,16 @@ impl Cluster {
     cluster
   }
 
-  /// Waits until every live node reports `cluster_state:ok` and agrees on 3 masters with slots.
+  /// Waits until every live node reports `cluster_state:ok`, agrees on 3 masters with slots and
+  /// knows the role of every other live node.
   pub fn wait_ok(&self) {
     wait_for("cluster_state:ok on every node", Duration::from_secs(30), || {
-      self
-        .nodes
-        .iter()
-        .filter(|n| n.alive())
-        .all(|n| n.cli(&["CLUSTER", "INFO"]).contains("cluster_state:ok") && self.masters_seen_by(n).len() == 3)
+      let live: Vec<u16> = self.nodes.iter().filter(|n| n.alive()).map(|n| n.port).collect();
+      self.nodes.iter().filter(|n| n.alive()).all(|n| {
+        n.cli(&["CLUSTER", "INFO"]).contains("cluster_state:ok")
+          && self.masters_seen_by(n).len() == 3
+          && sees_settled(n, &live)
+      })
     });
     // a replica can only be promoted once it has synced with its master
     wait_for("replicas in sync", Duration::from_secs(30), || {
