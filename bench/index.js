@@ -5,7 +5,8 @@
 // Env:
 //   BENCH_DURATION_MS  measured time per contender run (default 3000; everything scales with it)
 //   BENCH_WARMUP_MS    unmeasured warm-up per contender run (default max(250, duration/5))
-//   BENCH_ROUNDS       split each measurement into this many rounds, contender order reversed on odd rounds (default 2)
+//   BENCH_ROUNDS       split each measurement into this many rounds, contender order reversed on odd rounds (default 3);
+//                      ops/s and CPU per op are the median of the rounds (bench/workloads.js, combine)
 //   BENCH_ONLY         comma list of workloads to run, e.g. "W1,W3" (default all: W1-W5)
 //   BENCH_CONTENDERS   comma list of contender names to keep in W1/W2/W4/W5, e.g. "ferrocache,ioredis" (default all)
 //   BENCH_RESULTS      where to write the markdown (default bench/RESULTS.md; "-" = don't write)
@@ -26,7 +27,7 @@ const durationMs = Number(process.env.BENCH_DURATION_MS || 3000)
 const env = {
   durationMs,
   warmupMs: Number(process.env.BENCH_WARMUP_MS || Math.max(250, durationMs / 5)),
-  rounds: Math.max(1, Number(process.env.BENCH_ROUNDS || 2)),
+  rounds: Math.max(1, Number(process.env.BENCH_ROUNDS || 3)),
   latencyCapacity: Math.min(16_000_000, Math.ceil((durationMs / 1000) * 1_500_000) + 1000),
   log: (s) => console.error(s),
 }
@@ -350,7 +351,7 @@ async function main() {
   out.push(`- Node ${m.node}; redis-server ${m.redis} (own process on a free loopback port, no persistence)`)
   out.push(`- load average (1/5/15 min) at start: ${m.load}; at end: ${os.loadavg().map((x) => x.toFixed(2)).join(' ')} (other work on the machine shares these ${m.nproc} cores)`)
   out.push(`- ferrocache: ${m.commit}; binary ${binary.join(', ') || 'unknown'}`)
-  out.push(`- settings: ${fInt(env.durationMs)} ms measured per contender and workload, in ${env.rounds} round(s) (order reversed on odd rounds), each after ${fInt(env.warmupMs)} ms of warm-up, FLUSHALL and a prefill of every key`)
+  out.push(`- settings: ${fInt(env.durationMs)} ms measured per contender and workload, in ${env.rounds} round(s) (order reversed on odd rounds; ops/s, CPU and ELU are the median of the rounds, latencies cover all of them), each after ${fInt(env.warmupMs)} ms of warm-up, FLUSHALL and a prefill of every key`)
   out.push('')
   if (groups.length) {
     const [main, ratios] = kvTables(groups)
