@@ -1076,6 +1076,8 @@ impl NativeCache {
   #[napi(catch_unwind)]
   pub fn close(&self) {
     self.inner.close();
+    // the answers kept for the next batch to free (`text::spent`): there may be no next batch
+    text::spent::free();
   }
 
   /// Receives every event (`fallback`, `recovered`, `error`). The callback never
