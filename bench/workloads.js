@@ -196,7 +196,6 @@ function combine(rounds) {
   const row = { ...rounds[0] }
   for (const f of COUNTS) row[f] = rounds.reduce((sum, r) => sum + r[f], 0)
   for (const f of RATES) row[f] = median(rounds.map((r) => r[f]))
-  row.rounds = rounds.length
   return row
 }
 

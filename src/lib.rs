@@ -347,25 +347,26 @@ mod text {
         unsafe { sys::napi_create_array_with_length(env, val.0.len(), &mut array) },
         "create the array of answers",
       )?;
-      let mut copied = Vec::new();
-      for (i, answer) in val.0.into_iter().enumerate() {
+      // converted in place: the worker-allocated vector itself is kept, with its texts
+      let (mut answers, buffers) = (val.0, val.1);
+      for (i, answer) in answers.iter_mut().enumerate() {
         let value = match answer {
           Either::A(Some(text)) => {
-            let value = unsafe { new_string(env, &text) }?;
-            if text.capacity() <= spent::LARGEST {
-              copied.push(text);
+            let value = unsafe { new_string(env, text) }?;
+            if text.capacity() > spent::LARGEST {
+              drop(std::mem::take(text));
             }
             value
           }
-          other => unsafe { ToNapiValue::to_napi_value(env, other) }?,
+          other => unsafe { ToNapiValue::to_napi_value(env, std::mem::replace(other, Either::A(None))) }?,
         };
         check(
           unsafe { sys::napi_set_element(env, array, i as u32, value) },
           "fill the array of answers",
         )?;
       }
-      spent::keep(copied);
-      val.1.into_iter().for_each(Texts::recycle);
+      spent::keep(answers);
+      buffers.into_iter().for_each(Texts::recycle);
       Ok(array)
     }
   }
@@ -375,13 +376,18 @@ mod text {
   pub mod spent {
     use std::sync::Mutex;
 
+    use napi::Either;
+
+    /// A batch's answers, their texts already copied into JavaScript.
+    pub type Answered = Vec<crate::Settled<Option<String>>>;
+
     /// The largest text kept (a larger one is its own `mmap` or a rare free).
     pub const LARGEST: usize = 64 * 1024;
     /// The most kept at once; past it, texts are freed where they are.
     pub const HELD: usize = 16 << 20;
 
     struct Kept {
-      texts: Vec<Vec<String>>,
+      texts: Vec<Answered>,
       bytes: usize,
     }
 
@@ -392,11 +398,17 @@ mod text {
 
     /// Keeps `texts` for [`free`] (one short lock per batch, no deallocation while under
     /// [`HELD`]).
-    pub fn keep(texts: Vec<String>) {
-      if texts.is_empty() {
+    pub fn keep(texts: Answered) {
+      let bytes: usize = texts
+        .iter()
+        .map(|a| match a {
+          Either::A(Some(text)) => text.capacity(),
+          _ => 0,
+        })
+        .sum();
+      if bytes == 0 {
         return;
       }
-      let bytes: usize = texts.iter().map(String::capacity).sum();
       let mut kept = KEPT.lock().unwrap_or_else(|p| p.into_inner());
       if kept.bytes + bytes <= HELD {
         kept.bytes += bytes;
@@ -1561,11 +1573,11 @@ mod tests {
   fn spent_texts_are_held_up_to_a_bound_and_freed_by_the_next_batch() {
     use text::spent;
     spent::free();
-    let text = |n| "x".repeat(n);
-    spent::keep(vec![text(1000), text(3000)]);
+    let text = |n| Either::A(Some("x".repeat(n)));
+    spent::keep(vec![text(1000), text(3000), Either::A(None)]);
     assert!(spent::held() >= 4000);
     // past the bound, texts are freed where they are, not held
-    let big: Vec<String> = (0..spent::HELD / spent::LARGEST + 1)
+    let big: spent::Answered = (0..spent::HELD / spent::LARGEST + 1)
       .map(|_| text(spent::LARGEST))
       .collect();
     spent::keep(big);

@@ -710,21 +710,11 @@ impl RedisStore {
   /// error reply of that one command; `Err` when the pipeline as a whole failed
   /// (outage). Not for a Cluster ([`RedisStore::pipelines`]; see [`RedisStore::get_set_by_master`]).
   pub async fn get_set_many(&self, ops: &[(&str, Option<(&str, u64)>)]) -> Result<Vec<Result<Option<String>>>> {
-    let plan = self.plan(ops);
-    let swept = plan.cmds.len();
-    let mut cmds = plan.cmds;
-    cmds.extend(plan.sweeps);
-    let mut replies = self.pipeline(cmds).await?;
-    self.after_sweeps(&replies[swept..]).await;
-    Ok(
-      plan
-        .spans
-        .iter()
-        .zip(plan.lifetimes)
-        .zip(ops)
-        .map(|((span, extends), (_, set))| self.outcome(&mut replies[span.clone()], set.is_some(), extends))
-        .collect(),
-    )
+    self
+      .run_plan(ops, None, |replies, write, extends| {
+        self.outcome(replies, write, extends)
+      })
+      .await
   }
 
   /// [`RedisStore::get_set_many`] on a Cluster: the ops of each master (by the slot table,
@@ -779,11 +769,30 @@ impl RedisStore {
     host: &str,
     port: u16,
   ) -> Result<Vec<Option<Result<Option<String>>>>> {
+    self
+      .run_plan(ops, Some((host, port)), |replies, write, extends| {
+        if replies.iter().any(is_redirect) {
+          return None;
+        }
+        Some(self.outcome(replies, write, extends))
+      })
+      .await
+  }
+
+  /// `ops` planned ([`RedisStore::plan`]) and sent as one pipeline (to `node` when given), the
+  /// sweeps' replies handled, and `each` applied to every op's replies, whether it writes, and
+  /// what it extends.
+  async fn run_plan<T>(
+    &self,
+    ops: &[(&str, Option<(&str, u64)>)],
+    node: Option<(&str, u16)>,
+    mut each: impl FnMut(&mut [redis::RedisResult<redis::Value>], bool, Option<(String, u64)>) -> T,
+  ) -> Result<Vec<T>> {
     let plan = self.plan(ops);
     let swept = plan.cmds.len();
     let mut cmds = plan.cmds;
     cmds.extend(plan.sweeps);
-    let mut replies = self.pipeline_on(cmds, Some((host, port))).await?;
+    let mut replies = self.pipeline_on(cmds, node).await?;
     self.after_sweeps(&replies[swept..]).await;
     Ok(
       plan
@@ -791,13 +800,7 @@ impl RedisStore {
         .iter()
         .zip(plan.lifetimes)
         .zip(ops)
-        .map(|((span, extends), (_, set))| {
-          let replies = &mut replies[span.clone()];
-          if replies.iter().any(is_redirect) {
-            return None;
-          }
-          Some(self.outcome(replies, set.is_some(), extends))
-        })
+        .map(|((span, extends), (_, set))| each(&mut replies[span.clone()], set.is_some(), extends))
         .collect(),
     )
   }
