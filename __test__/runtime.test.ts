@@ -59,6 +59,43 @@ linux('tokio runtime', () => {
     expect(r.stderr).not.toContain('ferrocache:')
   })
 
+  it('serves caches in several worker_threads, also after the first ones exited', async () => {
+    // the runtime is process-wide: two workers at once, one after they exit, the main
+    // thread, then one more
+    const script = `
+const { Worker } = require('worker_threads');
+const { createCacheManager } = require('./index.js');
+const code = \`
+  const { workerData, parentPort } = require('worker_threads');
+  const { createCacheManager } = require(workerData.root + '/index.js');
+  (async () => {
+    const m = createCacheManager({ url: workerData.url, keyPrefix: 'wt:' });
+    await m.setSession('s' + workerData.i, { i: workerData.i });
+    const v = await m.getSession('s' + workerData.i);
+    await m.close();
+    parentPort.postMessage(v);
+  })();
+\`;
+const run = (i) => new Promise((resolve, reject) => {
+  const w = new Worker(code, { eval: true, workerData: { root: process.cwd(), url: process.env.FC_URL, i } });
+  w.once('message', resolve);
+  w.once('error', reject);
+});
+(async () => {
+  const out = await Promise.all([run(1), run(2)]);
+  out.push(await run(3));
+  const m = createCacheManager({ url: process.env.FC_URL, keyPrefix: 'wt:' });
+  out.push(await m.getSession('s1'));
+  await m.close();
+  out.push(await run(4));
+  console.log(JSON.stringify(out));
+})().catch((e) => { console.error(e && e.stack || e); process.exit(3) });
+`
+    const r = await runNode(script, { env: { FC_URL: server.url }, deadlineMs: 15000 })
+    if (r.code !== 0 || r.timedOut) throw new Error(`child failed (code ${r.code}, timedOut ${r.timedOut})\n${r.stderr}`)
+    expect(JSON.parse(r.stdout.trim())).toEqual([{ i: 1 }, { i: 2 }, { i: 3 }, { i: 1 }, { i: 4 }])
+  })
+
   it.each(['0', '65', 'lots', '2.5'])(`reports ${VAR}=%s on stderr and uses one worker`, async (bad) => {
     const r = await runNode(SCRIPT, { env: { FC_URL: server.url, [VAR]: bad } })
     expect(parse(r)).toEqual({ workers: 1, value: { n: 7 }, status: 'healthy' })
