@@ -123,6 +123,27 @@ function jsonFloor() {
   }
 }
 
+/**
+ * @cacheable/memory (cacheable's in-memory store, what cache-manager v7 users reach for)
+ * holding JSON text like lru-cache: stringify on set, parse on get, its own clone off
+ * (the JSON is the copy). LRU bounded like lru-cache, TTL per entry. Synchronous.
+ */
+function cacheableMemory() {
+  const { CacheableMemory } = require('@cacheable/memory')
+  const mem = new CacheableMemory({ useClone: false, lruSize: 100_000 })
+  return {
+    name: '@cacheable/memory',
+    set: (k, v, ttl) => {
+      mem.set(k, JSON.stringify(v), ttl * 1000)
+    },
+    get: (k) => {
+      const s = mem.get(k)
+      return s === undefined ? null : JSON.parse(s)
+    },
+    close: () => mem.clear(),
+  }
+}
+
 const FLOOR = 'floor (JSON only)'
 
-module.exports = { ferrocache, ioredis, nodeRedis, cacheManager, lruCache, jsonFloor, FLOOR, loadFerrocache }
+module.exports = { ferrocache, ioredis, nodeRedis, cacheManager, lruCache, cacheableMemory, jsonFloor, FLOOR, loadFerrocache }

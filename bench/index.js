@@ -321,6 +321,7 @@ async function main() {
       contenders: keep([
         ['ferrocache', async () => C.ferrocache('memory://', 'session')],
         ['lru-cache', async () => C.lruCache()],
+        ['@cacheable/memory', async () => C.cacheableMemory()],
       ]),
       redis: false,
     })
@@ -360,7 +361,7 @@ async function main() {
     out.push(
       'W1: sessions, ~1 KB JSON, 50% set (TTL 3600 s) / 50% get over 10,000 ids, uniform. ' +
         'W2: query results, ~4 KB JSON, 10,000 keys, Zipf(0.99) key choice, 90% get / 10% set, concurrency 128. ' +
-        'W4: in-process only (ferrocache `memory://` vs lru-cache holding JSON text), 1 KB, 50/50, concurrency 64. ' +
+        'W4: in-process only (ferrocache `memory://` vs lru-cache and @cacheable/memory holding JSON text), 1 KB, 50/50, concurrency 64. ' +
         'Concurrency = async workers in a closed loop. Latency = per op, from call to resumption after `await`. ' +
         'CPU = process.cpuUsage (all threads, incl. ferrocache\'s tokio workers) per op; JS-thread CPU = the main thread alone; ' +
         'redis-server CPU = the server process. ELU = event-loop utilization over the window.',

@@ -3,7 +3,8 @@
 // quick A/B runs: the same values, keys, mix and closed loop as `npm run bench`'s W4
 // (bench/workloads.js, bench/lib.js), without its per-read version checks.
 //
-//   node bench/w4-ab.js [contender ...]        contenders: ferrocache, lru-cache (default both)
+//   node bench/w4-ab.js [contender ...]        contenders: ferrocache, lru-cache, @cacheable/memory
+//                                              (default ferrocache and lru-cache)
 //   node --cpu-prof bench/w4-ab.js ferrocache  a CPU profile of ferrocache's side alone
 //
 // Env: W4_MS (measured ms per run, default 3000), W4_ROUNDS (default 3, order alternates),
@@ -17,7 +18,11 @@ const { sessionValue, sessionIds } = require('./workloads')
 const ms = Number(process.env.W4_MS || 3000)
 const rounds = Number(process.env.W4_ROUNDS || 3)
 const names = process.argv.slice(2).length ? process.argv.slice(2) : ['ferrocache', 'lru-cache']
-const make = { ferrocache: () => C.ferrocache('memory://', 'session'), 'lru-cache': () => C.lruCache() }
+const make = {
+  ferrocache: () => C.ferrocache('memory://', 'session'),
+  'lru-cache': () => C.lruCache(),
+  '@cacheable/memory': () => C.cacheableMemory(),
+}
 
 const ids = sessionIds(10_000)
 const TTL = 3600
