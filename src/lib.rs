@@ -28,6 +28,7 @@ pub mod metrics;
 pub mod runtime;
 pub mod store;
 
+use std::io::Write;
 use std::sync::Arc;
 
 use napi::bindgen_prelude::*;
@@ -1566,6 +1567,28 @@ pub async fn async_panic_for_tests() -> Result<()> {
   panic!("ferrocache test panic (async)");
 }
 
+/// Gives napi-rs the process's runtime ([`runtime`]) before any `async` call runs. An
+/// invalid `FERROCACHE_WORKER_THREADS` is reported on stderr and the default used; if the
+/// runtime cannot be built, napi-rs builds its own on first use.
+#[napi_derive::module_init]
+fn init_runtime() {
+  // once per process: each `worker_threads` environment that loads the addon runs this
+  static ONCE: std::sync::Once = std::sync::Once::new();
+  ONCE.call_once(give_runtime);
+}
+
+fn give_runtime() {
+  let workers =
+    runtime::worker_threads(std::env::var(runtime::WORKER_THREADS_VAR).ok().as_deref()).unwrap_or_else(|reason| {
+      // a closed or broken stderr must not stop the module from loading
+      let _ = writeln!(std::io::stderr(), "ferrocache: {reason}");
+      runtime::DEFAULT_WORKER_THREADS
+    });
+  if let Ok(rt) = runtime::build(workers) {
+    napi::bindgen_prelude::create_custom_tokio_runtime(rt);
+  }
+}
+
 #[cfg(test)]
 mod tests {
   use super::*;
@@ -1619,26 +1642,5 @@ mod tests {
       batch_ops("gs", &["a", "b"], &[], &[], &["", ""]).is_err(),
       "a set without its value"
     );
-  }
-}
-
-/// Gives napi-rs the process's runtime ([`runtime`]) before any `async` call runs. An
-/// invalid `FERROCACHE_WORKER_THREADS` is reported on stderr and the default used; if the
-/// runtime cannot be built, napi-rs builds its own on first use.
-#[napi_derive::module_init]
-fn init_runtime() {
-  // once per process: each `worker_threads` environment that loads the addon runs this
-  static ONCE: std::sync::Once = std::sync::Once::new();
-  ONCE.call_once(give_runtime);
-}
-
-fn give_runtime() {
-  let workers =
-    runtime::worker_threads(std::env::var(runtime::WORKER_THREADS_VAR).ok().as_deref()).unwrap_or_else(|reason| {
-      eprintln!("ferrocache: {reason}");
-      runtime::DEFAULT_WORKER_THREADS
-    });
-  if let Ok(rt) = runtime::build(workers) {
-    napi::bindgen_prelude::create_custom_tokio_runtime(rt);
   }
 }
