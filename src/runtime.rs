@@ -1,9 +1,9 @@
 //! The tokio runtime of the process: napi-rs runs every `async` call of every cache on it.
 //!
 //! One worker thread by default. A call's task, its Redis reply and its answer then stay on
-//! one thread; with two workers a lone call was often woken on one and finished on the
-//! other (W1 at concurrency 1: 7.0k → 10.0k calls/s, p50 122–151 → 94–97 µs; busy
-//! workloads unchanged, bench/HISTORY.md). One worker spends ~2 µs per call, a fraction of
+//! one thread; with two workers a lone call woke more threads (W1 at concurrency 1: 7.0k →
+//! 10.0k calls/s, p50 122–151 → 94–97 µs, process CPU per call 102 → 77 µs; busy workloads
+//! unchanged, bench/HISTORY.md). One worker spends ~2 µs per call, a fraction of
 //! the JS thread's own cost, so it is not the bottleneck of one Node thread.
 //! `FERROCACHE_WORKER_THREADS` raises it for a process whose several `worker_threads` all
 //! use ferrocache.
@@ -14,7 +14,7 @@ pub const WORKER_THREADS_VAR: &str = "FERROCACHE_WORKER_THREADS";
 pub const DEFAULT_WORKER_THREADS: usize = 1;
 /// The most worker threads the variable may ask for.
 pub const MAX_WORKER_THREADS: usize = 64;
-/// The name of the runtime's threads (`/proc/<pid>/task/*/comm`, `top -H`).
+/// The name of the runtime's threads, workers and blocking pool alike (`/proc/<pid>/task/*/comm`, `top -H`).
 pub const THREAD_NAME: &str = "ferrocache-io";
 
 /// The worker threads `value` asks for, or the reason it is ignored.
