@@ -11,6 +11,7 @@
 const { Cluster } = require('ioredis')
 const { createCacheManager } = require('..')
 const { startCluster } = require('./redis-server.js')
+const { median } = require('./lib')
 
 const TOTALS = (process.env.BENCH_TOTALS || '100000,500000').split(',').map(Number)
 const PHASE_MS = Number(process.env.BENCH_PHASE_MS || 3000)
@@ -19,7 +20,6 @@ const MATCHING = 1000
 const REPS = 5
 const VALUE = { rows: 'x'.repeat(1000) }
 const nowMs = () => Number(process.hrtime.bigint()) / 1e6
-const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]
 
 async function fillRaw(raw, count) {
   const text = JSON.stringify(VALUE)

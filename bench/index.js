@@ -20,7 +20,7 @@ const { execFileSync } = require('node:child_process')
 const { startRedis, redisVersion } = require('./redis-server')
 const C = require('./contenders')
 const { kvGroup, w3, W3, sessionValue, queryValue, sessionIds, queryKeys, zipf } = require('./workloads')
-const { CheckError } = require('./lib')
+const { CheckError, median } = require('./lib')
 const { w5, W5_WORKERS, W5_SETTLE_MS } = require('./w5')
 
 const durationMs = Number(process.env.BENCH_DURATION_MS || 3000)
@@ -187,17 +187,16 @@ function floorRatios(groups) {
 
 /** W3 rows of every database size, and per size the median ratio ferrocache / ioredis. */
 function w3Table(runs) {
-  const med = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]
   const row = (total, name, xs) => [
     'W3',
     fInt(total),
     name,
-    f2(med(xs.map((x) => x.ms))),
+    f2(median(xs.map((x) => x.ms))),
     f2(Math.min(...xs.map((x) => x.ms))),
     f2(Math.max(...xs.map((x) => x.ms))),
-    f2(med(xs.map((x) => x.cpuMs))),
-    f2(med(xs.map((x) => x.mainCpuMs))),
-    f2(med(xs.map((x) => x.redisCpuMs))),
+    f2(median(xs.map((x) => x.cpuMs))),
+    f2(median(xs.map((x) => x.mainCpuMs))),
+    f2(median(xs.map((x) => x.redisCpuMs))),
     String(xs[0].removed),
   ]
   const rows = runs.flatMap(({ total, res }) => [
@@ -205,8 +204,8 @@ function w3Table(runs) {
     row(total, 'ioredis SCAN MATCH + UNLINK', res.ioredis),
   ])
   const ratios = runs.map(({ total, res }) => {
-    const fm = med(res.ferrocache.map((x) => x.ms))
-    const im = med(res.ioredis.map((x) => x.ms))
+    const fm = median(res.ferrocache.map((x) => x.ms))
+    const im = median(res.ioredis.map((x) => x.ms))
     return `among ${fInt(total)} keys: ${(fm / im).toPrecision(2)}× (ferrocache ${ratio(im, fm)} faster)`
   })
   return {

@@ -211,4 +211,11 @@ async function pool(items, concurrency, fn) {
   await Promise.all(Array.from({ length: Math.min(concurrency, items) }, w))
 }
 
-module.exports = { prng, zipf, snapshot, window, Latencies, Versions, CheckError, runLoad, pool, hr }
+/** The middle value (the mean of the two middle ones for an even count). */
+function median(values) {
+  const v = [...values].sort((a, b) => a - b)
+  const mid = v.length >> 1
+  return v.length % 2 ? v[mid] : (v[mid - 1] + v[mid]) / 2
+}
+
+module.exports = { prng, zipf, snapshot, window, Latencies, Versions, CheckError, runLoad, pool, hr, median }

@@ -7,6 +7,7 @@
 
 const { createCacheManager } = require('..')
 const { startRedis } = require('./redis-server.js')
+const { median } = require('./lib')
 
 const ROUND_MS = Number(process.env.BENCH_ROUND_MS || 1500)
 const ROUNDS = Number(process.env.BENCH_ROUNDS || 6)
@@ -31,8 +32,6 @@ async function measure(manager, ms) {
   await Promise.all(Array.from({ length: CONCURRENCY }, (_, w) => worker(w)))
   return ops / (Number(process.hrtime.bigint() - started) / 1e9)
 }
-
-const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]
 
 async function compare(label, url) {
   const results = { on: [], off: [] }

@@ -12,7 +12,7 @@
 // and a summary line with the median ops/s per contender and their ratio.
 
 const C = require('./contenders')
-const { runLoad, pool } = require('./lib')
+const { runLoad, pool, median } = require('./lib')
 const { sessionValue, sessionIds } = require('./workloads')
 
 const ms = Number(process.env.W4_MS || 3000)
@@ -46,8 +46,6 @@ async function run(name) {
   await c.close()
   return ops / s
 }
-
-const median = (a) => [...a].sort((x, y) => x - y)[Math.floor(a.length / 2)]
 
 async function main() {
   const results = Object.fromEntries(names.map((n) => [n, []]))

@@ -2,7 +2,7 @@
 // The workloads. Each contender run: FLUSHALL, fresh client, prefill every key
 // through the contender's own API, warm up (unmeasured), then measure.
 
-const { Latencies, Versions, snapshot, window, runLoad, pool, zipf, prng, hr, CheckError } = require('./lib')
+const { Latencies, Versions, snapshot, window, runLoad, pool, zipf, prng, hr, CheckError, median } = require('./lib')
 
 // ---------------------------------------------------------------- values
 
@@ -197,13 +197,6 @@ function combine(rounds) {
   for (const f of COUNTS) row[f] = rounds.reduce((sum, r) => sum + r[f], 0)
   for (const f of RATES) row[f] = median(rounds.map((r) => r[f]))
   return row
-}
-
-/** The middle value (the mean of the two middle ones for an even count). */
-function median(values) {
-  const v = [...values].sort((a, b) => a - b)
-  const mid = v.length >> 1
-  return v.length % 2 ? v[mid] : (v[mid - 1] + v[mid]) / 2
 }
 
 const fmtInt = (x) => Math.round(x).toLocaleString('en-US')

@@ -419,12 +419,13 @@ mod text {
     }
 
     /// Frees what was kept (each `batch` calls it on its worker, so what is held is the
-    /// answers of the batches since the last one).
+    /// answers of the batches since the last one). The list keeps its capacity: `keep`, on
+    /// the JS thread, then pushes without growing it.
     pub fn free() {
-      let texts = {
+      let texts: Vec<Answered> = {
         let mut kept = KEPT.lock().unwrap_or_else(|p| p.into_inner());
         kept.bytes = 0;
-        std::mem::take(&mut kept.texts)
+        kept.texts.drain(..).collect()
       };
       drop(texts);
     }

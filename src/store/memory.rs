@@ -15,7 +15,8 @@
 //!   `tenant_max_bytes`. A tenant writing past its budget evicts its *own* cold
 //!   entries (the ledger's CLOCK-Pro choice), never another tenant's; the global
 //!   budget still bounds the sum. One shard, because a sharded ledger splits the
-//!   budget per shard: a tenant at half its budget lost entries to one full shard. Global-scope keys (no tenant) have no ledger.
+//!   budget per shard: a tenant at half its budget lost entries to one full shard.
+//!   Global-scope keys (no tenant) have no ledger.
 //!   Evictions are collected during an insert and applied after it, outside any
 //!   lock, so the two caches never lock each other.
 
