@@ -317,13 +317,6 @@ impl ConfigBuilder {
       1,
       1 << 20,
     )? as usize;
-    let max_value_bytes = ms(
-      self.max_value_bytes,
-      DEFAULT_MAX_VALUE_BYTES as u64,
-      "limits.maxValueBytes",
-      1,
-      MAX_VALUE_BYTES_CEILING as u64,
-    )? as usize;
     let max_bytes = ms(
       self.fallback_max_bytes,
       DEFAULT_FALLBACK_MAX_BYTES,
@@ -339,8 +332,43 @@ impl ConfigBuilder {
     }
     let enabled = self.fallback_enabled.unwrap_or(true);
     let memory_needed = enabled || backend == Backend::Memory;
-    let largest_entry = largest_entry_bytes(&key_prefix, max_key_bytes, max_value_bytes);
     let admissible = crate::store::memory::admissible_weight;
+    // an explicit per-tenant budget is checked against `maxBytes` before it shapes the
+    // value limit's default
+    let explicit_tenant_bytes = match self.fallback_max_bytes_per_tenant {
+      Some(_) => Some(ms(
+        self.fallback_max_bytes_per_tenant,
+        max_bytes,
+        "fallback.maxBytesPerTenant",
+        1,
+        max_bytes,
+      )?),
+      None => None,
+    };
+    let max_value_bytes = match self.max_value_bytes {
+      Some(_) => ms(
+        self.max_value_bytes,
+        DEFAULT_MAX_VALUE_BYTES as u64,
+        "limits.maxValueBytes",
+        1,
+        MAX_VALUE_BYTES_CEILING as u64,
+      )? as usize,
+      // not given: the default, or the largest value the in-process budgets hold
+      None if memory_needed => {
+        let key_room = largest_entry_bytes(&key_prefix, max_key_bytes, 0);
+        let budget = explicit_tenant_bytes.unwrap_or(max_bytes).min(max_bytes);
+        let fits = admissible(budget).saturating_sub(key_room);
+        if fits == 0 {
+          return Err(Error::invalid(format!(
+            "fallback.maxBytes{} ({budget}) must hold at least one entry of limits.maxKeyBytes ({max_key_bytes}) plus its overhead",
+            if explicit_tenant_bytes.is_some() { "PerTenant" } else { "" }
+          )));
+        }
+        (fits as usize).min(DEFAULT_MAX_VALUE_BYTES)
+      }
+      None => DEFAULT_MAX_VALUE_BYTES,
+    };
+    let largest_entry = largest_entry_bytes(&key_prefix, max_key_bytes, max_value_bytes);
     if memory_needed && largest_entry > admissible(max_bytes) {
       return Err(Error::invalid(format!(
         "fallback.maxBytes ({max_bytes}) must hold at least one entry of limits.maxValueBytes ({max_value_bytes}) plus its key"
@@ -349,13 +377,7 @@ impl ConfigBuilder {
     let fair_share = (max_bytes / DEFAULT_TENANT_SHARE_DIVISOR)
       .max((largest_entry as f64 / crate::store::memory::HOT_ALLOCATION).ceil() as u64 + 1)
       .min(max_bytes);
-    let max_bytes_per_tenant = ms(
-      self.fallback_max_bytes_per_tenant,
-      fair_share,
-      "fallback.maxBytesPerTenant",
-      1,
-      max_bytes,
-    )?;
+    let max_bytes_per_tenant = explicit_tenant_bytes.unwrap_or(fair_share);
     if memory_needed && largest_entry > admissible(max_bytes_per_tenant) {
       return Err(Error::invalid(format!(
         "fallback.maxBytesPerTenant ({max_bytes_per_tenant}) must hold at least one entry of limits.maxValueBytes ({max_value_bytes}) plus its key"
@@ -663,24 +685,67 @@ mod tests {
   }
 
   #[test]
-  fn budget_must_hold_the_largest_value() {
+  fn value_limit_defaults_to_what_the_budget_holds() {
     let small = ConfigBuilder {
       fallback_max_bytes: Some(1024.0 * 1024.0),
       ..Default::default()
+    }
+    .build()
+    .unwrap();
+    let value = small.limits.max_value_bytes;
+    assert!(value < 1024 * 1024 && value > 900 * 1024, "{value}");
+    assert!(small.largest_entry_bytes() <= crate::store::memory::admissible_weight(small.fallback.max_bytes));
+    assert!(
+      small.largest_entry_bytes() <= crate::store::memory::admissible_weight(small.fallback.max_bytes_per_tenant)
+    );
+    let tiny_tenant = ConfigBuilder {
+      fallback_max_bytes: Some(1024.0 * 1024.0),
+      fallback_max_bytes_per_tenant: Some(65536.0),
+      ..Default::default()
+    }
+    .build()
+    .unwrap();
+    assert!(
+      tiny_tenant.limits.max_value_bytes < 65536,
+      "follows the tenant budget too"
+    );
+    let default = ConfigBuilder::default().build().unwrap();
+    assert_eq!(
+      default.limits.max_value_bytes, DEFAULT_MAX_VALUE_BYTES,
+      "a big budget keeps the default"
+    );
+  }
+
+  #[test]
+  fn an_explicit_value_limit_over_the_budget_is_refused() {
+    let contradiction = ConfigBuilder {
+      fallback_max_bytes: Some(1024.0 * 1024.0),
+      max_value_bytes: Some(4.0 * 1024.0 * 1024.0),
+      ..Default::default()
     };
-    assert!(small.build().is_err());
+    assert!(contradiction.build().is_err());
     let fits = ConfigBuilder {
       fallback_max_bytes: Some(1024.0 * 1024.0),
       max_value_bytes: Some(65536.0),
       ..Default::default()
     };
-    assert!(fits.build().is_ok());
+    assert_eq!(fits.build().unwrap().limits.max_value_bytes, 65536);
     let off = ConfigBuilder {
       fallback_enabled: Some(false),
       fallback_max_bytes: Some(1024.0 * 1024.0),
       ..Default::default()
     };
-    assert!(off.build().is_ok(), "budget is irrelevant without fallback");
+    assert_eq!(
+      off.build().unwrap().limits.max_value_bytes,
+      DEFAULT_MAX_VALUE_BYTES,
+      "the budget is irrelevant without fallback"
+    );
+    let keys_too_long = ConfigBuilder {
+      fallback_max_bytes: Some(65536.0),
+      max_key_bytes: Some(70000.0),
+      ..Default::default()
+    };
+    assert!(keys_too_long.build().is_err());
   }
 
   #[test]
