@@ -37,6 +37,7 @@ class Batcher {
   #error
   #pending = null // the calls not sent yet: { chunks: [Chunk], chunkOf: Map | null, size, sent }
   #inFlight = 0 // calls sent to Redis and not answered yet
+  #sent = new Set() // the promises of the chunks sent and not answered yet (for drain)
 
   /**
    * `parse(json)` turns a get's JSON text into its value (a throw rejects that call);
@@ -118,6 +119,8 @@ class Batcher {
         // no tenant ids when none is set: reading them back in Rust costs ~70 ns per call
         const done = native.batch(chunk.ops, chunk.keys, chunk.values, chunk.ttls, chunk.scoped ? chunk.tenants : NO_TENANTS)
         this.#inFlight += n
+        this.#sent.add(done)
+        done.finally(() => this.#sent.delete(done)).catch(() => {}) // settled below
         done.then(
           (values) => {
             this.#inFlight -= n
@@ -131,6 +134,20 @@ class Batcher {
       }
     } catch (err) {
       this.#failAll(chunk, err)
+    }
+  }
+
+  /**
+   * Sends the calls queued so far at once and resolves when every call made before settled
+   * (calls a chunk answered locally may queue again: they are followed too).
+   */
+  async drain() {
+    for (;;) {
+      if (this.#pending !== null) this.#flush(this.#pending)
+      if (this.#sent.size === 0) return
+      await Promise.allSettled([...this.#sent])
+      // the callers' settle callbacks run in the microtasks after the answers
+      await new Promise((resolve) => setImmediate(resolve))
     }
   }
 

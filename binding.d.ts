@@ -83,8 +83,12 @@ export declare class NativeCache {
   invalidateSync(kindId: number, prefix: string, all: boolean, tenant?: string | undefined | null): number
   /** Entries, bytes and byte budget of the in-process store. */
   memoryStats(): MemoryStats
-  /** Closes the connection and drops the in-process data. Idempotent. */
-  close(): void
+  /**
+   * Closes after one attempt (within `commandTimeoutMs`) to replay what the outage journal
+   * holds; resolves with how many journaled operations could not be replayed. The JS layer
+   * calls it once every call made before `close()` has settled. Idempotent.
+   */
+  close(): Promise<number>
   /**
    * Receives every event (`fallback`, `recovered`, `error`). The callback never
    * keeps the process alive (weak threadsafe function).
@@ -130,7 +134,7 @@ export interface CacheEvent {
   type: 'fallback' | 'recovered' | 'error'
   /** fallback: the failure that opened the breaker. */
   cause?: string
-  /** fallback: `timeout | connection | misconfiguration | simulated`; error: `misconfiguration | replay`. */
+  /** fallback: `timeout | connection | misconfiguration | simulated`; error: `misconfiguration | replay | write-refused`. */
   kind?: string
   /** recovered: how long the outage lasted (ms). */
   outageMs?: number
@@ -208,6 +212,8 @@ export interface FailoverStatus {
   lastError?: string
   /** How long the current mode has held (ms). */
   modeAgeMs: number
+  /** Redis refuses writes (capacity or role): they are kept in memory and journaled. */
+  writesRefused: boolean
 }
 
 /** The in-process store. */
@@ -296,6 +302,8 @@ export interface NativeMetrics {
   errors: number
   /** Failed Redis calls that ran out of budget. */
   timeouts: number
+  /** Writes Redis refused for capacity or role (kept in memory and journaled instead). */
+  writeRefusals: number
   /** Times the manager switched to memory mode. */
   fallbackActivations: number
   /** Total time in memory mode (ms). */

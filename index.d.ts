@@ -191,7 +191,8 @@ export interface TenantMetrics extends TenantCounts {
 export interface CacheHealth {
   /**
    * healthy = the configured store serves (Redis, or memory:// by choice);
-   * degraded = the in-process store serves because Redis failed;
+   * degraded = the in-process store serves because Redis failed, or Redis refuses writes
+   * (`failover.writesRefused`: they are kept in memory and journaled);
    * unhealthy = cannot serve (closed, or Redis down with fallback off).
    */
   status: 'healthy' | 'degraded' | 'unhealthy'
@@ -226,6 +227,12 @@ export interface CacheHealth {
     fallbackActivations: number
     /** Total time spent in memory mode (ms), the current outage included. */
     memoryModeMs: number
+    /**
+     * Redis refuses writes for capacity or role (OOM under `noeviction`, READONLY, MISCONF,
+     * NOREPLICAS): reads stay on Redis, writes go to the in-process store and the journal
+     * until Redis accepts them again.
+     */
+    writesRefused: boolean
   }
 }
 
@@ -251,6 +258,8 @@ export interface CacheMetrics {
   errors: number
   /** Failed Redis calls that ran out of their budget. */
   timeouts: number
+  /** Writes Redis refused for capacity or role, kept in memory and journaled instead (also in `errors`). */
+  writeRefusals: number
   /** Times the manager switched to memory mode. */
   fallbackActivations: number
   /** Redis round trips of successful calls, from a histogram (each within ~9 %); 0 before any. */
@@ -288,10 +297,16 @@ export interface RecoveredEvent {
   replayed: number
 }
 
-/** `error` event: a failure retrying cannot fix, or a failed replay (retried). */
+/**
+ * `error` event: a misconfiguration (once per episode, whichever found it: a data call,
+ * `health()` or the recovery probe), a failed replay (retried), Redis refusing writes (once
+ * per episode), or operations of the outage journal that `close()` could not replay (`count`).
+ */
 export interface ErrorEvent {
   message: string
-  kind: 'misconfiguration' | 'replay'
+  kind: 'misconfiguration' | 'replay' | 'write-refused' | 'journal-dropped'
+  /** journal-dropped: how many journaled operations were lost. */
+  count?: number
 }
 
 /** One cache object over Redis with an in-process fallback store. */
@@ -329,7 +344,14 @@ export declare class CacheManager implements CacheScope {
   simulateOutage(options: { mode: 'refuse' | 'hang' }): void
   /** Ends a simulated outage; the manager recovers as from a real one. */
   endSimulatedOutage(): void
-  /** Closes the connection; later data calls reject with `ERR_CLOSED`. Idempotent. */
+  /**
+   * Stops taking calls (later ones reject with `ERR_CLOSED`) and finishes those made before it
+   * as they would have finished without it: a write reaches Redis, or during an outage the
+   * in-process store and the journal. What the outage journal still holds is replayed within
+   * one `commandTimeoutMs`; what could not be is reported by an `error` event (`kind:
+   * 'journal-dropped'`, `count`) before it resolves. Takes at most about the call budget of the
+   * calls in flight plus one `commandTimeoutMs`, even with Redis hung. Idempotent; never rejects.
+   */
   close(): Promise<void>
 }
 

@@ -9,6 +9,9 @@ const { isNativeError } = require('node:util').types
 const { NativeCache, latencyBoundsMs } = require('./binding.js')
 const { codes, codedError, invalid, describe } = require('./errors.js')
 const { Batcher } = require('./batch.js')
+// express.js and prometheus.js require index.js only inside functions (the default manager)
+const { cacheHealthHandler, cacheMetricsHandler } = require('./express.js')
+const { toPrometheusText, registerPrometheus, PROMETHEUS_CONTENT_TYPE } = require('./prometheus.js')
 
 const SESSION = 0
 const QUERY = 1
@@ -117,6 +120,10 @@ function settle(result) {
   return result
 }
 
+function closedError() {
+  return codedError(Error, codes.CLOSED, 'the cache manager is closed')
+}
+
 // One data scope: the manager's own keys (tenant undefined) or one tenant's.
 // `owner` resolves the native handle lazily (the default instance is created on first use).
 class Scope {
@@ -134,7 +141,7 @@ class Scope {
     try {
       checkString(name, key)
       const owner = this.#owner
-      owner._native() // the default instance is created on first use
+      owner._open() // the default instance is created on first use
       if (owner._sync) return Promise.resolve(decode(owner._local.get(kind, key, this.#tenant)))
       return owner._batcher.get(kind, key, this.#tenant)
     } catch (err) {
@@ -146,6 +153,7 @@ class Scope {
     try {
       checkString(name, key)
       const ttl = checkTtl(ttlSeconds)
+      this.#owner._open()
       return this.#store(kind, key, encode(data), ttl) ?? Promise.resolve()
     } catch (err) {
       return Promise.reject(err)
@@ -167,10 +175,10 @@ class Scope {
 
   async #delete(kind, name, key) {
     checkString(name, key)
-    const native = this.#owner._native()
+    const native = this.#owner._open()
     try {
       if (this.#owner._sync) return native.deleteSync(kind, key, this.#tenant)
-      return settle(await native.delete(kind, key, this.#tenant))
+      return settle(await this.#owner._track(native.delete(kind, key, this.#tenant)))
     } catch (err) {
       throw fromNative(err)
     }
@@ -178,10 +186,10 @@ class Scope {
 
   async #invalidate(prefix, all, kind = QUERY) {
     if (!all) checkString('prefix', prefix)
-    const native = this.#owner._native()
+    const native = this.#owner._open()
     try {
       if (this.#owner._sync) return native.invalidateSync(kind, prefix, all, this.#tenant)
-      return settle(await native.invalidate(kind, prefix, all, this.#tenant))
+      return settle(await this.#owner._track(native.invalidate(kind, prefix, all, this.#tenant)))
     } catch (err) {
       throw fromNative(err)
     }
@@ -233,9 +241,9 @@ class Scope {
    * outage only sessions written since it began are known.
    */
   async listSessionIds() {
-    const native = this.#owner._native()
+    const native = this.#owner._open()
     try {
-      const ids = await native.keys(SESSION, this.#tenant)
+      const ids = await this.#owner._track(native.keys(SESSION, this.#tenant))
       return Array.isArray(ids) ? ids : settle(ids) // an array is the answer, any other object an Error
     } catch (err) {
       throw fromNative(err)
@@ -259,6 +267,7 @@ class Scope {
       checkString('key', key)
       if (typeof loader !== 'function') throw invalid(`loader must be a function, got ${describe(loader)}`)
       checkTtl(ttlSeconds)
+      this.#owner._open()
     } catch (err) {
       return Promise.reject(err)
     }
@@ -287,7 +296,12 @@ class Scope {
     const value = await loader()
     if (value === undefined) throw invalid(`loader for '${key}' returned undefined; return null or a value`)
     const json = encode(value) // once: stored, and parsed by each waiter
-    await this.#store(QUERY, key, json, ttlSeconds)
+    try {
+      await this.#store(QUERY, key, json, ttlSeconds)
+    } catch (err) {
+      // close() came while the loader ran: the value is still the caller's, uncached
+      if (!(err && err.code === codes.CLOSED)) throw err
+    }
     return json
   }
 }
@@ -349,6 +363,8 @@ class CacheManager extends Scope {
   _flights = new Map()
   #listeners = new Map(EVENTS.map((name) => [name, new Set()]))
   #subscribed = false
+  #closing = null // the promise of close(), once called
+  #calls = new Set() // unbatched native calls in flight (delete, invalidate, listings)
 
   /** Same as `createCacheManager(options)`. `options` may be a function, called on first use. */
   constructor(options) {
@@ -384,6 +400,20 @@ class CacheManager extends Scope {
       this._batcher = new Batcher(this.#native, { parse: decode, error: fromNative })
     }
     return this.#native
+  }
+
+  /** @internal the native handle for a data call: throws ERR_CLOSED once close() was called. */
+  _open() {
+    if (this.#closing !== null) throw closedError()
+    return this._native()
+  }
+
+  /** @internal follows an unbatched native call until it settles, for close(). */
+  _track(promise) {
+    this.#calls.add(promise)
+    const done = () => this.#calls.delete(promise)
+    promise.then(done, done)
+    return promise
   }
 
   /** The data methods isolated to `tenantId`'s keys. */
@@ -422,14 +452,17 @@ class CacheManager extends Scope {
   }
 
   #dispatch(e) {
-    const listeners = this.#listeners.get(e.type)
+    this.#emit(e.type, eventInfo(e))
+  }
+
+  #emit(type, info) {
+    const listeners = this.#listeners.get(type)
     if (!listeners || listeners.size === 0) return
-    const info = eventInfo(e)
     for (const listener of [...listeners]) {
       try {
         listener(info)
       } catch (err) {
-        process.emitWarning(`ferrocache '${e.type}' listener threw: ${err && err.stack ? err.stack : err}`)
+        process.emitWarning(`ferrocache '${type}' listener threw: ${err && err.stack ? err.stack : err}`)
       }
     }
   }
@@ -462,7 +495,7 @@ class CacheManager extends Scope {
     const st = native.failoverStatus()
     let status
     if (closed) status = 'unhealthy'
-    else if (memoryOnly || (st.mode === 'redis' && connected)) status = 'healthy'
+    else if (memoryOnly || (st.mode === 'redis' && connected && !st.writesRefused)) status = 'healthy'
     else if (native.fallbackEnabled) status = 'degraded'
     else status = 'unhealthy'
     const round = (ms) => Math.round(ms * 1000) / 1000
@@ -486,6 +519,7 @@ class CacheManager extends Scope {
         journalDepth: st.journalDepth,
         fallbackActivations: st.fallbackActivations,
         memoryModeMs: st.memoryModeMs,
+        writesRefused: st.writesRefused,
       },
     }
   }
@@ -509,6 +543,7 @@ class CacheManager extends Scope {
       byType: { session: byType(m.session), query: byType(m.query) },
       errors: m.errors,
       timeouts: m.timeouts,
+      writeRefusals: m.writeRefusals,
       fallbackActivations: m.fallbackActivations,
       latencyMs: { p50: m.latencyMs[0], p95: m.latencyMs[1], p99: m.latencyMs[2], max: m.latencyMs[3] },
       memory: { fallbackBytes: m.fallbackBytes, fallbackEntries: m.fallbackEntries, fallbackMaxBytes: m.fallbackMaxBytes },
@@ -548,13 +583,39 @@ class CacheManager extends Scope {
     this._native().simulateOutage('none')
   }
 
-  /** Closes the connection; later data calls reject with `ERR_CLOSED`. Idempotent. */
-  async close() {
+  /**
+   * Stops taking calls (later ones reject with `ERR_CLOSED`), lets every call made before it
+   * finish as it would have (a write reaches Redis, or during an outage the in-process store
+   * and the journal), tries once, within `commandTimeoutMs`, to replay what the outage
+   * journal holds, then closes the connection. Journaled operations that could not be
+   * replayed are reported by an `error` event (`kind: 'journal-dropped'`, `count`) before it
+   * resolves. Idempotent; never rejects.
+   */
+  close() {
+    if (this.#closing === null) this.#closing = this.#shutdown()
+    return this.#closing
+  }
+
+  async #shutdown() {
+    let native
     try {
-      this._native().close()
+      native = this._native()
+    } catch {
+      return // a default instance whose environment is invalid has nothing to close
+    }
+    try {
+      await this._batcher.drain()
+      await Promise.allSettled([...this.#calls])
+      const dropped = await native.close()
+      if (dropped > 0) {
+        this.#emit('error', {
+          message: `close(): ${dropped} operations of the outage journal could not be replayed to Redis and are lost`,
+          kind: 'journal-dropped',
+          count: dropped,
+        })
+      }
     } catch (err) {
-      // A default instance whose environment is invalid has nothing to close.
-      if (err && err.code !== codes.INVALID_ARG) throw err
+      process.emitWarning(`ferrocache close() failed: ${err && err.stack ? err.stack : err}`)
     }
   }
 }
@@ -578,9 +639,17 @@ function createCacheManager(options) {
 /** The default instance: configured from REDIS_URL (else redis://127.0.0.1:6379) on first use. */
 const cacheManager = new CacheManager(() => ({ url: process.env.REDIS_URL || DEFAULT_URL }))
 
-module.exports = { cacheManager, createCacheManager, CacheManager, TenantCache, codes }
-
-// System endpoints and Prometheus exposition (express.js, prometheus.js).
-const { cacheHealthHandler, cacheMetricsHandler } = require('./express.js')
-const { toPrometheusText, registerPrometheus, PROMETHEUS_CONTENT_TYPE } = require('./prometheus.js')
-Object.assign(module.exports, { cacheHealthHandler, cacheMetricsHandler, toPrometheusText, registerPrometheus, PROMETHEUS_CONTENT_TYPE })
+// Every export in one object literal, so that Node's CommonJS export detection sees each
+// name and ESM apps can import them by name (`import { cacheHealthHandler } from 'ferrocache'`).
+module.exports = {
+  cacheManager,
+  createCacheManager,
+  CacheManager,
+  TenantCache,
+  codes,
+  cacheHealthHandler,
+  cacheMetricsHandler,
+  toPrometheusText,
+  registerPrometheus,
+  PROMETHEUS_CONTENT_TYPE,
+}

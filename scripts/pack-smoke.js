@@ -19,6 +19,71 @@ function run(cmd, args, cwd, env) {
   }
 }
 
+// The value exports each entry point documents in its .d.ts: `export declare const|function|class
+// NAME` and `export { a, b } from`.
+function documentedNames(dts) {
+  const text = fs.readFileSync(path.join(root, dts), 'utf8')
+  const names = [...text.matchAll(/^export declare (?:const|function|class) (\w+)/gm)].map((m) => m[1])
+  for (const m of text.matchAll(/^export \{([^}]+)\} from/gm)) names.push(...m[1].split(',').map((n) => n.trim()))
+  return [...new Set(names)].sort()
+}
+
+// Installs the tarball into an app with "type": "module" and imports every documented name of
+// each entry point by name: from plain ESM, from TypeScript compiled with module NodeNext (ESM
+// output), and with require() from CommonJS. A name Node's CommonJS export detection cannot see
+// fails the ESM import at link time. Returns how many names were checked.
+function checkNamedExports(tarball) {
+  const entries = { ferrocache: 'index.d.ts', 'ferrocache/session': 'session.d.ts', 'ferrocache/keyv': 'keyv.d.ts' }
+  const app = path.join(scratch, 'esm-app')
+  fs.mkdirSync(app)
+  fs.writeFileSync(path.join(app, 'package.json'), JSON.stringify({ name: 'esm-app', private: true, version: '1.0.0', type: 'module' }))
+  run('npm', ['install', '--no-audit', '--no-fund', '--offline', tarball], app)
+  let esm = ''
+  let cjs = ''
+  let count = 0
+  for (const [specifier, dts] of Object.entries(entries)) {
+    const names = documentedNames(dts)
+    if (names.length === 0) throw new Error(`no exports found in ${dts}`)
+    count += names.length
+    const local = names.map((n, i) => `${n} as e${count}_${i}`)
+    esm += `import { ${local.join(', ')} } from '${specifier}'\n`
+    esm += `for (const [n, v] of Object.entries({ ${names.map((n, i) => `${n}: e${count}_${i}`).join(', ')} })) if (v === undefined) throw new Error('${specifier}: ' + n + ' is undefined')\n`
+    cjs += `{ const m = require('${specifier}'); for (const n of ${JSON.stringify(names)}) if (m[n] === undefined) throw new Error('${specifier}: ' + n + ' is undefined from CommonJS') }\n`
+  }
+  fs.writeFileSync(path.join(app, 'names.mjs'), `${esm}console.log('esm names OK')\n`)
+  fs.writeFileSync(path.join(app, 'names.cjs'), `${cjs}console.log('cjs names OK')\n`)
+  if (!run(process.execPath, ['names.mjs'], app).includes('esm names OK')) throw new Error('ESM import failed')
+  if (!run(process.execPath, ['names.cjs'], app).includes('cjs names OK')) throw new Error('CommonJS require failed')
+  // TypeScript emitting ESM: the README's import line, type-checked and run (ferrocache/session's
+  // types need express-session's, an optional peer this app does not install)
+  fs.writeFileSync(
+    path.join(app, 'tsconfig.json'),
+    JSON.stringify({
+      compilerOptions: { strict: true, target: 'ES2022', module: 'NodeNext', moduleResolution: 'NodeNext', outDir: 'dist', types: [] },
+      files: ['app.ts'],
+    }),
+  )
+  fs.writeFileSync(
+    path.join(app, 'app.ts'),
+    `import { createCacheManager, cacheHealthHandler, cacheMetricsHandler, registerPrometheus, toPrometheusText } from 'ferrocache'
+import { KeyvFerrocache } from 'ferrocache/keyv'
+
+const cm = createCacheManager({ url: 'memory://' })
+await cm.setSession('s', { ok: true })
+const handlers = [cacheHealthHandler(cm), cacheMetricsHandler(cm)]
+const text: string = toPrometheusText(cm.metrics())
+if (handlers.length !== 2 || typeof registerPrometheus !== 'function' || !text.includes('ferrocache_')) throw new Error('helpers')
+if (typeof KeyvFerrocache !== 'function') throw new Error('adapter')
+if ((await cm.getSession<{ ok: boolean }>('s'))?.ok !== true) throw new Error('round trip')
+await cm.close()
+console.log('esm app OK')
+`,
+  )
+  run(process.execPath, [path.join(root, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', app], app)
+  if (!run(process.execPath, ['dist/app.js'], app).includes('esm app OK')) throw new Error('TypeScript ESM app failed')
+  return count
+}
+
 try {
   const [packed] = JSON.parse(run('npm', ['pack', '--json', '--ignore-scripts', '--pack-destination', scratch], root))
   const files = packed.files.map((f) => f.path).sort()
@@ -96,7 +161,11 @@ main().catch((err: unknown) => {
   run(process.execPath, [path.join(root, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', app], app)
   const out = run(process.execPath, ['dist/app.js'], app, { REDIS_URL: 'memory://' })
   if (!out.includes('scratch app OK')) throw new Error(`scratch app printed: ${out}`)
-  console.log(`pack smoke: ${packed.filename} (${files.length} files, ${(packed.size / 1024).toFixed(0)} KiB) installs, type-checks with tsc --strict and runs`)
+  const named = checkNamedExports(path.join(scratch, packed.filename))
+  console.log(
+    `pack smoke: ${packed.filename} (${files.length} files, ${(packed.size / 1024).toFixed(0)} KiB) installs, type-checks with tsc --strict and runs; ` +
+      `${named} documented names import by name from ESM (plain and TypeScript NodeNext) and CommonJS`,
+  )
 } finally {
   fs.rmSync(scratch, { recursive: true, force: true })
 }

@@ -63,6 +63,8 @@ pub struct FailoverStatus {
   pub replayed: u64,
   /// The last Redis failure, password-free.
   pub last_error: Option<String>,
+  /// Redis refuses writes (capacity or role) and they are kept in memory and journaled.
+  pub writes_refused: bool,
 }
 
 /// How many recent PING round trips `health()` summarises.
@@ -126,6 +128,11 @@ pub struct Cache {
   pub(crate) replay_failures: AtomicU32,
   pub(crate) mode_since_ms: AtomicU64,
   pub(crate) last_error: Mutex<Option<String>>,
+  /// Redis refuses writes (capacity or role): writes go to memory and the journal
+  /// until a replay succeeds (see [`crate::failover`]).
+  pub(crate) writes_refused: AtomicBool,
+  /// A misconfiguration was reported (`error` event) in the current episode.
+  pub(crate) misconfiguration_reported: AtomicBool,
   pub(crate) metrics: Metrics,
   pub(crate) pings: PingWindow,
   closed: AtomicBool,
@@ -167,6 +174,8 @@ impl Cache {
       replay_failures: AtomicU32::new(0),
       mode_since_ms: AtomicU64::new(0),
       last_error: Mutex::new(None),
+      writes_refused: AtomicBool::new(false),
+      misconfiguration_reported: AtomicBool::new(false),
       metrics: Metrics::new(config.metrics_enabled, config.tenant_metrics_limit),
       pings: PingWindow::default(),
       config,
@@ -207,6 +216,7 @@ impl Cache {
       mode_since_ms: self.mode_since_ms.load(Ordering::Relaxed),
       replayed: self.replayed.load(Ordering::Relaxed),
       last_error: self.last_error(),
+      writes_refused: self.writes_refused.load(Ordering::Relaxed),
     }
   }
 
@@ -267,6 +277,12 @@ impl Cache {
     };
     let (ping, used_memory) = tokio::join!(self.ping(), memory);
     let used_memory = if ping.is_ok() { used_memory } else { None };
+    if let Err(e) = &ping {
+      // found here first, a misconfiguration is treated as a data call would treat it
+      if e.is_misconfiguration() {
+        let _ = self.on_redis_failure(e.clone());
+      }
+    }
     HealthCheck { ping, used_memory }
   }
 
@@ -300,6 +316,25 @@ impl Cache {
   /// True once closed.
   pub fn is_closed(&self) -> bool {
     self.closed.load(Ordering::Acquire)
+  }
+
+  /// Closes after one last attempt, within one command timeout, to replay what the outage
+  /// journal holds; returns how many journaled operations could not be replayed (lost).
+  /// Calls already running finish first: the caller stops making new ones and waits for
+  /// them before calling this. Idempotent (a second call returns 0).
+  pub async fn close_gracefully(&self) -> u64 {
+    if self.is_closed() {
+      return 0;
+    }
+    let dropped = match &self.redis {
+      Some(_) if !self.journal.is_empty() => {
+        let _ = tokio::time::timeout(self.config.command_timeout, self.replay_quietly()).await;
+        self.journal.depth() as u64
+      }
+      _ => 0,
+    };
+    self.close();
+    dropped
   }
 
   /// Closes: drops the connection, the in-process data and the event sink. Idempotent.
@@ -569,12 +604,7 @@ impl Cache {
       match self.redis_call(|| redis.get_set_many(&ops)).await {
         Ok(replies) => {
           for ((i, full, write), reply) in piped.iter().zip(replies) {
-            if reply.is_err() {
-              self.metrics.redis_error(false);
-            } else if write.is_some() {
-              self.memory.delete_now(items[*i].scope().tenant(), full);
-            }
-            results[*i] = Some(reply);
+            results[*i] = Some(self.settle_reply(&items[*i], full, *write, reply));
           }
         }
         Err(e) => {
@@ -634,14 +664,7 @@ impl Cache {
     let mut chain_of: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
     for ((i, full, write), answer) in piped.iter().zip(answers) {
       match answer {
-        Some(reply) => {
-          if reply.is_err() {
-            self.metrics.redis_error(false);
-          } else if write.is_some() {
-            self.memory.delete_now(items[*i].scope().tenant(), full);
-          }
-          results[*i] = Some(reply);
-        }
+        Some(reply) => results[*i] = Some(self.settle_reply(&items[*i], full, *write, reply)),
         None => {
           let chain = *chain_of.entry(full.as_str()).or_insert_with(|| {
             chains.push(Vec::new());
@@ -666,6 +689,36 @@ impl Cache {
     });
     for (i, result) in futures_util::future::join_all(runs).await.into_iter().flatten() {
       results[i] = Some(result);
+    }
+  }
+
+  /// The outcome of one piped call from its own reply: a successful write drops the key's
+  /// in-process copy; a write Redis refused for capacity or role is kept in memory and
+  /// journaled like an outage write; another error reply is the caller's.
+  fn settle_reply(
+    &self,
+    item: &BatchItem<'_>,
+    full: &str,
+    write: Option<(&str, u64)>,
+    reply: Result<Option<String>>,
+  ) -> Result<Option<String>> {
+    match (reply, write) {
+      (Ok(v), None) => Ok(v),
+      (Ok(_), Some(_)) => {
+        self.memory.delete_now(item.scope().tenant(), full);
+        Ok(None)
+      }
+      (Err(e), Some((json, ttl))) if e.is_write_refused() => {
+        self.metrics.redis_error(false);
+        self.on_redis_failure(e)?;
+        self
+          .write_local(item.scope(), item.kind(), full, json, ttl, false)
+          .map(|()| None)
+      }
+      (Err(e), _) => {
+        self.metrics.redis_error(false);
+        Err(e)
+      }
     }
   }
 
@@ -754,7 +807,7 @@ impl Cache {
   async fn invalidate_uncounted(&self, scope: Scope<'_>, kind: Kind, prefix: &str, all: bool) -> Result<u64> {
     let literal = self.prefix_key(scope, kind, prefix, all)?;
     if let Some(redis) = &self.redis {
-      if self.breaker.allows_calls() && self.journal.is_empty() {
+      if self.breaker.allows_calls() && !self.writes_refused.load(Ordering::Relaxed) && self.journal.is_empty() {
         match self.redis_call(|| redis.invalidate_prefix(&literal)).await {
           Ok(n) => {
             self.memory.invalidate_prefix_now(scope.tenant(), &literal);
@@ -799,10 +852,12 @@ impl Cache {
     Ok(full.into_iter().map(|k| k[prefix.len()..].to_string()).collect())
   }
 
-  /// A write or delete of `key` may go to Redis: breaker closed and no pending
-  /// journal entry that must reach Redis first.
+  /// A write or delete of `key` may go to Redis: breaker closed, Redis not refusing
+  /// writes, and no pending journal entry that must reach Redis first.
   fn routes_to_redis(&self, key: &str) -> bool {
-    self.breaker.allows_calls() && self.journal.lookup(key, Instant::now()) == Lookup::Unknown
+    self.breaker.allows_calls()
+      && !self.writes_refused.load(Ordering::Relaxed)
+      && self.journal.lookup(key, Instant::now()) == Lookup::Unknown
   }
 
   /// A read served during an outage: the journal, then the in-process store.

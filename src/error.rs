@@ -38,6 +38,13 @@ pub enum RedisFailure {
   Connection,
   /// Wrong password, unknown ACL user, unknown host, TLS: retrying will not help.
   Misconfiguration,
+  /// The server refused a write for capacity (`OOM` under `maxmemory` with `noeviction`,
+  /// `MISCONF`, `NOREPLICAS`): it still serves reads, so this is a partial outage.
+  WriteRefused,
+  /// The server refused a write because it is a replica now (`READONLY`: a demoted master).
+  /// A partial outage like [`RedisFailure::WriteRefused`]; the connection is opened anew
+  /// (with Sentinel, to the new master).
+  ReadOnly,
   /// The server replied with an error to a well-formed command.
   Reply,
 }
@@ -102,6 +109,31 @@ impl Error {
     )
   }
 
+  /// True when Redis refused a write for capacity or role ([`RedisFailure::WriteRefused`],
+  /// [`RedisFailure::ReadOnly`]).
+  pub fn is_write_refused(&self) -> bool {
+    matches!(
+      self,
+      Error::Redis {
+        kind: RedisFailure::WriteRefused | RedisFailure::ReadOnly,
+        ..
+      }
+    )
+  }
+
+  /// True when the connection should be opened anew: an outage, or a server that is no
+  /// longer the master (`READONLY`; with Sentinel the next connect asks for the new one).
+  pub fn needs_new_connection(&self) -> bool {
+    self.is_outage()
+      || matches!(
+        self,
+        Error::Redis {
+          kind: RedisFailure::ReadOnly,
+          ..
+        }
+      )
+  }
+
   /// True for a deadline that passed without an answer.
   pub fn is_timeout(&self) -> bool {
     matches!(
@@ -159,6 +191,10 @@ fn classify(e: &redis::RedisError) -> RedisFailure {
   let text = e.to_string();
   if e.is_timeout() {
     RedisFailure::Timeout
+  } else if matches!(e.kind(), K::Server(S::ReadOnly)) || e.code() == Some("READONLY") {
+    RedisFailure::ReadOnly
+  } else if matches!(e.code(), Some("OOM" | "MISCONF" | "NOREPLICAS")) {
+    RedisFailure::WriteRefused
   } else if matches!(
     e.kind(),
     K::AuthenticationFailed | K::InvalidClientConfig | K::Server(S::NoPerm)
@@ -189,7 +225,7 @@ fn classify(e: &redis::RedisError) -> RedisFailure {
       K::Io
         | K::Parse
         | K::Server(
-          S::BusyLoading | S::TryAgain | S::ClusterDown | S::MasterDown | S::ReadOnly | S::Moved | S::Ask
+          S::BusyLoading | S::TryAgain | S::ClusterDown | S::MasterDown | S::Moved | S::Ask
         )
     )
     // a Cluster shard or a Sentinel master being replaced: a redirection redis-rs could not
@@ -203,7 +239,7 @@ fn classify(e: &redis::RedisError) -> RedisFailure {
         | K::EmptySentinelList
     )
   {
-    // not serving: refused, reset, protocol garbage, loading, read-only replica
+    // not serving: refused, reset, protocol garbage, loading
     RedisFailure::Connection
   } else {
     RedisFailure::Reply
@@ -237,7 +273,29 @@ mod tests {
     assert!(of(K::AuthenticationFailed, "bad password").is_misconfiguration());
     assert!(of(K::Server(S::ResponseError), "WRONGPASS invalid username-password pair").is_misconfiguration());
     assert!(of(K::Server(S::BusyLoading), "LOADING").is_outage());
-    assert!(of(K::Server(S::ReadOnly), "READONLY").is_outage());
+    let readonly = of(K::Server(S::ReadOnly), "READONLY");
+    assert!(
+      readonly.is_write_refused() && !readonly.is_outage(),
+      "a demoted master still serves reads"
+    );
+    assert!(readonly.needs_new_connection(), "Sentinel: reconnect to the new master");
+    assert_eq!(readonly.code(), "ERR_REDIS_UNAVAILABLE");
+    let reply = |line: &[u8]| match redis::parse_redis_value(line).unwrap() {
+      redis::Value::ServerError(e) => Error::from(RedisError::from(e)),
+      other => panic!("not an error reply: {other:?}"),
+    };
+    for refusal in [
+      &b"-OOM command not allowed when used memory > 'maxmemory'.\r\n"[..],
+      b"-MISCONF Redis is configured to save RDB snapshots\r\n",
+      b"-NOREPLICAS Not enough good replicas to write.\r\n",
+    ] {
+      let e = reply(refusal);
+      assert!(
+        e.is_write_refused() && !e.is_outage() && !e.needs_new_connection(),
+        "{e:?}"
+      );
+    }
+    assert!(!reply(b"-ERR unknown command\r\n").is_write_refused());
     let wrongtype = of(K::Server(S::ResponseError), "WRONGTYPE Operation against a key");
     assert!(!wrongtype.is_outage());
     assert_eq!(wrongtype.code(), "ERR_REDIS");

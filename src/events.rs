@@ -23,7 +23,7 @@ pub enum Event {
   Error {
     /// Password-free description.
     message: String,
-    /// `misconfiguration` or `replay`.
+    /// `misconfiguration`, `replay` or `write-refused`.
     kind: &'static str,
   },
 }

@@ -179,6 +179,9 @@ impl Cache {
   /// Classifies a failed Redis call: `Ok(())` means "serve it from memory",
   /// `Err` is what the caller gets (a reply error, or an outage without fallback).
   pub(crate) fn on_redis_failure(&self, err: Error) -> Result<()> {
+    if err.is_write_refused() {
+      return self.on_write_refused(err);
+    }
     if !err.is_outage() {
       return Err(err);
     }
@@ -192,15 +195,45 @@ impl Cache {
       self.on_opened(&err, failure_kind_name(&err));
     }
     if err.is_misconfiguration() {
-      self.events.emit(Event::Error {
-        message: err.to_string(),
-        kind: "misconfiguration",
-      });
+      self.report_misconfiguration(&err);
     }
     if !self.config.fallback().enabled {
       return Err(Error::RedisUnavailable(format!(
         "Redis is unavailable and fallback is disabled: {err}"
       )));
+    }
+    self.ensure_recovery();
+    Ok(())
+  }
+
+  /// An `error` event for a misconfiguration, once per episode (until the breaker closes),
+  /// whichever found it first: a data call, `health()` or the recovery probe.
+  fn report_misconfiguration(&self, err: &Error) {
+    if !self.misconfiguration_reported.swap(true, Ordering::AcqRel) {
+      self.events.emit(Event::Error {
+        message: err.to_string(),
+        kind: "misconfiguration",
+      });
+    }
+  }
+
+  /// Redis refused a write for capacity or role: a partial outage. Reads stay on Redis;
+  /// writes go to the in-process store and the journal (the caller's write succeeds) until
+  /// the recovery task replays the journal, retrying with backoff. One `error` event per
+  /// episode. Without fallback the caller gets `ERR_REDIS_UNAVAILABLE`.
+  fn on_write_refused(&self, err: Error) -> Result<()> {
+    self.set_last_error(&err);
+    self.metrics.write_refused();
+    if !self.config.fallback().enabled {
+      return Err(Error::RedisUnavailable(format!(
+        "Redis refused the write and fallback is disabled: {err}"
+      )));
+    }
+    if !self.writes_refused.swap(true, Ordering::AcqRel) {
+      self.events.emit(Event::Error {
+        message: format!("Redis refuses writes; they are kept in memory and replayed when it accepts them: {err}"),
+        kind: "write-refused",
+      });
     }
     self.ensure_recovery();
     Ok(())
@@ -242,6 +275,9 @@ impl Cache {
           Ok(()) => true,
           Err(e) => {
             self.set_last_error(&e);
+            if e.is_misconfiguration() {
+              self.report_misconfiguration(&e);
+            }
             false
           }
         };
@@ -254,6 +290,7 @@ impl Cache {
       State::HalfOpen => match self.replay().await {
         Ok(()) => {
           if let Some(outage_ms) = self.breaker.close(self.now_ms()) {
+            self.misconfiguration_reported.store(false, Ordering::Release);
             self.mode_since_ms.store(self.now_ms(), Ordering::Relaxed);
             self.memory.clear();
             let replayed = self.replayed.swap(0, Ordering::Relaxed);
@@ -267,9 +304,18 @@ impl Cache {
           Step::Wait
         }
       },
-      State::Closed if self.journal.is_empty() => Step::Done,
+      State::Closed if self.journal.is_empty() => {
+        // everything written while Redis refused writes is in Redis now
+        self.writes_refused.store(false, Ordering::Release);
+        Step::Done
+      }
       State::Closed => match self.replay().await {
         Ok(()) => Step::Continue,
+        Err(e) if e.is_write_refused() => {
+          // still refused: the episode goes on, probed again after a backoff
+          self.set_last_error(&e);
+          Step::Wait
+        }
         Err(e) => {
           let _ = self.on_redis_failure(e);
           Step::Wait
@@ -292,16 +338,13 @@ impl Cache {
 
   /// Applies the journal to Redis; entries leave the journal only once applied.
   async fn replay(&self) -> Result<()> {
-    let batch = self.journal.snapshot(Instant::now());
-    if batch.is_empty() {
-      return Ok(());
-    }
-    match self.apply(&batch).await {
+    match self.replay_quietly().await {
       Ok(()) => {
-        self.replayed.fetch_add(batch.len() as u64, Ordering::Relaxed);
         self.replay_failures.store(0, Ordering::Relaxed);
         Ok(())
       }
+      // reported once per episode (`on_write_refused`); probed with the short backoff
+      Err(e) if e.is_write_refused() => Err(e),
       Err(e) => {
         // a refusal retrying cannot fix (ACL without EVAL, say) backs the loop off and is
         // reported once per run of failures; a transient one is reported each time
@@ -316,6 +359,18 @@ impl Cache {
         Err(e)
       }
     }
+  }
+
+  /// [`Cache::replay`] without events or failure bookkeeping (also the last attempt of
+  /// [`Cache::close_gracefully`]).
+  pub(crate) async fn replay_quietly(&self) -> Result<()> {
+    let batch = self.journal.snapshot(Instant::now());
+    if batch.is_empty() {
+      return Ok(());
+    }
+    self.apply(&batch).await?;
+    self.replayed.fetch_add(batch.len() as u64, Ordering::Relaxed);
+    Ok(())
   }
 
   /// Replays `batch` in order, committing what is applied as it goes (the prefixes, then

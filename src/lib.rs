@@ -1087,12 +1087,15 @@ impl NativeCache {
     }
   }
 
-  /// Closes the connection and drops the in-process data. Idempotent.
-  #[napi(catch_unwind)]
-  pub fn close(&self) {
-    self.inner.close();
+  /// Closes after one attempt (within `commandTimeoutMs`) to replay what the outage journal
+  /// holds; resolves with how many journaled operations could not be replayed. The JS layer
+  /// calls it once every call made before `close()` has settled. Idempotent.
+  #[napi]
+  pub async fn close(&self) -> Result<f64> {
+    let dropped = self.inner.close_gracefully().await;
     // the answers kept for the next batch to free (`text::spent`): there may be no next batch
     text::spent::free();
+    Ok(dropped as f64)
   }
 
   /// Receives every event (`fallback`, `recovered`, `error`). The callback never
@@ -1143,6 +1146,7 @@ impl NativeCache {
       replayed: s.replayed as f64,
       last_error: s.last_error,
       mode_age_ms: self.inner.mode_age_ms() as f64,
+      writes_refused: s.writes_refused,
     }
   }
 
@@ -1173,6 +1177,7 @@ impl NativeCache {
       invalidated_entries: m.invalidated_entries as f64,
       errors: m.errors as f64,
       timeouts: m.timeouts as f64,
+      write_refusals: m.write_refusals as f64,
       fallback_activations: f.fallback_activations as f64,
       memory_mode_ms: f.memory_mode_ms as f64,
       journal_depth: f.journal_depth as f64,
@@ -1422,6 +1427,8 @@ pub struct NativeMetrics {
   pub errors: f64,
   /// Failed Redis calls that ran out of budget.
   pub timeouts: f64,
+  /// Writes Redis refused for capacity or role (kept in memory and journaled instead).
+  pub write_refusals: f64,
   /// Times the manager switched to memory mode.
   pub fallback_activations: f64,
   /// Total time in memory mode (ms).
@@ -1469,7 +1476,7 @@ pub struct CacheEvent {
   pub event_type: String,
   /// fallback: the failure that opened the breaker.
   pub cause: Option<String>,
-  /// fallback: `timeout | connection | misconfiguration | simulated`; error: `misconfiguration | replay`.
+  /// fallback: `timeout | connection | misconfiguration | simulated`; error: `misconfiguration | replay | write-refused`.
   pub kind: Option<String>,
   /// recovered: how long the outage lasted (ms).
   pub outage_ms: Option<f64>,
@@ -1539,6 +1546,8 @@ pub struct FailoverStatus {
   pub last_error: Option<String>,
   /// How long the current mode has held (ms).
   pub mode_age_ms: f64,
+  /// Redis refuses writes (capacity or role): they are kept in memory and journaled.
+  pub writes_refused: bool,
 }
 
 /// Size of the in-process store.

@@ -217,6 +217,7 @@ pub struct Metrics {
   invalidated_entries: AtomicU64,
   errors: AtomicU64,
   timeouts: AtomicU64,
+  write_refusals: AtomicU64,
   latency: Histogram,
   tenants: RwLock<HashMap<Box<str>, TenantCounters>>,
   tenant_limit: usize,
@@ -238,6 +239,8 @@ pub struct MetricsSnapshot {
   pub errors: u64,
   /// Failed Redis calls that were timeouts.
   pub timeouts: u64,
+  /// Writes Redis refused for capacity or role (kept in memory and journaled instead).
+  pub write_refusals: u64,
   /// Successful Redis round trips measured.
   pub latency_count: u64,
   /// Redis round-trip percentiles and maximum, in ms.
@@ -381,6 +384,14 @@ impl Metrics {
     }
   }
 
+  /// Counts a write Redis refused for capacity or role.
+  pub fn write_refused(&self) {
+    if self.disabled {
+      return;
+    }
+    self.write_refusals.fetch_add(1, Relaxed);
+  }
+
   /// Records a successful Redis round trip.
   pub fn redis_latency(&self, d: Duration) {
     if self.disabled {
@@ -410,6 +421,7 @@ impl Metrics {
       invalidated_entries: self.invalidated_entries.load(Relaxed),
       errors: self.errors.load(Relaxed),
       timeouts: self.timeouts.load(Relaxed),
+      write_refusals: self.write_refusals.load(Relaxed),
       latency_count: self.latency.count(),
       latency_ms: [
         ms(self.latency.quantile_us(0.50)),

@@ -624,7 +624,7 @@ impl RedisStore {
       Err(_) => Err(Error::timeout("command", ms)),
     };
     if let Err(e) = &result {
-      if e.is_outage() {
+      if e.needs_new_connection() {
         self.forget(current.generation);
       }
     }
