@@ -1,4 +1,4 @@
-// Bad input (DESIGN.md section 2): every data method rejects with the right
+// Bad input: every data method rejects with the right
 // class and code, and changes nothing; tenant ids are validated. Run in both
 // modes, on the manager's own scope and on a tenant scope.
 

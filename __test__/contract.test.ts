@@ -1,4 +1,4 @@
-// The API contract (DESIGN.md sections 1 and 2), run identically in memory://
+// The API contract, run identically in memory://
 // mode and in Redis mode against a private redis-server.
 
 import { CacheManager, codes } from '..'

@@ -1,4 +1,4 @@
-// Fault injection (DESIGN.md section 3): real redis-server processes on free
+// Fault injection: real redis-server processes on free
 // loopback ports, killed (SIGKILL = refused), hung (SIGSTOP), resumed (SIGCONT)
 // and restarted on the same port, with concurrent traffic. Asserts that no error
 // reaches callers while the fallback is on, that nothing is lost or resurrected

@@ -1,4 +1,4 @@
-// Background work never keeps the Node process alive (DESIGN.md section 3):
+// Background work never keeps the Node process alive:
 // child `node -e` scripts must exit by themselves with code 0, with or without
 // close(). Also checks the error contract in a plain Node process (no Jest vm).
 

@@ -315,7 +315,7 @@ async function getMetricsText(app: express.Express): Promise<string> {
   return res.text
 }
 
-/** The shape DESIGN.md section 1 gives CacheHealth, with exact types (extra fields allowed). */
+/** The documented shape of CacheHealth, with exact types (extra fields allowed). */
 function expectDesignHealthShape(h: CacheHealth): void {
   expect(['healthy', 'degraded', 'unhealthy']).toContain(h.status)
   expect(['redis', 'memory']).toContain(h.mode)
@@ -327,7 +327,7 @@ function expectDesignHealthShape(h: CacheHealth): void {
   for (const v of Object.values(h.fallback)) expect(Number.isInteger(v) && v >= 0).toBe(true)
 }
 
-/** The shape DESIGN.md section 1 gives CacheMetrics (plus the documented additions). */
+/** The documented shape of CacheMetrics (plus the documented additions). */
 function expectDesignMetricsShape(m: CacheMetrics): void {
   expect(['redis', 'memory']).toContain(m.mode)
   const counts = (o: object, keys: string[]) => {

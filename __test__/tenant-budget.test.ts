@@ -1,4 +1,4 @@
-// Per-tenant byte budget of the in-process store and per-tenant metrics (issue #5):
+// Per-tenant byte budget of the in-process store and per-tenant metrics:
 // a noisy tenant evicts only its own entries; hits, misses, hit rate, entries
 // invalidated and bytes held are counted per tenant, with a bounded number of
 // tenants tracked one by one and the rest aggregated.

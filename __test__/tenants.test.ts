@@ -1,4 +1,4 @@
-// Tenant isolation (DESIGN.md sections 1 and 2): a TenantCache reads, writes
+// Tenant isolation: a TenantCache reads, writes
 // and invalidates only its own keys, whatever the tenant id or key contains.
 
 import { CacheManager } from '..'

@@ -105,7 +105,7 @@ function loadedBinary() {
       const st = fs.statSync(f)
       // A debug build (napi build without --release) carries DWARF sections; a release build is stripped.
       const debug = elfSections(f).includes('.debug_info') ? ', has DWARF debug info: LIKELY A DEBUG BUILD, numbers not representative' : ''
-      return `${f} (${(st.size / 1024).toFixed(0)} KiB, ${st.mtime.toISOString()}${debug})`
+      return `${path.relative(path.join(__dirname, '..'), f)} (${(st.size / 1024).toFixed(0)} KiB, ${st.mtime.toISOString()}${debug})`
     })
   } catch {
     return []
@@ -417,9 +417,8 @@ async function main() {
   )
   out.push(`- W3: ferrocache invalidateCache returned ${W3.matching}; the SCAN peer deleted ${W3.matching}; DBSIZE dropped by exactly ${W3.matching}; all near-miss keys survived.`)
   out.push('- "misses" counts reads that found nothing; a miss after an acknowledged write is flagged in the table (none expected: TTLs are far away and every store has room).')
-  // the record of what was tried (hand-written, kept across runs)
-  const history = path.join(__dirname, 'HISTORY.md')
-  if (fs.existsSync(history)) out.push('', fs.readFileSync(history, 'utf8').trimEnd())
+  // the record of what was tried lives in HISTORY.md (hand-written); only point to it
+  out.push('', 'The history of optimizations, with measured numbers: [HISTORY.md](HISTORY.md).')
   const text = out.join('\n') + '\n'
   console.log(text)
   if (resultsPath !== '-') fs.writeFileSync(resultsPath, text)
