@@ -9,124 +9,39 @@
  */
 export declare const __napiBindingTarget: 'native' | 'wasm32-wasi' | 'wasm32-wasip1'
 
-/**
- * The native half of `CacheManager`. Applications use the `CacheManager`
- * class of `index.js`, which validates arguments and does the JSON.
- * `kind`: 0 = session, 1 = query. `tenant`: a tenant id, or undefined for the manager's own keys.
- */
+/** The native half of `CacheManager` (applications use `CacheManager`). */
 export declare class NativeCache {
-  /** Validates `options` and builds the cache; no I/O. */
-  constructor(options?: CacheOptions | undefined | null)
-  /** True for `memory://`: the `*Sync` methods may be used. */
+  /** Checks `options` (see `CacheOptions`) and builds the cache; no I/O. */
+  constructor(options?: object | null)
+  /** True for `memory://`: every call is answered on the spot (no Redis at all). */
   get memoryOnly(): boolean
-  /** `'redis'` or `'memory'`: which store serves calls now. */
-  get mode(): 'redis' | 'memory'
-  /** True when calls fall back to the in-process store during an outage. */
-  get fallbackEnabled(): boolean
-  /** True once `close()` was called. */
-  get closed(): boolean
-  /** The Redis URL with its password redacted, or `memory://`. */
-  get url(): string
-  /** The last Redis failure (password-free), or null. */
-  get lastError(): string | null
-  /** Reads the JSON text of a key. */
-  get(kindId: number, key: string, tenant?: string | undefined | null): Promise<string | null | Error>
-  /** Writes JSON text under a key; `ttl_seconds` undefined = the kind's default. */
-  set(kindId: number, key: string, json: string, ttlSeconds?: number | undefined | null, tenant?: string | undefined | null): Promise<undefined | Error>
   /**
-   * Runs the gets and sets of one event-loop tick in one crossing and one task:
-   * `ops[i]` is `g`/`G` (get session/query) or `s`/`S` (set session/query) for
-   * `keys[i]` in scope `tenants[i]` (`""` = the manager's own keys; `tenants` empty = all
-   * of them the manager's own, so a tick without tenants sends no ids); the n-th set
-   * takes `values[n]` and `ttls[n]` (NaN = the kind's default). Resolves with one
-   * result per op, in order: the JSON text (or null) of a get, null for a set, or
-   * an Error with `code`. The ops run concurrently, like separate calls.
+   * `submit(call, key, tenant?, json?, ttlSeconds?)` bound to this cache: the answer, or
+   * `undefined` when the call is queued for `flush` (see `src/napi/calls.rs`).
    */
-  batch(ops: string, keys: Array<string>, values: Array<string>, ttls: Array<number>, tenants: Array<string>): Promise<Array<string | null | Error>>
+  submitFunction(): (call: Call, key?: string, tenant?: string, json?: string, ttlSeconds?: number) => unknown
   /**
-   * `batch` answered on the calling thread, for while `servesLocally`: no thread
-   * hop (outage writes are journaled as on the asynchronous path). A get answers
-   * `undefined` when Redis recovered meanwhile and must be asked (send it to `batch`).
+   * Sends the queued calls in chunks of about `chunkSize`: `[answers promise, positions |
+   * null, ...]`, two elements per chunk (empty when nothing is queued).
    */
-  batchSync(ops: string, keys: Array<string>, values: Array<string>, ttls: Array<number>, tenants: Array<string>): Array<string | null | undefined | Error>
-  /** The keys of every live entry of the kind in the scope (SCAN; see `Cache::keys`), sorted. */
-  keys(kindId: number, tenant?: string | undefined | null): Promise<string[] | Error>
-  /** Deletes a key; true if it existed. */
-  delete(kindId: number, key: string, tenant?: string | undefined | null): Promise<boolean | Error>
-  /** Removes every key of the kind starting with `prefix` (every key when `all`); returns the count. */
-  invalidate(kindId: number, prefix: string, all: boolean, tenant?: string | undefined | null): Promise<number | Error>
+  flush(chunkSize: number): Array<Promise<unknown[]> | Uint32Array | null>
+  /** `health()` as JSON: a live check within `commandTimeoutMs`; never fails. */
+  health(): Promise<string>
+  /** `metrics()` as JSON; no I/O. */
+  metrics(): string
+  /** `tenant(id).metrics()` as JSON; no I/O. */
+  tenantMetrics(tenant: string): string
+  /** Receives every event (`fallback`, `recovered`, `error`); never keeps the process alive. */
+  setEventListener(listener: (event: CacheEvent) => void): void
+  /** Starts a simulated outage (`refuse` or `hang`) or ends it (`none`). */
+  simulateOutage(mode: OutageMode): void
   /**
-   * True while `getSync`/`setSync` answer for Redis mode too: the breaker is open
-   * and fallback on, so calls are served from memory without a thread hop.
-   */
-  get servesLocally(): boolean
-  /** `get` on the calling thread: memory://, or Redis mode while `servesLocally`. */
-  getSync(kindId: number, key: string, tenant?: string | undefined | null): string | null
-  /**
-   * `set` on the calling thread: memory://, or Redis mode while `servesLocally`
-   * (journaled; the recovery task is started in napi's runtime if need be).
-   */
-  setSync(kindId: number, key: string, json: string, ttlSeconds?: number | undefined | null, tenant?: string | undefined | null): void
-  /**
-   * `memory://` only: `{ get, set }`, `getSync` and `setSync` as plain functions bound to
-   * this cache (no method-call overhead; see the `local` module).
-   */
-  localFunctions(): { get(kindId: number, key: string, tenant?: string | undefined | null): string | null; set(kindId: number, key: string, json: string, ttlSeconds?: number | undefined | null, tenant?: string | undefined | null): void }
-  /**
-   * Test hook (not part of the API): a function made like `localFunctions`'s that panics,
-   * to prove that the panic becomes a thrown JS error instead of aborting Node.
-   */
-  __localPanicForTests(): () => void
-  /** `delete` on the calling thread (memory:// only). */
-  deleteSync(kindId: number, key: string, tenant?: string | undefined | null): boolean
-  /** `invalidate` on the calling thread (memory:// only). */
-  invalidateSync(kindId: number, prefix: string, all: boolean, tenant?: string | undefined | null): number
-  /** Entries, bytes and byte budget of the in-process store. */
-  memoryStats(): MemoryStats
-  /**
-   * Closes after one attempt (within `commandTimeoutMs`) to replay what the outage journal
-   * holds; resolves with how many journaled operations could not be replayed. The JS layer
-   * calls it once every call made before `close()` has settled. Idempotent.
+   * Closes after one attempt (within `commandTimeoutMs`) to replay the outage journal;
+   * resolves with how many journaled operations could not be replayed. The JS layer calls it
+   * once every call made before `close()` settled. Idempotent.
    */
   close(): Promise<number>
-  /**
-   * Receives every event (`fallback`, `recovered`, `error`). The callback never
-   * keeps the process alive (weak threadsafe function).
-   */
-  setEventListener(listener: (event: CacheEvent) => void): void
-  /** Starts a simulated outage (`'refuse'` or `'hang'`) or ends it (`'none'`). */
-  simulateOutage(mode: 'refuse' | 'hang' | 'none'): void
-  /** Failover state: mode, breaker state, journal depth, activations, time in memory mode. */
-  failoverStatus(): FailoverStatus
-  /** Counters, latency percentiles, fallback store size and failover state; no I/O. */
-  metrics(): NativeMetrics
-  /** One tenant's counters and in-process store usage; no I/O. */
-  tenantMetrics(tenant: string): NativeTenantMetrics
-  /** Every tenant tracked one by one (at most `tenantMetricsLimit`), sorted by id. */
-  allTenantMetrics(): Array<NativeTenantMetrics>
-  /**
-   * The live part of `health()`: PING (and Redis memory when it answers) plus
-   * mode age and recent PING percentiles. Never fails while open.
-   */
-  healthCheck(): Promise<NativeHealth>
-  /**
-   * Live round trip to Redis within the command timeout: latency in ms, or an
-   * Error with the (password-free) cause. `memory://` answers 0.
-   */
-  ping(): Promise<number | Error>
 }
-
-/**
- * Test hook (not part of the API): panics inside an async native call, to prove
- * that it becomes a rejected promise instead of aborting Node.
- */
-export declare function __asyncPanicForTests(): Promise<void>
-
-/**
- * Test hook (not part of the API): panics inside a synchronous native call, to
- * prove that a Rust panic becomes a thrown JS error instead of aborting Node.
- */
-export declare function __panicForTests(): void
 
 /** An event for `on(...)` listeners. */
 export interface CacheEvent {
@@ -144,300 +59,36 @@ export interface CacheEvent {
   message?: string
 }
 
-/** Options of `createCacheManager`. */
-export interface CacheOptions {
-  /**
-   * `redis://[user:password@]host:port[/db]`, or `memory://` for the in-process store alone.
-   * Default `redis://127.0.0.1:6379` (the JS layer reads `REDIS_URL` first).
-   */
-  url?: string
-  /** Namespace written before every key; default `fc:`. */
-  keyPrefix?: string
-  /** Default TTLs in seconds. */
-  ttl?: TtlOptions
-  /** A Redis call slower than this (ms) counts as a failure and is served from memory; default 250. */
-  commandTimeoutMs?: number
-  /** Deadline for opening a connection (ms); default 1000. */
-  connectTimeoutMs?: number
-  /** Retry policy within the call budget. */
-  retry?: RetryOptions
-  /** The in-process store. */
-  fallback?: FallbackOptions
-  /** Key and value size limits. */
-  limits?: LimitOptions
-  /** TLS files for `rediss://` URLs. */
-  tls?: TlsOptions
-  /**
-   * Count hits, misses, errors and Redis latency for `metrics()`; default true.
-   * `false` skips all counting (its cost is measured by bench/metrics-overhead.js).
-   */
-  metrics?: boolean
-  /**
-   * Index query results in Redis so `invalidateCache` costs the keys it removes, not the
-   * keyspace (single server and Sentinel; a Cluster always scans). Default true.
-   */
-  queryIndex?: boolean
-  /** Tenants with their own counters in `tenant(id).metrics()`; the rest are aggregated. Default 1000. */
-  tenantMetricsLimit?: number
-  /** A Redis Cluster to use instead of `url` (exclusive with `url` and `sentinel`). */
-  cluster?: ClusterOptions
-  /** A Sentinel-monitored master to use instead of `url` (exclusive with `url` and `cluster`). */
-  sentinel?: SentinelOptions
+/** What a data call does, and to which type of entry. */
+export declare const enum Call {
+  /** `getSession(key)`. */
+  GetSession = 0,
+  /** `getCachedQuery(key)`. */
+  GetQuery = 1,
+  /** `setSession(key, json, ttl?)`. */
+  SetSession = 2,
+  /** `cacheQueryResult(key, json, ttl?)`. */
+  SetQuery = 3,
+  /** `deleteSession(key)`. */
+  DeleteSession = 4,
+  /** `deleteCachedQuery(key)`. */
+  DeleteQuery = 5,
+  /** `invalidateCache(prefix)`. */
+  InvalidateQueries = 6,
+  /** `invalidateAll()`. */
+  InvalidateAllQueries = 7,
+  /** `deleteAllSessions()`. */
+  DeleteAllSessions = 8,
+  /** `listSessionIds()`. */
+  ListSessions = 9,
 }
 
-/** A Redis Cluster (instead of `url`). */
-export interface ClusterOptions {
-  /**
-   * Seed node URLs, `redis://[user:password@]host:port` or `rediss://` (TLS, with `tls` files);
-   * at least one. All must agree on credentials and TLS; the other nodes are discovered.
-   */
-  nodes: Array<string>
-}
-
-/** Failover state of a manager. */
-export interface FailoverStatus {
-  /** `'redis' | 'memory'` */
-  mode: 'redis' | 'memory'
-  /** `'closed' | 'open' | 'half-open'` */
-  breaker: 'closed' | 'open' | 'half-open'
-  /** Operations made during an outage, waiting for replay to Redis. */
-  journalDepth: number
-  /** Times the manager switched to memory mode. */
-  fallbackActivations: number
-  /** Total time in memory mode (ms), the current outage included. */
-  memoryModeMs: number
-  /** Journal operations replayed to Redis since the last recovery. */
-  replayed: number
-  /** The last Redis failure (password-free), or null. */
-  lastError?: string
-  /** How long the current mode has held (ms). */
-  modeAgeMs: number
-  /** Redis refuses writes (capacity or role): they are kept in memory and journaled. */
-  writesRefused: boolean
-}
-
-/** The in-process store. */
-export interface FallbackOptions {
-  /** Serve from memory while Redis fails; default true. When false, calls reject with `ERR_REDIS_UNAVAILABLE`. */
-  enabled?: boolean
-  /** Byte budget of the in-process store (keys + values + 320 bytes per entry, 480 for a tenant's); default 64 MiB. */
-  maxBytes?: number
-  /**
-   * The most one tenant may hold in the in-process store; past it, the tenant's own
-   * cold entries are evicted. Default: 1/8 of `maxBytes` (raised to fit the largest value).
-   */
-  maxBytesPerTenant?: number
-}
-
-/** Counters of one kind. */
-export interface KindMetrics {
-  /** Reads that found a value. */
-  hits: number
-  /** Reads that found nothing. */
-  misses: number
-  /** hits / (hits + misses), 0 without reads. */
-  hitRate: number
-  /** Successful writes. */
-  sets: number
-  /** Successful deletes. */
-  deletes: number
-}
-
-/** Upper bounds (ms) of the latency buckets in `NativeCache.metrics().latencyBuckets`. */
-export declare function latencyBoundsMs(): Array<number>
-
-/** Size limits, enforced before anything is written (`ERR_TOO_LARGE`). */
-export interface LimitOptions {
-  /** Longest key, session id or prefix in UTF-8 bytes; default 4096. */
-  maxKeyBytes?: number
-  /** Largest value in bytes of JSON text; default 4 MiB, at most 512 MiB. */
-  maxValueBytes?: number
-}
-
-/** Size of the in-process store. */
-export interface MemoryStats {
-  /** Entries held. */
-  entries: number
-  /** Bytes charged to the budget. */
-  bytes: number
-  /** The byte budget. */
-  maxBytes: number
-}
-
-/** The live part of `health()`. */
-export interface NativeHealth {
-  /** The PING answered. */
-  connected: boolean
-  /** Its round trip (ms). */
-  latencyMs?: number
-  /** Why it failed (password-free). */
-  error?: string
-  /** Redis `used_memory` (bytes) when it answered. */
-  usedMemory?: number
-  /** p50, p95, p99 (ms) of recent PINGs, or null before the first. */
-  pingMs?: Array<number>
-  /** The nodes and whether each answered a PING just now; null for `memory://`. */
-  topology?: NativeTopology
-}
-
-/** Everything `metrics()` and the Prometheus exposition need, in one crossing. */
-export interface NativeMetrics {
-  /** Which store serves calls now. */
-  mode: 'redis' | 'memory'
-  /** Reads that found a value, both kinds. */
-  hits: number
-  /** Reads that found nothing, both kinds. */
-  misses: number
-  /** hits / (hits + misses), 0 without reads. */
-  hitRate: number
-  /** Session counters. */
-  session: KindMetrics
-  /** Query-result counters. */
-  query: KindMetrics
-  /** invalidateCache/invalidateAll calls. */
-  invalidations: number
-  /** Entries they removed. */
-  invalidatedEntries: number
-  /** Failed Redis calls. */
-  errors: number
-  /** Failed Redis calls that ran out of budget. */
-  timeouts: number
-  /** Writes Redis refused for capacity or role (kept in memory and journaled instead). */
-  writeRefusals: number
-  /** Times the manager switched to memory mode. */
-  fallbackActivations: number
-  /** Total time in memory mode (ms). */
-  memoryModeMs: number
-  /** Outage operations waiting for replay. */
-  journalDepth: number
-  /** p50, p95, p99, max of Redis round trips (ms) */
-  latencyMs: Array<number>
-  /** Successful Redis round trips measured. */
-  latencyCount: number
-  /** Their total time (ms). */
-  latencySumMs: number
-  /** cumulative counts at `latencyBoundsMs()` */
-  latencyBuckets: Array<number>
-  /** Bytes held by the in-process store. */
-  fallbackBytes: number
-  /** Entries held by the in-process store. */
-  fallbackEntries: number
-  /** The in-process store's byte budget. */
-  fallbackMaxBytes: number
-  /** Per-tenant counters: how many tenants are tracked, the limit, the aggregate of the rest. */
-  tenants: NativeTenantsSummary
-  /** The nodes as of the last `health()` check (no I/O here); null before it or for `memory://`. */
-  topology?: NativeTopology
-}
-
-/** One Redis node. */
-export interface NativeNode {
-  /** `host:port`. */
-  address: string
-  /** Its role. */
-  role: 'master' | 'replica' | 'sentinel'
-  /** It answered a PING within `commandTimeoutMs`. */
-  reachable: boolean
-}
-
-/** One tenant's metrics. */
-export interface NativeTenantMetrics {
-  /** The tenant id. */
-  tenant: string
-  /**
-   * False when the tenant is past `tenantMetricsLimit`: its counters are in the
-   * aggregate (`metrics().tenants.other`) and read 0 here; the fallback figures are exact.
-   */
-  tracked: boolean
-  /** Reads that found a value. */
-  hits: number
-  /** Reads that found nothing. */
-  misses: number
-  /** hits / (hits + misses), 0 without reads. */
-  hitRate: number
-  /** Entries removed by the tenant's invalidations. */
-  invalidated: number
-  /** Bytes the tenant holds in the in-process store. */
-  fallbackBytes: number
-  /** Entries the tenant holds in the in-process store. */
-  fallbackEntries: number
-  /** The most one tenant may hold there (`fallback.maxBytesPerTenant`). */
-  fallbackMaxBytes: number
-}
-
-/** The per-tenant metrics' bounds. */
-export interface NativeTenantsSummary {
-  /** Tenants with their own counters. */
-  tracked: number
-  /** `tenantMetricsLimit`. */
-  limit: number
-  /** The tenants past the limit, summed. */
-  other: TenantCountsJs
-}
-
-/** The Redis deployment behind the cache. */
-export interface NativeTopology {
-  /** `single` (one server), `cluster` or `sentinel`. */
-  kind: 'single' | 'cluster' | 'sentinel'
-  /** Every known node (for Sentinel: the sentinels, the current master and its replicas). */
-  nodes: Array<NativeNode>
-}
-
-/** Retry policy of one Redis call, within `commandTimeoutMs`. */
-export interface RetryOptions {
-  /** Attempts including the first; default 3, range 1..=100. */
-  attempts?: number
-  /** First backoff delay in ms (doubles per attempt, with jitter); default 20. */
-  baseDelayMs?: number
-  /** Largest backoff delay in ms, also the longest pause before Redis is tried again; default 2000. */
-  maxDelayMs?: number
-}
-
-/** A master monitored by Redis Sentinel (instead of `url`). */
-export interface SentinelOptions {
-  /**
-   * Sentinel URLs, `redis://[user:password@]host:port` (the sentinels' own credentials)
-   * or `rediss://`; at least one.
-   */
-  nodes: Array<string>
-  /** The master name the sentinels monitor. */
-  masterName: string
-  /** ACL user of the master and replicas; default none. */
-  username?: string
-  /** Password of the master and replicas; default none. */
-  password?: string
-  /** Database number on the master; default 0. */
-  db?: number
-  /** TLS to the master and replicas (with `tls` files); default false. */
-  tls?: boolean
-}
-
-/** Counters of one tenant or of the untracked ones. */
-export interface TenantCountsJs {
-  /** Reads that found a value. */
-  hits: number
-  /** Reads that found nothing. */
-  misses: number
-  /** hits / (hits + misses), 0 without reads. */
-  hitRate: number
-  /** Entries removed by invalidations. */
-  invalidated: number
-}
-
-/** TLS for `rediss://` (server certificate and name are always checked). */
-export interface TlsOptions {
-  /** PEM file of the CA that signs the server certificate; default: the system's trusted roots. */
-  caFile?: string
-  /** PEM client certificate for mutual TLS (with `keyFile`). */
-  certFile?: string
-  /** PEM client private key for mutual TLS (with `certFile`). */
-  keyFile?: string
-}
-
-/** Default TTLs in seconds. */
-export interface TtlOptions {
-  /** Session TTL in seconds; default 3600. Positive and finite. */
-  session?: number
-  /** Query-result TTL in seconds; default 300. Positive and finite. */
-  query?: number
+/** A simulated outage's mode. */
+export declare const enum OutageMode {
+  /** Every Redis call fails at once as if the connection were refused. */
+  Refuse = 'refuse',
+  /** Every Redis call hangs until `commandTimeoutMs`. */
+  Hang = 'hang',
+  /** The simulation ends. */
+  None = 'none',
 }

@@ -836,6 +836,5 @@ function __napiStampBindingTarget(exportsObject, target) {
 module.exports.__napiBindingTarget = __napiStampBindingTarget(nativeBinding, __napiLoadedBindingTarget)
 module.exports = nativeBinding
 module.exports.NativeCache = nativeBinding.NativeCache
-module.exports.__asyncPanicForTests = nativeBinding.__asyncPanicForTests
-module.exports.__panicForTests = nativeBinding.__panicForTests
-module.exports.latencyBoundsMs = nativeBinding.latencyBoundsMs
+module.exports.Call = nativeBinding.Call
+module.exports.OutageMode = nativeBinding.OutageMode

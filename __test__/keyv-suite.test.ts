@@ -7,7 +7,7 @@ import * as fs from 'fs'
 import Keyv from 'keyv'
 import { Keyv as Keyv6 } from 'keyv6'
 import { createCacheManager, CacheManager } from '..'
-import { KeyvFerrocache } from '../keyv'
+import { KeyvFerrocache } from '../lib/keyv'
 import { keyvTestSuite } from './helpers/keyv-suite'
 import { RedisServer, startRedis, uniquePrefix } from './helpers/redis-server'
 

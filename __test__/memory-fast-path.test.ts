@@ -1,14 +1,7 @@
-// memory:// reads and writes go through two plain native functions bound to the
-// cache (NativeCache.localFunctions) and convert strings with their own code
-// (src/lib.rs, modules `local` and `text`): answered on the calling thread, with
-// the same values, errors and counters as every other path.
-
-import { spawnSync } from 'node:child_process'
-import path from 'node:path'
+// memory:// calls are answered on the calling thread by the addon's submit function
+// (src/napi/calls.rs), with the same values, errors and counters as every other path.
 
 import { createCacheManager, CacheManager } from '..'
-
-const { NativeCache } = require('../binding.js')
 
 describe('memory:// fast path', () => {
   const managers: CacheManager[] = []
@@ -115,35 +108,5 @@ describe('memory:// fast path', () => {
     expect(s.byType.query).toMatchObject({ hits: 1, misses: 0, sets: 1 })
     expect(m.tenant('t').metrics()).toMatchObject({ hits: 1, misses: 0 })
     expect(s.memory.fallbackEntries).toBe(2)
-  })
-
-  it('the bound functions check their arguments and exist for memory:// only', () => {
-    const native = new NativeCache({ url: 'memory://' })
-    const { get, set } = native.localFunctions()
-    set(0, 'k', '"v"', 10)
-    expect(get(0, 'k')).toBe('"v"')
-    expect(get(0, 'k', 't')).toBeNull()
-    expect(() => get(0, 5)).toThrow(expect.objectContaining({ code: 'StringExpected' }))
-    expect(() => get(7, 'k')).toThrow(expect.objectContaining({ code: 'ERR_INVALID_ARG' }))
-    expect(() => set(0, 'k', '"v"', 'soon')).toThrow(expect.objectContaining({ code: 'NumberExpected' }))
-    native.close()
-    expect(() => get(0, 'k')).toThrow(expect.objectContaining({ code: 'ERR_CLOSED' }))
-    const redis = new NativeCache({ url: 'redis://127.0.0.1:1' })
-    expect(() => redis.localFunctions()).toThrow(expect.objectContaining({ code: 'ERR_INVALID_ARG' }))
-    redis.close()
-  })
-
-  it('turns a panic inside a bound function into a thrown Error', () => {
-    // in a child process, so that the panic message on stderr stays out of the Jest output
-    const script = `
-      const b = require('./binding.js')
-      const f = new b.NativeCache({ url: 'memory://' }).__localPanicForTests()
-      try { f(); console.log('no throw') }
-      catch (e) { console.log('caught', e instanceof Error, String(e.message).includes('test panic (local)')) }
-      console.log('alive')`
-    const r = spawnSync(process.execPath, ['-e', script], { cwd: path.resolve(__dirname, '..'), encoding: 'utf8', timeout: 10000 })
-    expect(r.status).toBe(0)
-    expect(r.stdout).toContain('caught true true')
-    expect(r.stdout).toContain('alive')
   })
 })

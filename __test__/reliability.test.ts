@@ -8,8 +8,8 @@
 // Measured numbers are printed with console.log.
 
 import { createCacheManager, CacheManager, CacheOptions, codes, ErrorEvent } from '..'
-import { FerrocacheStore } from '../session'
-import { KeyvFerrocache } from '../keyv'
+import { FerrocacheStore } from '../lib/session'
+import { KeyvFerrocache } from '../lib/keyv'
 import { RawRedis, RedisServer, sleep, startRedis, killAllRedis, uniquePrefix } from './helpers/redis-server'
 
 const TIMEOUT = 250 // commandTimeoutMs of the managers here

@@ -10,7 +10,7 @@ import express from 'express'
 import session from 'express-session'
 import request from 'supertest'
 import { createCacheManager, cacheManager, CacheManager, CacheOptions } from '..'
-import { FerrocacheStore, createSessionStore, FerrocacheStoreOptions } from '../session'
+import { FerrocacheStore, createSessionStore, FerrocacheStoreOptions } from '../lib/session'
 import { RawRedis, RedisServer, startRedis, uniquePrefix, sleep } from './helpers/redis-server'
 import { RedisProc, killAllRedis, restartOn, startRedisFree, waitFor, watch } from './helpers/traffic'
 
@@ -838,7 +838,7 @@ describe('FerrocacheStore construction', () => {
         throw err
       })
       // eslint-disable-next-line @typescript-eslint/no-require-imports
-      const isolated = require('../session.js') as typeof import('../session')
+      const isolated = require('../lib/session.js') as typeof import('../lib/session')
       let err: any
       try {
         new isolated.FerrocacheStore({ manager: manager({ url: 'memory://' }) })

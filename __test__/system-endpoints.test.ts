@@ -1128,7 +1128,7 @@ describe('registerPrometheus (prom-client)', () => {
         throw Object.assign(new Error("Cannot find module 'prom-client'"), { code: 'MODULE_NOT_FOUND' })
       })
       // eslint-disable-next-line @typescript-eslint/no-var-requires
-      const isolated = require('../prometheus.js') as typeof import('../prometheus')
+      const isolated = require('../lib/prometheus.js') as typeof import('../lib/prometheus')
       let err: unknown = null
       try {
         isolated.registerPrometheus(createCacheManagerStub(), {} as never)

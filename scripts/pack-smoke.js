@@ -20,11 +20,14 @@ function run(cmd, args, cwd, env) {
 }
 
 // The value exports each entry point documents in its .d.ts: `export declare const|function|class
-// NAME` and `export { a, b } from`.
+// NAME`, `export { a, b } from`, and those of the files it re-exports with `export * from`.
 function documentedNames(dts) {
   const text = fs.readFileSync(path.join(root, dts), 'utf8')
   const names = [...text.matchAll(/^export declare (?:const|function|class) (\w+)/gm)].map((m) => m[1])
   for (const m of text.matchAll(/^export \{([^}]+)\} from/gm)) names.push(...m[1].split(',').map((n) => n.trim()))
+  for (const m of text.matchAll(/^export \* from '([^']+)'/gm)) {
+    names.push(...documentedNames(path.join(path.dirname(dts), `${m[1]}.d.ts`)))
+  }
   return [...new Set(names)].sort()
 }
 
@@ -33,7 +36,12 @@ function documentedNames(dts) {
 // output), and with require() from CommonJS. A name Node's CommonJS export detection cannot see
 // fails the ESM import at link time. Returns how many names were checked.
 function checkNamedExports(tarball) {
-  const entries = { ferrocache: 'index.d.ts', 'ferrocache/session': 'session.d.ts', 'ferrocache/keyv': 'keyv.d.ts' }
+  const entries = {
+    ferrocache: 'index.d.ts',
+    'ferrocache/express': 'lib/express.d.ts',
+    'ferrocache/session': 'lib/session.d.ts',
+    'ferrocache/keyv': 'lib/keyv.d.ts',
+  }
   const app = path.join(scratch, 'esm-app')
   fs.mkdirSync(app)
   fs.writeFileSync(path.join(app, 'package.json'), JSON.stringify({ name: 'esm-app', private: true, version: '1.0.0', type: 'module' }))
@@ -87,7 +95,7 @@ console.log('esm app OK')
 try {
   const [packed] = JSON.parse(run('npm', ['pack', '--json', '--ignore-scripts', '--pack-destination', scratch], root))
   const files = packed.files.map((f) => f.path).sort()
-  for (const needed of ['index.js', 'index.d.ts', 'binding.js', 'binding.d.ts', 'keyv.js', 'keyv.d.ts', 'package.json']) {
+  for (const needed of ['index.js', 'index.d.ts', 'binding.js', 'binding.d.ts', 'lib/manager.js', 'lib/keyv.js', 'lib/keyv.d.ts', 'lib/session.js', 'package.json']) {
     if (!files.includes(needed)) throw new Error(`tarball lacks ${needed}: ${files.join(', ')}`)
   }
   if (!files.some((f) => f.endsWith('.node'))) throw new Error(`tarball lacks the native addon: ${files.join(', ')}`)

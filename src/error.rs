@@ -14,7 +14,8 @@ pub type Result<T> = std::result::Result<T, Error>;
 pub mod codes {
   /// Wrong type, empty key, malformed option, bad TTL.
   pub const INVALID_ARG: &str = "ERR_INVALID_ARG";
-  /// The value cannot be represented as JSON (raised by the JS layer).
+  /// The value cannot be represented as JSON (raised by the JS layer, listed for completeness).
+  #[allow(dead_code)]
   pub const SERIALIZE: &str = "ERR_SERIALIZE";
   /// A key or value is larger than the configured limit.
   pub const TOO_LARGE: &str = "ERR_TOO_LARGE";

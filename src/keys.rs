@@ -1,4 +1,4 @@
-//! Key layout: where each (scope, kind, key) lives in Redis and in the
+//! Key layout: where each (scope, entry type, key) lives in Redis and in the
 //! in-process store, and how a literal prefix becomes a Redis `MATCH` pattern.
 //!
 //! # Layout
@@ -10,12 +10,10 @@
 //! ```
 //! The character after `<keyPrefix>` (`s`, `q` or `t`) separates the manager
 //! scope from tenant scopes, and the byte length before a tenant id makes the
-//! tenant part self-delimiting, so two distinct (scope, kind, key) triples never
+//! tenant part self-delimiting, so two distinct (scope, entry type, key) triples never
 //! produce the same Redis key, whatever characters they contain.
 
 use std::borrow::Cow;
-
-use crate::error::{Error, Result};
 
 /// Longest tenant id in UTF-8 bytes.
 pub const MAX_TENANT_BYTES: usize = 256;
@@ -24,29 +22,28 @@ pub const MAX_TENANT_BYTES: usize = 256;
 /// in its own slot together with the entries it lists (see [`KeyLayout::cluster_query_index`]).
 pub const CLUSTER_BUCKETS: u64 = 16;
 
-/// What a key holds; each kind has its own namespace and default TTL.
+/// What an entry holds (`byType` in metrics); each type has its own namespace and default TTL.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Kind {
+pub enum EntryType {
   /// Session data (`s`).
   Session,
   /// Query result (`q`).
   Query,
 }
 
-impl Kind {
-  /// Decodes the number the JS layer passes (0 = session, 1 = query).
-  pub fn from_u32(v: u32) -> Result<Self> {
-    match v {
-      0 => Ok(Kind::Session),
-      1 => Ok(Kind::Query),
-      _ => Err(Error::invalid(format!("unknown key kind {v}"))),
+impl EntryType {
+  /// `sessionId` or `key`: how the caller's key is named in messages.
+  pub fn key_name(self) -> &'static str {
+    match self {
+      EntryType::Session => "sessionId",
+      EntryType::Query => "key",
     }
   }
 
   fn tag(self) -> &'static str {
     match self {
-      Kind::Session => "s:",
-      Kind::Query => "q:",
+      EntryType::Session => "s:",
+      EntryType::Query => "q:",
     }
   }
 }
@@ -84,29 +81,29 @@ impl KeyLayout {
     }
   }
 
-  /// The full key of `key` of `kind` in `scope`.
-  pub fn key(&self, scope: Scope<'_>, kind: Kind, key: &str) -> String {
-    let mut out = self.namespace_with_room(scope, kind, key.len());
+  /// The full key of `key` of type `entry` in `scope`.
+  pub fn key(&self, scope: Scope<'_>, entry: EntryType, key: &str) -> String {
+    let mut out = self.namespace_with_room(scope, entry, key.len());
     out.push_str(key);
     out
   }
 
-  /// The literal string every full key of (`scope`, `kind`) starting with `prefix` begins with.
-  pub fn literal_prefix(&self, scope: Scope<'_>, kind: Kind, prefix: &str) -> String {
-    self.key(scope, kind, prefix)
+  /// The literal string every full key of (`scope`, `entry`) starting with `prefix` begins with.
+  pub fn literal_prefix(&self, scope: Scope<'_>, entry: EntryType, prefix: &str) -> String {
+    self.key(scope, entry, prefix)
   }
 
-  /// The namespace of (`scope`, `kind`): what every one of its keys starts with.
-  pub fn namespace(&self, scope: Scope<'_>, kind: Kind) -> String {
-    self.namespace_with_room(scope, kind, 0)
+  /// The namespace of (`scope`, `entry`): what every one of its keys starts with.
+  pub fn namespace(&self, scope: Scope<'_>, entry: EntryType) -> String {
+    self.namespace_with_room(scope, entry, 0)
   }
 
   /// [`KeyLayout::namespace`] with room for `extra` more bytes: a full key is built in one
   /// allocation (this runs on every call).
-  fn namespace_with_room(&self, scope: Scope<'_>, kind: Kind, extra: usize) -> String {
-    // "t:" + up to 3 digits (MAX_TENANT_BYTES) + ':' + tenant + ':'; then the kind's tag
+  fn namespace_with_room(&self, scope: Scope<'_>, entry: EntryType, extra: usize) -> String {
+    // "t:" + up to 3 digits (MAX_TENANT_BYTES) + ':' + tenant + ':'; then the entry type's tag
     let tenant = scope.tenant().map_or(0, |t| t.len() + 7);
-    let mut out = String::with_capacity(self.prefix.len() + tenant + kind.tag().len() + extra);
+    let mut out = String::with_capacity(self.prefix.len() + tenant + entry.tag().len() + extra);
     out.push_str(&self.prefix);
     if let Scope::Tenant(t) = scope {
       out.push_str("t:");
@@ -115,7 +112,7 @@ impl KeyLayout {
       out.push_str(t);
       out.push(':');
     }
-    out.push_str(kind.tag());
+    out.push_str(entry.tag());
     out
   }
 }
@@ -196,7 +193,7 @@ impl KeyLayout {
       }
     };
     let scope = full.get(..self.prefix.len() + scope_len)?;
-    let member = full.get(scope.len()..)?.strip_prefix(Kind::Query.tag())?;
+    let member = full.get(scope.len()..)?.strip_prefix(EntryType::Query.tag())?;
     Some((scope, member))
   }
 }
@@ -246,7 +243,7 @@ pub fn untag(name: &str) -> Cow<'_, str> {
     return Cow::Borrowed(name);
   };
   let tag = name[open + 1..].split('}').next().unwrap_or_default();
-  let well_formed = name[..open].ends_with(Kind::Query.tag())
+  let well_formed = name[..open].ends_with(EntryType::Query.tag())
     && tag.len() > 17
     && name.len() > open + tag.len() + 1
     && tag.as_bytes()[16] == b'.'
@@ -287,10 +284,10 @@ mod tests {
   #[test]
   fn documented_layout() {
     let l = layout();
-    assert_eq!(l.key(Scope::Global, Kind::Session, "abc"), "fc:s:abc");
-    assert_eq!(l.key(Scope::Global, Kind::Query, "orders_1"), "fc:q:orders_1");
-    assert_eq!(l.key(Scope::Tenant("acme"), Kind::Query, "k"), "fc:t:4:acme:q:k");
-    assert_eq!(l.key(Scope::Tenant("é"), Kind::Session, "k"), "fc:t:2:é:s:k");
+    assert_eq!(l.key(Scope::Global, EntryType::Session, "abc"), "fc:s:abc");
+    assert_eq!(l.key(Scope::Global, EntryType::Query, "orders_1"), "fc:q:orders_1");
+    assert_eq!(l.key(Scope::Tenant("acme"), EntryType::Query, "k"), "fc:t:4:acme:q:k");
+    assert_eq!(l.key(Scope::Tenant("é"), EntryType::Session, "k"), "fc:t:2:é:s:k");
   }
 
   #[test]
@@ -310,7 +307,7 @@ mod tests {
     let mut scopes = vec![Scope::Global];
     scopes.extend(tenants.iter().map(|t| Scope::Tenant(t)));
     for scope in &scopes {
-      for kind in [Kind::Session, Kind::Query] {
+      for kind in [EntryType::Session, EntryType::Query] {
         for key in keys {
           let full = l.key(*scope, kind, key);
           if let Some(prev) = seen.insert(full.clone(), (*scope, kind, key)) {
@@ -324,18 +321,18 @@ mod tests {
   #[test]
   fn a_scope_prefix_never_matches_another_scope() {
     let l = layout();
-    let other = l.key(Scope::Tenant("acme"), Kind::Query, "orders_1");
+    let other = l.key(Scope::Tenant("acme"), EntryType::Query, "orders_1");
     for scope in [
       Scope::Global,
       Scope::Tenant("acm"),
       Scope::Tenant("acme2"),
       Scope::Tenant("4:acme"),
     ] {
-      let p = l.literal_prefix(scope, Kind::Query, "");
+      let p = l.literal_prefix(scope, EntryType::Query, "");
       assert!(!other.starts_with(&p), "{p} matches {other}");
     }
-    let session = l.key(Scope::Global, Kind::Session, "orders_1");
-    assert!(!session.starts_with(&l.literal_prefix(Scope::Global, Kind::Query, "orders_")));
+    let session = l.key(Scope::Global, EntryType::Session, "orders_1");
+    assert!(!session.starts_with(&l.literal_prefix(Scope::Global, EntryType::Query, "orders_")));
   }
 
   #[test]
@@ -352,7 +349,7 @@ mod tests {
       ("fc:t:4:acme:q:", "", "fc:t:4:acme:i:q")
     );
     // a tenant id holding the layout's own separators
-    let full = l.key(Scope::Tenant("a:q:b"), Kind::Query, "q:k");
+    let full = l.key(Scope::Tenant("a:q:b"), EntryType::Query, "q:k");
     let odd = l.query_index(&full).unwrap();
     assert_eq!(
       (&*odd.namespace, odd.member, odd.expiry.as_str()),
@@ -377,7 +374,7 @@ mod tests {
     let slot = |name: &str| redis::cluster_routing::Slot::for_key(name);
     let mut slots = std::collections::HashSet::new();
     for i in 0..200 {
-      let full = l.key(Scope::Tenant("acme}"), Kind::Query, &format!("orders_{i}"));
+      let full = l.key(Scope::Tenant("acme}"), EntryType::Query, &format!("orders_{i}"));
       let q = l.cluster_query_index(&full).unwrap();
       let name = q.key();
       assert_eq!(l.cluster_query_key(&full).as_ref(), Some(&name));
@@ -417,9 +414,9 @@ mod tests {
   fn index_keys_are_outside_every_namespace() {
     let l = layout();
     for scope in [Scope::Global, Scope::Tenant("acme"), Scope::Tenant("i:q")] {
-      let ns = l.literal_prefix(scope, Kind::Query, "");
+      let ns = l.literal_prefix(scope, EntryType::Query, "");
       let q = l.query_index(&ns).unwrap();
-      for kind in [Kind::Session, Kind::Query] {
+      for kind in [EntryType::Session, EntryType::Query] {
         for other in [Scope::Global, Scope::Tenant("acme"), Scope::Tenant("i:q")] {
           let ns = l.namespace(other, kind);
           assert!(
@@ -430,12 +427,5 @@ mod tests {
         }
       }
     }
-  }
-
-  #[test]
-  fn kind_decoding() {
-    assert_eq!(Kind::from_u32(0).unwrap(), Kind::Session);
-    assert_eq!(Kind::from_u32(1).unwrap(), Kind::Query);
-    assert!(Kind::from_u32(2).is_err());
   }
 }

@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::RwLock;
 use std::time::Duration;
 
-use crate::keys::Kind;
+use crate::keys::EntryType;
 
 const SUB_BITS: u32 = 3;
 const SUB: usize = 1 << SUB_BITS;
@@ -121,18 +121,18 @@ impl Histogram {
   }
 }
 
-/// Counters of one kind (session or query).
+/// Counters of one entry type (session or query).
 #[derive(Default)]
-pub struct KindCounters {
+pub struct TypeCounters {
   hits: AtomicU64,
   misses: AtomicU64,
   sets: AtomicU64,
   deletes: AtomicU64,
 }
 
-/// A snapshot of [`KindCounters`].
+/// A snapshot of [`TypeCounters`].
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
-pub struct KindStats {
+pub struct TypeStats {
   /// Reads that found a value.
   pub hits: u64,
   /// Reads that found nothing.
@@ -143,7 +143,7 @@ pub struct KindStats {
   pub deletes: u64,
 }
 
-impl KindStats {
+impl TypeStats {
   /// hits / (hits + misses), 0 without reads.
   pub fn hit_rate(&self) -> f64 {
     rate(self.hits, self.misses)
@@ -211,8 +211,8 @@ pub struct TenantsSnapshot {
 pub struct Metrics {
   /// `metrics: false`: every recording function returns at once.
   disabled: bool,
-  session: KindCounters,
-  query: KindCounters,
+  session: TypeCounters,
+  query: TypeCounters,
   invalidations: AtomicU64,
   invalidated_entries: AtomicU64,
   errors: AtomicU64,
@@ -228,9 +228,9 @@ pub struct Metrics {
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct MetricsSnapshot {
   /// Session counters.
-  pub session: KindStats,
+  pub session: TypeStats,
   /// Query counters.
-  pub query: KindStats,
+  pub query: TypeStats,
   /// invalidateCache/invalidateAll calls.
   pub invalidations: u64,
   /// Entries they removed.
@@ -248,11 +248,11 @@ pub struct MetricsSnapshot {
 }
 
 impl MetricsSnapshot {
-  /// Hits over both kinds.
+  /// Hits over both entry types.
   pub fn hits(&self) -> u64 {
     self.session.hits + self.query.hits
   }
-  /// Misses over both kinds.
+  /// Misses over both entry types.
   pub fn misses(&self) -> u64 {
     self.session.misses + self.query.misses
   }
@@ -332,36 +332,36 @@ impl Metrics {
     }
   }
 
-  fn kind(&self, kind: Kind) -> &KindCounters {
-    match kind {
-      Kind::Session => &self.session,
-      Kind::Query => &self.query,
+  fn of_type(&self, entry: EntryType) -> &TypeCounters {
+    match entry {
+      EntryType::Session => &self.session,
+      EntryType::Query => &self.query,
     }
   }
 
   /// Counts a read.
-  pub fn read(&self, kind: Kind, hit: bool) {
+  pub fn read(&self, entry: EntryType, hit: bool) {
     if self.disabled {
       return;
     }
-    let k = self.kind(kind);
+    let k = self.of_type(entry);
     if hit { &k.hits } else { &k.misses }.fetch_add(1, Relaxed);
   }
 
   /// Counts a write.
-  pub fn set(&self, kind: Kind) {
+  pub fn set(&self, entry: EntryType) {
     if self.disabled {
       return;
     }
-    self.kind(kind).sets.fetch_add(1, Relaxed);
+    self.of_type(entry).sets.fetch_add(1, Relaxed);
   }
 
   /// Counts a delete.
-  pub fn delete(&self, kind: Kind) {
+  pub fn delete(&self, entry: EntryType) {
     if self.disabled {
       return;
     }
-    self.kind(kind).deletes.fetch_add(1, Relaxed);
+    self.of_type(entry).deletes.fetch_add(1, Relaxed);
   }
 
   /// Counts an invalidation and what it removed.
@@ -407,7 +407,7 @@ impl Metrics {
 
   /// A plain copy of every counter.
   pub fn snapshot(&self) -> MetricsSnapshot {
-    let kind = |k: &KindCounters| KindStats {
+    let stats = |k: &TypeCounters| TypeStats {
       hits: k.hits.load(Relaxed),
       misses: k.misses.load(Relaxed),
       sets: k.sets.load(Relaxed),
@@ -415,8 +415,8 @@ impl Metrics {
     };
     let ms = |us: u64| us as f64 / 1000.0;
     MetricsSnapshot {
-      session: kind(&self.session),
-      query: kind(&self.query),
+      session: stats(&self.session),
+      query: stats(&self.query),
       invalidations: self.invalidations.load(Relaxed),
       invalidated_entries: self.invalidated_entries.load(Relaxed),
       errors: self.errors.load(Relaxed),
@@ -430,6 +430,43 @@ impl Metrics {
         ms(self.latency.max_us()),
       ],
     }
+  }
+}
+
+/// How many recent PING round trips `health()` summarises.
+pub const PING_WINDOW: usize = 128;
+
+/// A fixed window of recent PING round trips (health checks and recovery probes).
+#[derive(Default)]
+pub struct PingWindow {
+  samples: std::sync::Mutex<std::collections::VecDeque<Duration>>,
+}
+
+impl PingWindow {
+  /// Adds one round trip, dropping the oldest past [`PING_WINDOW`].
+  pub fn record(&self, rtt: Duration) {
+    let mut s = self.samples.lock().unwrap_or_else(|p| p.into_inner());
+    if s.len() == PING_WINDOW {
+      s.pop_front();
+    }
+    s.push_back(rtt);
+  }
+
+  /// p50, p95, p99 in ms; `None` before the first sample.
+  pub fn percentiles(&self) -> Option<[f64; 3]> {
+    let mut v: Vec<Duration> = self
+      .samples
+      .lock()
+      .unwrap_or_else(|p| p.into_inner())
+      .iter()
+      .copied()
+      .collect();
+    if v.is_empty() {
+      return None;
+    }
+    v.sort();
+    let at = |q: f64| v[((q * v.len() as f64).ceil() as usize).clamp(1, v.len()) - 1].as_secs_f64() * 1000.0;
+    Some([at(0.50), at(0.95), at(0.99)])
   }
 }
 
@@ -498,8 +535,15 @@ mod tests {
   #[test]
   fn counters_are_exact_under_concurrency() {
     let m = on_four_threads(Metrics::default(), |m, t, i| {
-      m.read(if t % 2 == 0 { Kind::Session } else { Kind::Query }, i % 4 != 0);
-      m.set(Kind::Session);
+      m.read(
+        if t % 2 == 0 {
+          EntryType::Session
+        } else {
+          EntryType::Query
+        },
+        i % 4 != 0,
+      );
+      m.set(EntryType::Session);
       m.redis_latency(Duration::from_micros(i as u64));
     });
     let s = m.snapshot();

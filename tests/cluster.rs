@@ -7,11 +7,11 @@ mod support;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use ferrocache::cache::{BatchItem, Cache, Mode};
-use ferrocache::config::{ConfigBuilder, TlsFiles};
-use ferrocache::keys::{untag, Kind, Scope, CLUSTER_BUCKETS};
-use ferrocache::store::redis::{NodeRole, RedisTimeouts};
-use ferrocache::store::RedisStore;
+use ferrocache::RedisStore;
+use ferrocache::{untag, EntryType, Scope, CLUSTER_BUCKETS};
+use ferrocache::{Cache, Mode, Request};
+use ferrocache::{ConfigBuilder, TlsFiles};
+use ferrocache::{NodeRole, RedisTimeouts};
 use support::topology::{assert_failover_clean, wait_recovered, Cluster, Security, Traffic};
 
 fn cache_for(cluster: &Cluster, prefix: &str) -> Arc<Cache> {
@@ -43,13 +43,13 @@ async fn contract_invalidation_and_topology() {
     command: Duration::from_millis(500),
     connect: Duration::from_millis(1000),
   };
-  let backend = ferrocache::config::Backend::Cluster { nodes: cluster.urls() };
+  let backend = ferrocache::Backend::Cluster { nodes: cluster.urls() };
   let store = RedisStore::for_backend(&backend, timeouts, &Default::default()).unwrap();
   support::contract::run(&store, "t:").await;
   // and indexed: a tenant's entries in tagged buckets, invalidated through their indexes
   let indexed = RedisStore::for_backend(&backend, timeouts, &Default::default())
     .unwrap()
-    .with_query_index(ferrocache::keys::KeyLayout::new("fc:"));
+    .with_query_index(ferrocache::KeyLayout::new("fc:"));
   support::contract::run(&indexed, "fc:t:4:acme:q:").await;
   let kept: Vec<String> = cluster.all_keys().iter().map(|k| untag(k).into_owned()).collect();
   for key in ["fc:t:4:acme:q:ordersX", "fc:t:4:acme:q:order", "fc:t:4:acme:q:ab"] {
@@ -61,31 +61,40 @@ async fn contract_invalidation_and_topology() {
   let keys: Vec<String> = (0..24).map(|i| format!("k{i}")).collect();
   let mut items = Vec::new();
   for k in &keys {
-    items.push(BatchItem::Set(Scope::Global, Kind::Query, k, "1", None));
-    items.push(BatchItem::Get(Scope::Global, Kind::Query, k));
-    items.push(BatchItem::Set(Scope::Global, Kind::Query, k, "2", None));
-    items.push(BatchItem::Get(Scope::Global, Kind::Query, k));
+    items.push(Request::set(Scope::Global, EntryType::Query, k, "1", None));
+    items.push(Request::get(Scope::Global, EntryType::Query, k));
+    items.push(Request::set(Scope::Global, EntryType::Query, k, "2", None));
+    items.push(Request::get(Scope::Global, EntryType::Query, k));
   }
-  let results = ordered.run_batch(&items).await;
+  let results = support::run_batch(&ordered, items).await;
   for (i, k) in keys.iter().enumerate() {
-    let got: Vec<Option<String>> = results[4 * i..4 * i + 4].iter().map(|r| r.clone().unwrap()).collect();
-    assert_eq!(got, [None, Some("1".into()), None, Some("2".into())], "{k}");
+    let got: Vec<Option<&str>> = results[4 * i..4 * i + 4]
+      .iter()
+      .map(|r| r.as_ref().unwrap().text())
+      .collect();
+    assert_eq!(got, [None, Some("1"), None, Some("2")], "{k}");
   }
 
   // a prefix spread over every master: exactly the matching keys go
   let cache = cache_for(&cluster, "inv:");
   for i in 0..3000 {
     cache
-      .set(Scope::Global, Kind::Query, &format!("orders_{i}"), "1", None)
+      .set(Scope::Global, EntryType::Query, &format!("orders_{i}"), "1", None)
       .await
       .unwrap();
     if i % 6 == 0 {
       cache
-        .set(Scope::Global, Kind::Query, &format!("ordersX{i}"), "1", None)
+        .set(Scope::Global, EntryType::Query, &format!("ordersX{i}"), "1", None)
         .await
         .unwrap();
       cache
-        .set(Scope::Tenant("acme"), Kind::Query, &format!("orders_{i}"), "1", None)
+        .set(
+          Scope::Tenant("acme"),
+          EntryType::Query,
+          &format!("orders_{i}"),
+          "1",
+          None,
+        )
         .await
         .unwrap();
     }
@@ -115,7 +124,7 @@ async fn contract_invalidation_and_topology() {
     assert_eq!(cluster.slot_of(name), cluster.slot_of(&lex), "{name}");
   }
   let removed = cache
-    .invalidate(Scope::Global, Kind::Query, "orders_", false)
+    .invalidate(Scope::Global, EntryType::Query, "orders_", false)
     .await
     .unwrap();
   assert_eq!(removed, 3000);
@@ -131,7 +140,7 @@ async fn contract_invalidation_and_topology() {
     .all(|k| k.starts_with("inv:q:ordersX") || k.starts_with("inv:t:4:acme:q:orders_")));
   assert_eq!(
     cache
-      .invalidate(Scope::Tenant("acme"), Kind::Query, "", true)
+      .invalidate(Scope::Tenant("acme"), EntryType::Query, "", true)
       .await
       .unwrap(),
     500,
@@ -149,7 +158,10 @@ async fn contract_invalidation_and_topology() {
     } else {
       format!("orders_{i}")
     };
-    scanned.set(Scope::Global, Kind::Query, &key, "1", None).await.unwrap();
+    scanned
+      .set(Scope::Global, EntryType::Query, &key, "1", None)
+      .await
+      .unwrap();
   }
   assert!(cluster
     .all_keys()
@@ -158,7 +170,7 @@ async fn contract_invalidation_and_topology() {
     .all(|k| !k.contains('{')));
   assert_eq!(
     scanned
-      .invalidate(Scope::Global, Kind::Query, "orders_", false)
+      .invalidate(Scope::Global, EntryType::Query, "orders_", false)
       .await
       .unwrap(),
     400
@@ -173,7 +185,7 @@ async fn contract_invalidation_and_topology() {
   );
   assert_eq!(
     cache
-      .get(Scope::Global, Kind::Query, "ordersX0")
+      .get(Scope::Global, EntryType::Query, "ordersX0")
       .await
       .unwrap()
       .as_deref(),
@@ -199,7 +211,7 @@ async fn a_killed_master_is_replaced_under_traffic_without_errors_or_stale_reads
   let cache = cache_for(&cluster, "fo:");
   for i in 0..300 {
     cache
-      .set(Scope::Global, Kind::Query, &format!("orders_{i}"), "\"old\"", None)
+      .set(Scope::Global, EntryType::Query, &format!("orders_{i}"), "\"old\"", None)
       .await
       .unwrap();
   }
@@ -211,15 +223,15 @@ async fn a_killed_master_is_replaced_under_traffic_without_errors_or_stale_reads
   // during the failover: invalidate and write
   tokio::time::sleep(Duration::from_millis(200)).await;
   let removed = cache
-    .invalidate(Scope::Global, Kind::Query, "orders_", false)
+    .invalidate(Scope::Global, EntryType::Query, "orders_", false)
     .await
     .unwrap();
   cache
-    .set(Scope::Global, Kind::Session, "written-during", "\"new\"", None)
+    .set(Scope::Global, EntryType::Session, "written-during", "\"new\"", None)
     .await
     .unwrap();
   assert_eq!(
-    cache.get(Scope::Global, Kind::Query, "orders_1").await.unwrap(),
+    cache.get(Scope::Global, EntryType::Query, "orders_1").await.unwrap(),
     None,
     "invalidated during the failover ({removed} removed)"
   );
@@ -242,7 +254,7 @@ async fn a_killed_master_is_replaced_under_traffic_without_errors_or_stale_reads
   );
   assert_eq!(
     cache
-      .get(Scope::Global, Kind::Session, "written-during")
+      .get(Scope::Global, EntryType::Session, "written-during")
       .await
       .unwrap()
       .as_deref(),
@@ -290,13 +302,13 @@ async fn a_password_protected_cluster_and_a_wrong_password() {
   let cache = with("s3cret");
   for i in 0..100 {
     cache
-      .set(Scope::Tenant("acme"), Kind::Query, &format!("k{i}"), "1", None)
+      .set(Scope::Tenant("acme"), EntryType::Query, &format!("k{i}"), "1", None)
       .await
       .unwrap();
   }
   assert_eq!(
     cache
-      .invalidate(Scope::Tenant("acme"), Kind::Query, "", true)
+      .invalidate(Scope::Tenant("acme"), EntryType::Query, "", true)
       .await
       .unwrap(),
     100
@@ -310,7 +322,10 @@ async fn a_password_protected_cluster_and_a_wrong_password() {
   assert!(!format!("{:?}", cache.config()).contains("s3cret"));
 
   let wrong = with("wrong");
-  wrong.set(Scope::Global, Kind::Session, "s", "1", None).await.unwrap();
+  wrong
+    .set(Scope::Global, EntryType::Session, "s", "1", None)
+    .await
+    .unwrap();
   assert_eq!(
     wrong.mode(),
     Mode::Memory,
@@ -358,15 +373,18 @@ async fn a_tls_cluster_and_a_wrong_ca() {
   let cache = with("ca.crt");
   for i in 0..100 {
     cache
-      .set(Scope::Global, Kind::Query, &format!("k{i}"), "1", None)
+      .set(Scope::Global, EntryType::Query, &format!("k{i}"), "1", None)
       .await
       .unwrap();
   }
   assert_eq!(
-    cache.invalidate(Scope::Global, Kind::Query, "k", false).await.unwrap(),
+    cache
+      .invalidate(Scope::Global, EntryType::Query, "k", false)
+      .await
+      .unwrap(),
     100
   );
-  assert_eq!(cache.mode(), Mode::Redis, "{:?}", cache.failover_status());
+  assert_eq!(cache.mode(), Mode::Redis, "{:?}", cache.failover_status().unwrap());
   let topology = cache.topology().await.unwrap();
   assert!(
     topology.nodes.len() == 6 && topology.nodes.iter().all(|n| n.reachable),
@@ -374,8 +392,11 @@ async fn a_tls_cluster_and_a_wrong_ca() {
   );
 
   let wrong = with("other-ca.crt");
-  wrong.set(Scope::Global, Kind::Session, "s", "1", None).await.unwrap();
-  assert_eq!(wrong.mode(), Mode::Memory, "{:?}", wrong.failover_status());
+  wrong
+    .set(Scope::Global, EntryType::Session, "s", "1", None)
+    .await
+    .unwrap();
+  assert_eq!(wrong.mode(), Mode::Memory, "{:?}", wrong.failover_status().unwrap());
   drop(cluster);
   let _ = std::fs::remove_dir_all(&dir);
 }
@@ -390,7 +411,7 @@ async fn invalidation_while_slots_move() {
   let cache = cache_for(&cluster, "mig:");
   for i in 0..3000 {
     cache
-      .set(Scope::Global, Kind::Query, &format!("m_{i}"), "1", None)
+      .set(Scope::Global, EntryType::Query, &format!("m_{i}"), "1", None)
       .await
       .unwrap();
   }
@@ -423,35 +444,48 @@ async fn invalidation_while_slots_move() {
   });
   // invalidate while it runs, with reads and writes of other keys going on
   tokio::time::sleep(Duration::from_millis(100)).await;
-  let first = cache.invalidate(Scope::Global, Kind::Query, "m_", false).await.unwrap();
+  let first = cache
+    .invalidate(Scope::Global, EntryType::Query, "m_", false)
+    .await
+    .unwrap();
   // removed in Redis, or (a MOVED/ASK met on the way) journaled for replay: never read again
   for i in (0..3000).step_by(7) {
-    let got = cache.get(Scope::Global, Kind::Query, &format!("m_{i}")).await.unwrap();
+    let got = cache
+      .get(Scope::Global, EntryType::Query, &format!("m_{i}"))
+      .await
+      .unwrap();
     assert_eq!(got, None, "m_{i} read back after its invalidation");
   }
   let mut reads = 0;
   while !reshard.is_finished() {
     let key = format!("other_{}", reads % 500);
-    cache.set(Scope::Global, Kind::Query, &key, "2", None).await.unwrap();
+    cache
+      .set(Scope::Global, EntryType::Query, &key, "2", None)
+      .await
+      .unwrap();
     assert_eq!(
-      cache.get(Scope::Global, Kind::Query, &key).await.unwrap().as_deref(),
+      cache
+        .get(Scope::Global, EntryType::Query, &key)
+        .await
+        .unwrap()
+        .as_deref(),
       Some("2")
     );
     // and batched, one pipeline per master: keys whose slots move answer MOVED or ASK
     // there and are sent again on their own
     let keys: Vec<String> = (0..16).map(|k| format!("batch_{}_{k}", reads % 50)).collect();
     let value = reads.to_string();
-    let writes: Vec<BatchItem> = keys
+    let writes: Vec<Request> = keys
       .iter()
-      .map(|k| BatchItem::Set(Scope::Global, Kind::Query, k, &value, None))
+      .map(|k| Request::set(Scope::Global, EntryType::Query, k, &value, None))
       .collect();
-    assert!(cache.run_batch(&writes).await.iter().all(|r| r.is_ok()));
-    let reads_back: Vec<BatchItem> = keys
+    assert!(support::run_batch(&cache, writes).await.iter().all(|r| r.is_ok()));
+    let reads_back: Vec<Request> = keys
       .iter()
-      .map(|k| BatchItem::Get(Scope::Global, Kind::Query, k))
+      .map(|k| Request::get(Scope::Global, EntryType::Query, k))
       .collect();
-    for (k, got) in keys.iter().zip(cache.run_batch(&reads_back).await) {
-      assert_eq!(got.unwrap().as_deref(), Some(value.as_str()), "{k} during the reshard");
+    for (k, got) in keys.iter().zip(support::run_batch(&cache, reads_back).await) {
+      assert_eq!(got.unwrap().text(), Some(value.as_str()), "{k} during the reshard");
     }
     reads += 1;
   }
@@ -460,13 +494,16 @@ async fn invalidation_while_slots_move() {
   cluster.wait_ok();
   // a journaled invalidation (if the first call met MOVED) is replayed; wait for Redis mode
   let deadline = Instant::now() + Duration::from_secs(20);
-  while cache.failover_status().journal_depth > 0 || cache.mode() != Mode::Redis {
-    assert!(Instant::now() < deadline, "{:?}", cache.failover_status());
+  while cache.failover_status().unwrap().journal_depth > 0 || cache.mode() != Mode::Redis {
+    assert!(Instant::now() < deadline, "{:?}", cache.failover_status().unwrap());
     tokio::time::sleep(Duration::from_millis(20)).await;
   }
   let entry = |k: &String| untag(k).starts_with("mig:q:m_");
   let left_in_redis = cluster.all_keys().iter().filter(|k| entry(k)).count();
-  let second = cache.invalidate(Scope::Global, Kind::Query, "m_", false).await.unwrap();
+  let second = cache
+    .invalidate(Scope::Global, EntryType::Query, "m_", false)
+    .await
+    .unwrap();
   eprintln!(
     "invalidation during a {took:?} reshard of 2000 slots: first call removed {first}, \
      {left_in_redis} left in Redis, second call removed {second}; {reads} set+get meanwhile; {:?}",
@@ -474,7 +511,7 @@ async fn invalidation_while_slots_move() {
   );
   assert_eq!(second as usize, left_in_redis);
   assert!(!cluster.all_keys().iter().any(entry));
-  let other = cache.get(Scope::Global, Kind::Query, "other_0").await.unwrap();
+  let other = cache.get(Scope::Global, EntryType::Query, "other_0").await.unwrap();
   assert!(reads == 0 || other.as_deref() == Some("2"));
 }
 
@@ -509,7 +546,7 @@ async fn cluster_index_stays_exact_under_concurrent_writes_and_expires_with_its_
   for i in 0..200 {
     let key = format!("brief{i}");
     cache
-      .set(Scope::Tenant("t"), Kind::Query, &key, "1", Some(0.3))
+      .set(Scope::Tenant("t"), EntryType::Query, &key, "1", Some(0.3))
       .await
       .unwrap();
   }

@@ -3,9 +3,9 @@
 
 use std::sync::{Arc, OnceLock};
 
-use ferrocache::cache::Cache;
-use ferrocache::config::{redact_url, ConfigBuilder};
-use ferrocache::keys::{glob_escape, match_pattern, KeyLayout, Kind, Scope};
+use ferrocache::{glob_escape, match_pattern, EntryType, KeyLayout, Scope};
+use ferrocache::{redact_url, ConfigBuilder};
+use ferrocache::{Answer, Cache, Request, Submitted};
 use proptest::prelude::*;
 
 // ----- strategies -------------------------------------------------------------
@@ -51,12 +51,12 @@ fn scope() -> impl Strategy<Value = OwnedScope> {
   prop_oneof![1 => Just(OwnedScope::Global), 3 => any_text().prop_map(OwnedScope::Tenant)]
 }
 
-fn kind() -> impl Strategy<Value = Kind> {
-  prop_oneof![Just(Kind::Session), Just(Kind::Query)]
+fn kind() -> impl Strategy<Value = EntryType> {
+  prop_oneof![Just(EntryType::Session), Just(EntryType::Query)]
 }
 
 /// An arbitrary (scope, kind, key) triple; near misses have their own test below.
-fn triple() -> impl Strategy<Value = (OwnedScope, Kind, String)> {
+fn triple() -> impl Strategy<Value = (OwnedScope, EntryType, String)> {
   (scope(), kind(), any_text())
 }
 
@@ -105,7 +105,7 @@ proptest! {
     let l = KeyLayout::new(&prefix);
     let a = (OwnedScope::Tenant(tenant.clone()), ka, key.clone());
     // Re-cut tenant ++ ":" ++ kindtag ++ key at an arbitrary char boundary.
-    let joined = format!("{tenant}:{}{key}", if ka == Kind::Session { "s:" } else { "q:" });
+    let joined = format!("{tenant}:{}{key}", if ka == EntryType::Session { "s:" } else { "q:" });
     let cuts: Vec<usize> = joined.char_indices().map(|(i, _)| i).chain([joined.len()]).collect();
     let cut = cuts[split.index(cuts.len())];
     let b = if global_b {
@@ -518,9 +518,9 @@ fn memory_cache() -> Arc<Cache> {
     .clone()
 }
 
-const MAX_KEY: usize = ferrocache::config::DEFAULT_MAX_KEY_BYTES;
-const MAX_VALUE: usize = ferrocache::config::DEFAULT_MAX_VALUE_BYTES;
-const MAX_TENANT: usize = ferrocache::keys::MAX_TENANT_BYTES;
+const MAX_KEY: usize = ferrocache::DEFAULT_MAX_KEY_BYTES;
+const MAX_VALUE: usize = ferrocache::DEFAULT_MAX_VALUE_BYTES;
+const MAX_TENANT: usize = ferrocache::MAX_TENANT_BYTES;
 
 /// Keys and tenants: empty, ordinary, or around a byte limit (multi-byte chars included).
 fn sized_text(limit: usize) -> impl Strategy<Value = String> {
@@ -587,10 +587,7 @@ fn call_scope() -> impl Strategy<Value = Option<String>> {
 }
 
 /// What the validation rules say about a call, independently of the implementation.
-fn expected_rejection(tenant: &Option<String>, kind_id: u32, call: &Call) -> Option<&'static str> {
-  if kind_id > 1 {
-    return Some("ERR_INVALID_ARG");
-  }
+fn expected_rejection(tenant: &Option<String>, call: &Call) -> Option<&'static str> {
   if let Some(t) = tenant {
     if t.is_empty() || t.len() > MAX_TENANT {
       return Some("ERR_INVALID_ARG");
@@ -607,8 +604,9 @@ fn expected_rejection(tenant: &Option<String>, kind_id: u32, call: &Call) -> Opt
   };
   match call {
     Call::Get { key } | Call::Delete { key } => check_key(key),
+    // invalidateAll takes no prefix
     Call::Invalidate { prefix, all } => {
-      if *all && prefix.is_empty() {
+      if *all {
         None
       } else {
         check_key(prefix)
@@ -623,6 +621,22 @@ fn expected_rejection(tenant: &Option<String>, kind_id: u32, call: &Call) -> Opt
   }
 }
 
+/// The answer of a call made at once (memory:// answers every call on the spot).
+fn now(cache: &Cache, request: Request<'_>) -> Result<Answer, ferrocache::Error> {
+  match cache.submit(request) {
+    Submitted::Answered(answer) => answer,
+    Submitted::Queued => panic!("memory:// queued a call"),
+  }
+}
+
+/// The value of `key`, read at once.
+fn peek(cache: &Cache, scope: Scope<'_>, entry: EntryType, key: &str) -> Option<String> {
+  now(cache, Request::get(scope, entry, key))
+    .unwrap()
+    .text()
+    .map(str::to_string)
+}
+
 proptest! {
   #![proptest_config(config(512))]
 
@@ -631,7 +645,7 @@ proptest! {
   #[test]
   fn validation_never_panics_and_rejections_change_nothing(
     tenant in call_scope(),
-    kind_id in prop_oneof![4 => 0u32..=1, 1 => any::<u32>()],
+    entry in prop_oneof![Just(EntryType::Session), Just(EntryType::Query)],
     seed_key in "[a-z]{1,8}",
     call in call(),
   ) {
@@ -639,54 +653,54 @@ proptest! {
     let scope = match &tenant { Some(t) => Scope::Tenant(t), None => Scope::Global };
     // Seed a live entry in the same namespace so that a wrongly accepted delete or
     // invalidation would be visible.
-    let seed_kind = Kind::from_u32(kind_id.min(1)).unwrap();
     let seed_scope = match &tenant {
       Some(t) if !t.is_empty() && t.len() <= MAX_TENANT => Scope::Tenant(t),
       _ => Scope::Global,
     };
-    cache.set_local(seed_scope, seed_kind, &seed_key, "\"seed\"", Some(3600.0)).unwrap();
+    now(&cache, Request::set(seed_scope, entry, &seed_key, "\"seed\"", Some(3600.0))).unwrap();
 
     let target = match &call {
       Call::Set { key, .. } | Call::Get { key } | Call::Delete { key } => Some(key.clone()),
       Call::Invalidate { .. } => None,
     };
     // Peek at the target key (when it is a valid key) before the call.
-    let peekable = |k: &String| expected_rejection(&tenant, kind_id, &Call::Get { key: k.clone() }).is_none();
-    let seen_before = match (&target, Kind::from_u32(kind_id)) {
-      (Some(k), Ok(kind)) if peekable(k) => cache.get_local(scope, kind, k).unwrap().map(|v| v.to_string()),
+    let peekable = |k: &String| expected_rejection(&tenant, &Call::Get { key: k.clone() }).is_none();
+    let seen_before = match &target {
+      Some(k) if peekable(k) => peek(&cache, scope, entry, k),
       _ => None,
     };
-    let before = (cache.memory_stats(), cache.metrics());
+    let before = (cache.memory_stats(), cache.metrics().snapshot());
 
-    let result: Result<(), ferrocache::error::Error> = Kind::from_u32(kind_id).and_then(|kind| match &call {
-      Call::Set { key, value, ttl } => cache.set_local(scope, kind, key, value, *ttl),
-      Call::Get { key } => cache.get_local(scope, kind, key).map(drop),
-      Call::Delete { key } => cache.delete_local(scope, kind, key).map(drop),
-      Call::Invalidate { prefix, all } => cache.invalidate_local(scope, kind, prefix, *all).map(drop),
-    });
-    let expected = expected_rejection(&tenant, kind_id, &call);
+    let request = match &call {
+      Call::Set { key, value, ttl } => Request::set(scope, entry, key, value, *ttl),
+      Call::Get { key } => Request::get(scope, entry, key),
+      Call::Delete { key } => Request::delete(scope, entry, key),
+      Call::Invalidate { all: true, .. } => Request::invalidate_all(scope, entry),
+      Call::Invalidate { prefix, all: false } => Request::invalidate(scope, entry, prefix),
+    };
+    let result = now(&cache, request).map(drop);
+    let expected = expected_rejection(&tenant, &call);
     match &result {
       Ok(()) => prop_assert!(expected.is_none(), "accepted {:?}; expected {:?}", call, expected),
       Err(e) => {
         prop_assert!(matches!(e.code(), "ERR_INVALID_ARG" | "ERR_TOO_LARGE"), "code {} for {:?}", e.code(), call);
         prop_assert_eq!(Some(e.code()), expected, "{:?}: {}", call, e);
-        let after = (cache.memory_stats(), cache.metrics());
+        let after = (cache.memory_stats(), cache.metrics().snapshot());
         prop_assert_eq!(&after, &before, "a rejected call changed the store or metrics");
-        if let (Some(k), Ok(kind)) = (&target, Kind::from_u32(kind_id)) {
+        if let Some(k) = &target {
           if peekable(k) {
-            let now = cache.get_local(scope, kind, k).unwrap().map(|v| v.to_string());
-            prop_assert_eq!(now, seen_before, "a rejected call changed the key's value");
+            prop_assert_eq!(peek(&cache, scope, entry, k), seen_before, "a rejected call changed the key's value");
           }
         }
-        let seed = cache.get_local(seed_scope, seed_kind, &seed_key).unwrap();
+        let seed = peek(&cache, seed_scope, entry, &seed_key);
         prop_assert_eq!(seed.as_deref(), Some("\"seed\""), "a rejected call removed a neighbour");
       }
     }
     if let (Ok(()), Call::Set { key, value, ttl }) = (&result, &call) {
       // A long-lived accepted write is readable right away.
       if ttl.is_none_or(|t| t >= 1.0) {
-        let got = cache.get_local(scope, Kind::from_u32(kind_id).unwrap(), key).unwrap();
-        prop_assert_eq!(got.as_deref(), Some(value.as_str()));
+        let read = peek(&cache, scope, entry, key);
+        prop_assert_eq!(read.as_deref(), Some(value.as_str()));
       }
     }
   }

@@ -7,9 +7,9 @@ mod support;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use ferrocache::cache::{BatchItem, Cache, Mode};
-use ferrocache::config::ConfigBuilder;
-use ferrocache::keys::{Kind, Scope};
+use ferrocache::ConfigBuilder;
+use ferrocache::{Cache, Mode, Request};
+use ferrocache::{EntryType, Scope};
 use support::RedisServer;
 
 fn cache_with(url: &str, query_index: bool) -> Arc<Cache> {
@@ -26,7 +26,7 @@ fn cache_with(url: &str, query_index: bool) -> Arc<Cache> {
 }
 
 async fn put(cache: &Cache, scope: Scope<'_>, key: &str, ttl_secs: Option<f64>) {
-  cache.set(scope, Kind::Query, key, "1", ttl_secs).await.unwrap();
+  cache.set(scope, EntryType::Query, key, "1", ttl_secs).await.unwrap();
 }
 
 fn members(server: &RedisServer, index: &str) -> Vec<String> {
@@ -52,7 +52,10 @@ async fn query_results_are_listed_with_their_expiry_and_sessions_are_not() {
   let cache = cache_with(&server.url(), true);
   put(&cache, Scope::Global, "orders_1", Some(60.0)).await;
   put(&cache, Scope::Tenant("acme"), "orders_1", Some(5.0)).await;
-  cache.set(Scope::Global, Kind::Session, "s1", "1", None).await.unwrap();
+  cache
+    .set(Scope::Global, EntryType::Session, "s1", "1", None)
+    .await
+    .unwrap();
 
   assert_eq!(members(&server, "fc:i:q"), ["orders_1"]);
   assert_eq!(members(&server, "fc:t:4:acme:i:q"), ["orders_1"]);
@@ -99,17 +102,17 @@ async fn invalidation_is_exact_over_many_chunks_and_leaves_other_prefixes_listed
   }
   batch.push("orders".into());
   for chunk in batch.chunks(200) {
-    let items: Vec<BatchItem> = chunk
+    let items: Vec<Request> = chunk
       .iter()
-      .map(|k| BatchItem::Set(Scope::Global, Kind::Query, k, "1", None))
+      .map(|k| Request::set(Scope::Global, EntryType::Query, k, "1", None))
       .collect();
-    assert!(cache.run_batch(&items).await.iter().all(|r| r.is_ok()));
+    assert!(support::run_batch(&cache, items).await.iter().all(|r| r.is_ok()));
   }
   assert_eq!(count(&server, &["ZCARD", "fc:i:q"]), 3001);
-  cache.delete(Scope::Global, Kind::Query, "orders_7").await.unwrap();
+  cache.delete(Scope::Global, EntryType::Query, "orders_7").await.unwrap();
 
   let removed = cache
-    .invalidate(Scope::Global, Kind::Query, "orders_", false)
+    .invalidate(Scope::Global, EntryType::Query, "orders_", false)
     .await
     .unwrap();
   assert_eq!(removed, 2499, "live entries only: orders_7 was deleted before");
@@ -125,7 +128,10 @@ async fn invalidation_is_exact_over_many_chunks_and_leaves_other_prefixes_listed
   assert_eq!(members(&server, "fc:i:q").len(), 501);
 
   assert_eq!(
-    cache.invalidate(Scope::Global, Kind::Query, "", true).await.unwrap(),
+    cache
+      .invalidate(Scope::Global, EntryType::Query, "", true)
+      .await
+      .unwrap(),
     501
   );
   assert_eq!(
@@ -154,7 +160,7 @@ async fn prefixes_holding_range_syntax_and_non_ascii_match_literally() {
     ("a", 2),
   ] {
     let removed = cache
-      .invalidate(Scope::Global, Kind::Query, prefix, false)
+      .invalidate(Scope::Global, EntryType::Query, prefix, false)
       .await
       .unwrap();
     assert_eq!(removed, expected, "prefix {prefix:?}");
@@ -174,14 +180,14 @@ async fn tenants_invalidate_only_their_own_index() {
   put(&cache, Scope::Global, "k1", None).await;
   assert_eq!(
     cache
-      .invalidate(Scope::Tenant("acme"), Kind::Query, "", true)
+      .invalidate(Scope::Tenant("acme"), EntryType::Query, "", true)
       .await
       .unwrap(),
     50
   );
   assert_eq!(
     cache
-      .invalidate(Scope::Tenant("a:q:b"), Kind::Query, "k1", false)
+      .invalidate(Scope::Tenant("a:q:b"), EntryType::Query, "k1", false)
       .await
       .unwrap(),
     11
@@ -233,28 +239,31 @@ async fn a_server_that_lost_the_scripts_gets_them_again() {
   server.cli(&["SCRIPT", "FLUSH"]);
   put(&cache, Scope::Global, "a2", None).await;
   server.cli(&["SCRIPT", "FLUSH"]);
-  let items = [
-    BatchItem::Set(Scope::Global, Kind::Query, "a3", "1", None),
-    BatchItem::Get(Scope::Global, Kind::Query, "a1"),
-    BatchItem::Set(Scope::Global, Kind::Query, "a4", "1", None),
+  let items = vec![
+    Request::set(Scope::Global, EntryType::Query, "a3", "1", None),
+    Request::get(Scope::Global, EntryType::Query, "a1"),
+    Request::set(Scope::Global, EntryType::Query, "a4", "1", None),
   ];
-  let results = cache.run_batch(&items).await;
+  let results = support::run_batch(&cache, items).await;
   assert_eq!(
-    results.into_iter().map(|r| r.unwrap()).collect::<Vec<_>>(),
-    [None, Some("1".to_string()), None]
+    results.iter().map(|r| r.as_ref().unwrap().text()).collect::<Vec<_>>(),
+    [None, Some("1"), None]
   );
   server.cli(&["SCRIPT", "FLUSH"]);
   assert_eq!(
-    cache.invalidate(Scope::Global, Kind::Query, "a", false).await.unwrap(),
+    cache
+      .invalidate(Scope::Global, EntryType::Query, "a", false)
+      .await
+      .unwrap(),
     4
   );
   assert_eq!(cache.mode(), Mode::Redis, "a lost script is not an outage");
-  assert_eq!(cache.failover_status().fallback_activations, 0);
+  assert_eq!(cache.failover_status().unwrap().fallback_activations, 0);
 }
 
 #[tokio::test]
 async fn writes_replayed_after_an_outage_are_listed() {
-  use ferrocache::failover::Simulation;
+  use ferrocache::Simulation;
   let server = RedisServer::start();
   let cache = cache_with(&server.url(), true);
   put(&cache, Scope::Global, "before", None).await;
@@ -263,13 +272,19 @@ async fn writes_replayed_after_an_outage_are_listed() {
   put(&cache, Scope::Tenant("acme"), "during", None).await;
   cache.simulate_outage(Simulation::None);
   let deadline = Instant::now() + Duration::from_secs(5);
-  while cache.mode() != Mode::Redis || cache.failover_status().journal_depth > 0 {
-    assert!(Instant::now() < deadline, "{:?}", cache.failover_status());
+  while cache.mode() != Mode::Redis || cache.failover_status().unwrap().journal_depth > 0 {
+    assert!(Instant::now() < deadline, "{:?}", cache.failover_status().unwrap());
     tokio::time::sleep(Duration::from_millis(20)).await;
   }
   assert_eq!(members(&server, "fc:i:q"), ["before", "during"]);
   assert_eq!(members(&server, "fc:t:4:acme:i:q"), ["during"]);
-  assert_eq!(cache.invalidate(Scope::Global, Kind::Query, "", true).await.unwrap(), 2);
+  assert_eq!(
+    cache
+      .invalidate(Scope::Global, EntryType::Query, "", true)
+      .await
+      .unwrap(),
+    2
+  );
 }
 
 #[tokio::test]
@@ -282,7 +297,7 @@ async fn without_the_index_invalidation_scans_and_nothing_is_listed() {
   assert_eq!(count(&server, &["EXISTS", "fc:i:q", "fc:x:q"]), 0);
   assert_eq!(
     cache
-      .invalidate(Scope::Global, Kind::Query, "orders_", false)
+      .invalidate(Scope::Global, EntryType::Query, "orders_", false)
       .await
       .unwrap(),
     20
@@ -292,14 +307,14 @@ async fn without_the_index_invalidation_scans_and_nothing_is_listed() {
   let indexing = cache_with(&server.url(), true);
   assert_eq!(
     indexing
-      .invalidate(Scope::Global, Kind::Query, "unl", false)
+      .invalidate(Scope::Global, EntryType::Query, "unl", false)
       .await
       .unwrap(),
     0
   );
   assert_eq!(
     cache
-      .invalidate(Scope::Global, Kind::Query, "unl", false)
+      .invalidate(Scope::Global, EntryType::Query, "unl", false)
       .await
       .unwrap(),
     1
@@ -326,7 +341,11 @@ async fn a_user_not_allowed_to_index_is_a_misconfiguration_and_nothing_is_half_w
     "the transaction was aborted whole: no entry without its listing"
   );
   assert_eq!(
-    cache.get(Scope::Global, Kind::Query, "q1").await.unwrap().as_deref(),
+    cache
+      .get(Scope::Global, EntryType::Query, "q1")
+      .await
+      .unwrap()
+      .as_deref(),
     Some("1"),
     "served from memory"
   );

@@ -7,11 +7,11 @@ mod support;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use ferrocache::cache::Cache;
-use ferrocache::config::{Backend, ConfigBuilder, SentinelConfig, SentinelOptions};
-use ferrocache::keys::{Kind, Scope};
-use ferrocache::store::redis::{NodeRole, RedisTimeouts};
-use ferrocache::store::RedisStore;
+use ferrocache::Cache;
+use ferrocache::RedisStore;
+use ferrocache::{Backend, ConfigBuilder, SentinelConfig, SentinelOptions};
+use ferrocache::{EntryType, Scope};
+use ferrocache::{NodeRole, RedisTimeouts};
 use support::topology::{assert_failover_clean, wait_recovered, Security, SentinelSet, Traffic, MASTER_NAME};
 
 fn cache_for(set: &SentinelSet, prefix: &str) -> Arc<Cache> {
@@ -73,7 +73,7 @@ async fn contract_topology_and_a_killed_master_under_traffic() {
 
   for i in 0..200 {
     cache
-      .set(Scope::Global, Kind::Query, &format!("orders_{i}"), "\"old\"", None)
+      .set(Scope::Global, EntryType::Query, &format!("orders_{i}"), "\"old\"", None)
       .await
       .unwrap();
   }
@@ -86,14 +86,17 @@ async fn contract_topology_and_a_killed_master_under_traffic() {
   set.master.kill();
   tokio::time::sleep(Duration::from_millis(200)).await;
   cache
-    .invalidate(Scope::Global, Kind::Query, "orders_", false)
+    .invalidate(Scope::Global, EntryType::Query, "orders_", false)
     .await
     .unwrap();
   cache
-    .set(Scope::Global, Kind::Session, "written-during", "\"new\"", None)
+    .set(Scope::Global, EntryType::Session, "written-during", "\"new\"", None)
     .await
     .unwrap();
-  assert_eq!(cache.get(Scope::Global, Kind::Query, "orders_1").await.unwrap(), None);
+  assert_eq!(
+    cache.get(Scope::Global, EntryType::Query, "orders_1").await.unwrap(),
+    None
+  );
 
   if let Err(s) = wait_recovered(&cache, Duration::from_secs(40)).await {
     panic!("never recovered: {s:?}");
@@ -149,14 +152,20 @@ async fn a_password_protected_master_and_a_wrong_password() {
     .unwrap()
   };
   let cache = with("s3cret");
-  cache.set(Scope::Global, Kind::Session, "s", "1", None).await.unwrap();
+  cache
+    .set(Scope::Global, EntryType::Session, "s", "1", None)
+    .await
+    .unwrap();
   assert_eq!(set.master.cli(&["GET", "fc:s:s"]), "1");
   let topology = cache.topology().await.unwrap();
   assert!(topology.nodes.iter().all(|n| n.reachable), "{topology:?}");
 
   let wrong = with("wrong");
-  wrong.set(Scope::Global, Kind::Session, "s", "2", None).await.unwrap();
-  assert_eq!(wrong.mode(), ferrocache::cache::Mode::Memory);
+  wrong
+    .set(Scope::Global, EntryType::Session, "s", "2", None)
+    .await
+    .unwrap();
+  assert_eq!(wrong.mode(), ferrocache::Mode::Memory);
   let error = wrong.last_error().unwrap();
   assert!(
     error.contains("WRONGPASS") || error.to_lowercase().contains("auth"),
@@ -175,7 +184,7 @@ async fn a_switch_over_is_followed_without_errors() {
   let set = SentinelSet::start();
   let cache = cache_for(&set, "so:");
   cache
-    .set(Scope::Global, Kind::Session, "before", "1", None)
+    .set(Scope::Global, EntryType::Session, "before", "1", None)
     .await
     .unwrap();
   let traffic = Traffic::start(&cache, 8);
@@ -191,10 +200,10 @@ async fn a_switch_over_is_followed_without_errors() {
   // then a write reaches the new master (through the cache, not around it)
   loop {
     cache
-      .set(Scope::Global, Kind::Session, "after", "2", None)
+      .set(Scope::Global, EntryType::Session, "after", "2", None)
       .await
       .unwrap();
-    if set.replica.cli(&["GET", "so:s:after"]) == "2" && cache.failover_status().journal_depth == 0 {
+    if set.replica.cli(&["GET", "so:s:after"]) == "2" && cache.failover_status().unwrap().journal_depth == 0 {
       break;
     }
     assert!(
@@ -215,7 +224,7 @@ async fn a_switch_over_is_followed_without_errors() {
   assert_eq!(set.replica.cli(&["ROLE"]).lines().next(), Some("master"));
   assert_eq!(
     cache
-      .get(Scope::Global, Kind::Session, "before")
+      .get(Scope::Global, EntryType::Session, "before")
       .await
       .unwrap()
       .as_deref(),
@@ -242,7 +251,7 @@ async fn a_tls_sentinel_set_up() {
       }),
       command_timeout_ms: Some(1000.0),
       connect_timeout_ms: Some(2000.0),
-      tls: ferrocache::config::TlsFiles {
+      tls: ferrocache::TlsFiles {
         ca_file: Some(dir.join("ca.crt").display().to_string()),
         ..Default::default()
       },
@@ -252,9 +261,12 @@ async fn a_tls_sentinel_set_up() {
     .unwrap(),
   )
   .unwrap();
-  cache.set(Scope::Global, Kind::Session, "s", "1", None).await.unwrap();
+  cache
+    .set(Scope::Global, EntryType::Session, "s", "1", None)
+    .await
+    .unwrap();
   assert_eq!(
-    cache.failover_status().fallback_activations,
+    cache.failover_status().unwrap().fallback_activations,
     0,
     "{:?}",
     cache.failover_status()

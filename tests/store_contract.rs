@@ -4,8 +4,8 @@ mod support;
 
 use std::time::Duration;
 
-use ferrocache::store::redis::RedisTimeouts;
-use ferrocache::store::{MemoryStore, RedisStore};
+use ferrocache::RedisTimeouts;
+use ferrocache::{MemoryStore, RedisStore};
 
 const TIMEOUTS: RedisTimeouts = RedisTimeouts {
   command: Duration::from_millis(500),
@@ -34,7 +34,7 @@ async fn indexed_redis_store_passes_the_contract() {
   let server = support::RedisServer::start();
   let store = RedisStore::new(&server.url(), TIMEOUTS)
     .unwrap()
-    .with_query_index(ferrocache::keys::KeyLayout::new("fc:"));
+    .with_query_index(ferrocache::KeyLayout::new("fc:"));
   assert!(store.indexes_queries());
   // a tenant's query namespace: every key of the contract is listed and invalidated by the index
   support::contract::run(&store, "fc:t:4:acme:q:").await;

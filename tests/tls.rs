@@ -9,9 +9,9 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use ferrocache::cache::{Cache, Mode};
-use ferrocache::config::{ConfigBuilder, TlsFiles};
-use ferrocache::keys::{Kind, Scope};
+use ferrocache::{Cache, Mode};
+use ferrocache::{ConfigBuilder, TlsFiles};
+use ferrocache::{EntryType, Scope};
 
 struct TlsServer {
   port: u16,
@@ -119,13 +119,15 @@ fn cache_with_client_cert(server: &TlsServer, ca: Option<&str>, client: Option<&
 async fn rediss_with_the_right_ca_serves_from_redis() {
   let server = start_tls_server();
   let c = cache(&server, Some("ca.crt"));
-  c.set(Scope::Global, Kind::Session, "s", "\"tls\"", None).await.unwrap();
-  assert_eq!(c.mode(), Mode::Redis, "{:?}", c.failover_status());
+  c.set(Scope::Global, EntryType::Session, "s", "\"tls\"", None)
+    .await
+    .unwrap();
+  assert_eq!(c.mode(), Mode::Redis, "{:?}", c.failover_status().unwrap());
   assert_eq!(
-    c.get(Scope::Global, Kind::Session, "s").await.unwrap().as_deref(),
+    c.get(Scope::Global, EntryType::Session, "s").await.unwrap().as_deref(),
     Some("\"tls\"")
   );
-  assert!(c.ping().await.is_ok());
+  assert!(c.health_check().await.unwrap().ping.is_ok());
 }
 
 #[tokio::test]
@@ -133,8 +135,8 @@ async fn a_wrong_or_missing_ca_is_a_misconfiguration_served_from_memory() {
   let server = start_tls_server();
   for ca in [Some("other-ca.crt"), None] {
     let c = cache(&server, ca);
-    c.set(Scope::Global, Kind::Session, "s", "1", None).await.unwrap();
-    let status = c.failover_status();
+    c.set(Scope::Global, EntryType::Session, "s", "1", None).await.unwrap();
+    let status = c.failover_status().unwrap();
     assert_eq!(c.mode(), Mode::Memory, "ca {ca:?}: {status:?}");
     assert_eq!(
       status.fallback_activations, 1,
@@ -143,7 +145,7 @@ async fn a_wrong_or_missing_ca_is_a_misconfiguration_served_from_memory() {
     let err = status.last_error.unwrap_or_default().to_lowercase();
     assert!(err.contains("certificate") || err.contains("tls"), "ca {ca:?}: {err}");
     assert_eq!(
-      c.get(Scope::Global, Kind::Session, "s").await.unwrap().as_deref(),
+      c.get(Scope::Global, EntryType::Session, "s").await.unwrap().as_deref(),
       Some("1")
     );
   }
@@ -153,12 +155,12 @@ async fn a_wrong_or_missing_ca_is_a_misconfiguration_served_from_memory() {
 async fn mutual_tls_with_a_client_certificate_signed_by_the_server_ca_serves_from_redis() {
   let server = start_tls_server_with(true);
   let c = cache_with_client_cert(&server, Some("ca.crt"), Some("client"));
-  c.set(Scope::Global, Kind::Session, "s", "\"mtls\"", None)
+  c.set(Scope::Global, EntryType::Session, "s", "\"mtls\"", None)
     .await
     .unwrap();
-  assert_eq!(c.mode(), Mode::Redis, "{:?}", c.failover_status());
+  assert_eq!(c.mode(), Mode::Redis, "{:?}", c.failover_status().unwrap());
   assert_eq!(
-    c.get(Scope::Global, Kind::Session, "s").await.unwrap().as_deref(),
+    c.get(Scope::Global, EntryType::Session, "s").await.unwrap().as_deref(),
     Some("\"mtls\"")
   );
 }
@@ -168,8 +170,8 @@ async fn mutual_tls_without_or_with_a_foreign_client_certificate_is_refused_and_
   let server = start_tls_server_with(true);
   for client in [None, Some("foreign-client")] {
     let c = cache_with_client_cert(&server, Some("ca.crt"), client);
-    c.set(Scope::Global, Kind::Session, "s", "1", None).await.unwrap();
-    let status = c.failover_status();
+    c.set(Scope::Global, EntryType::Session, "s", "1", None).await.unwrap();
+    let status = c.failover_status().unwrap();
     assert_eq!(c.mode(), Mode::Memory, "client {client:?}: {status:?}");
     assert_eq!(
       status.fallback_activations, 1,
@@ -180,11 +182,14 @@ async fn mutual_tls_without_or_with_a_foreign_client_certificate_is_refused_and_
       "client {client:?}: the refusal is reported"
     );
     assert_eq!(
-      c.get(Scope::Global, Kind::Session, "s").await.unwrap().as_deref(),
+      c.get(Scope::Global, EntryType::Session, "s").await.unwrap().as_deref(),
       Some("1"),
       "client {client:?}: served from memory"
     );
-    assert!(c.ping().await.is_err(), "client {client:?}: Redis never accepts it");
+    assert!(
+      c.health_check().await.unwrap().ping.is_err(),
+      "client {client:?}: Redis never accepts it"
+    );
   }
 }
 

@@ -4,7 +4,7 @@
 #![no_main]
 
 use arbitrary::{Arbitrary, Unstructured};
-use ferrocache::keys::{match_pattern, KeyLayout, Kind, Scope};
+use ferrocache::{match_pattern, KeyLayout, EntryType, Scope};
 use libfuzzer_sys::fuzz_target;
 
 #[derive(Debug, Arbitrary, PartialEq, Eq)]
@@ -21,11 +21,11 @@ impl Triple {
       None => Scope::Global,
     }
   }
-  fn kind(&self) -> Kind {
+  fn kind(&self) -> EntryType {
     if self.query {
-      Kind::Query
+      EntryType::Query
     } else {
-      Kind::Session
+      EntryType::Session
     }
   }
 }

@@ -4,9 +4,9 @@
 #![no_main]
 
 use arbitrary::{Arbitrary, Unstructured};
-use ferrocache::cache::Cache;
-use ferrocache::config::{redact_url, ConfigBuilder, TlsFiles};
-use ferrocache::keys::{Kind, Scope};
+use ferrocache::Cache;
+use ferrocache::{redact_url, ConfigBuilder, TlsFiles};
+use ferrocache::{EntryType, Scope};
 use libfuzzer_sys::fuzz_target;
 
 /// A number the way JS hands it over: anything, with the edge cases made likely.
@@ -177,10 +177,10 @@ fn scope(t: &Option<String>) -> Scope<'_> {
   }
 }
 
-fn run_call(cache: &Cache, call: &Call) -> Result<(), ferrocache::error::Error> {
+fn run_call(cache: &Cache, call: &Call) -> Result<(), ferrocache::Error> {
   let limit = cache.config().limits().max_key_bytes;
   match call {
-    Call::Get { kind, key, tenant } => cache.get_local(scope(tenant), Kind::from_u32(*kind)?, key).map(drop),
+    Call::Get { kind, key, tenant } => cache.get_local(scope(tenant), EntryType::from_u32(*kind)?, key).map(drop),
     Call::Set {
       kind,
       key,
@@ -189,31 +189,31 @@ fn run_call(cache: &Cache, call: &Call) -> Result<(), ferrocache::error::Error> 
       tenant,
     } => cache.set_local(
       scope(tenant),
-      Kind::from_u32(*kind)?,
+      EntryType::from_u32(*kind)?,
       key,
       json,
       ttl.as_ref().map(Num::get),
     ),
-    Call::Delete { kind, key, tenant } => cache.delete_local(scope(tenant), Kind::from_u32(*kind)?, key).map(drop),
+    Call::Delete { kind, key, tenant } => cache.delete_local(scope(tenant), EntryType::from_u32(*kind)?, key).map(drop),
     Call::Invalidate {
       kind,
       prefix,
       all,
       tenant,
     } => cache
-      .invalidate_local(scope(tenant), Kind::from_u32(*kind)?, prefix, *all)
+      .invalidate_local(scope(tenant), EntryType::from_u32(*kind)?, prefix, *all)
       .map(drop),
     Call::LongKey { extra, set, tenant } => {
       let key = "k".repeat(limit.min(1 << 16) + *extra as usize % 3);
       if *set {
-        cache.set_local(scope(tenant), Kind::Query, &key, "1", None)
+        cache.set_local(scope(tenant), EntryType::Query, &key, "1", None)
       } else {
-        cache.get_local(scope(tenant), Kind::Query, &key).map(drop)
+        cache.get_local(scope(tenant), EntryType::Query, &key).map(drop)
       }
     }
     Call::LongTenant { extra } => {
       let tenant = "t".repeat(250 + *extra as usize % 16);
-      cache.set_local(Scope::Tenant(&tenant), Kind::Session, "k", "1", None)
+      cache.set_local(Scope::Tenant(&tenant), EntryType::Session, "k", "1", None)
     }
   }
 }

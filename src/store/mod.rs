@@ -9,9 +9,7 @@ use std::time::Duration;
 use crate::error::Result;
 
 pub mod memory;
-pub mod query_index;
 pub mod redis;
-pub mod slots;
 
 pub use self::memory::{MemoryStats, MemoryStore};
 pub use self::redis::RedisStore;

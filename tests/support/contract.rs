@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use ferrocache::store::Store;
+use ferrocache::Store;
 
 /// Runs the shared contract against `store`; keys are namespaced by `ns`.
 pub async fn run<S: Store>(store: &S, ns: &str) {

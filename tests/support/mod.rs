@@ -114,3 +114,28 @@ pub fn scratch_dir(tag: &str) -> std::path::PathBuf {
 pub fn free_port() -> u16 {
   TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
+
+/// Runs `requests` as one batch, as a tick of JS calls does: each validated (a bad one
+/// answered with its error), the others run together; the answers in the order made.
+#[allow(dead_code)]
+pub async fn run_batch(
+  cache: &ferrocache::Cache,
+  requests: Vec<ferrocache::Request<'_>>,
+) -> Vec<Result<ferrocache::Answer, ferrocache::Error>> {
+  let mut answers: Vec<Option<Result<ferrocache::Answer, ferrocache::Error>>> = Vec::new();
+  let (mut ops, mut at) = (Vec::new(), Vec::new());
+  for request in requests {
+    match cache.prepare(&request) {
+      Ok(op) => {
+        at.push(answers.len());
+        ops.push(op);
+        answers.push(None);
+      }
+      Err(e) => answers.push(Some(Err(e))),
+    }
+  }
+  for (i, result) in at.into_iter().zip(cache.run(ops).await) {
+    answers[i] = Some(result);
+  }
+  answers.into_iter().map(|a| a.expect("every call answered")).collect()
+}

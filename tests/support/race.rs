@@ -2,8 +2,8 @@
 
 use std::sync::Arc;
 
-use ferrocache::cache::Cache;
-use ferrocache::keys::{Kind, Scope};
+use ferrocache::Cache;
+use ferrocache::{EntryType, Scope};
 
 /// `writers` tasks each write `per_writer` manager-scope query keys `p_<i % 7>_<w>_<i>` while
 /// one task invalidates the prefixes `p_0` … `p_6` in turn, 40 times; returns how many entries
@@ -15,7 +15,10 @@ pub async fn writes_racing_invalidations(cache: &Arc<Cache>, writers: usize, per
       tokio::spawn(async move {
         for i in 0..per_writer {
           let key = format!("p_{}_{w}_{i}", i % 7);
-          cache.set(Scope::Global, Kind::Query, &key, "1", None).await.unwrap();
+          cache
+            .set(Scope::Global, EntryType::Query, &key, "1", None)
+            .await
+            .unwrap();
         }
       })
     })
@@ -27,7 +30,7 @@ pub async fn writes_racing_invalidations(cache: &Arc<Cache>, writers: usize, per
       for round in 0..40 {
         let prefix = format!("p_{}", round % 7);
         removed += cache
-          .invalidate(Scope::Global, Kind::Query, &prefix, false)
+          .invalidate(Scope::Global, EntryType::Query, &prefix, false)
           .await
           .unwrap();
         tokio::task::yield_now().await;
@@ -59,7 +62,10 @@ pub async fn assert_settled(
     "every write removed once or still live"
   );
   assert_eq!(
-    cache.invalidate(Scope::Global, Kind::Query, "p_", false).await.unwrap(),
+    cache
+      .invalidate(Scope::Global, EntryType::Query, "p_", false)
+      .await
+      .unwrap(),
     live.len() as u64
   );
 }

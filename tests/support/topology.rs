@@ -7,8 +7,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use ferrocache::cache::{BatchItem, Cache, FailoverStatus, Mode};
-use ferrocache::keys::{Kind, Scope};
+use ferrocache::{Cache, Mode, Request};
+use ferrocache::{EntryType, Scope};
 
 use super::{base_args, free_port, scratch_dir};
 
@@ -533,8 +533,8 @@ impl Traffic {
             let key = format!("live_{w}_{}", i % 50);
             let mut failed = Vec::new();
             if i.is_multiple_of(2) {
-              let set = cache.set(Scope::Global, Kind::Session, &key, "1", None).await;
-              let get = cache.get(Scope::Global, Kind::Session, &key).await;
+              let set = cache.set(Scope::Global, EntryType::Session, &key, "1", None).await;
+              let get = cache.get(Scope::Global, EntryType::Session, &key).await;
               failed.extend([set.err(), get.err()].into_iter().flatten());
               calls.fetch_add(2, Ordering::Relaxed);
             } else {
@@ -542,16 +542,23 @@ impl Traffic {
               // recovery must end under this write rate too (the journal once never drained)
               let keys: Vec<String> = (0..8).map(|k| format!("{key}_{k}")).collect();
               let value = i.to_string();
-              let writes: Vec<BatchItem> = keys
-                .iter()
-                .map(|k| BatchItem::Set(Scope::Global, Kind::Session, k, &value, None))
-                .collect();
-              failed.extend(cache.run_batch(&writes).await.into_iter().filter_map(|r| r.err()));
-              let reads: Vec<BatchItem> = keys
-                .iter()
-                .map(|k| BatchItem::Get(Scope::Global, Kind::Session, k))
-                .collect();
-              failed.extend(cache.run_batch(&reads).await.into_iter().filter_map(|r| r.err()));
+              for batch in [
+                keys
+                  .iter()
+                  .map(|k| Request::set(Scope::Global, EntryType::Session, k, &value, None))
+                  .collect::<Vec<_>>(),
+                keys
+                  .iter()
+                  .map(|k| Request::get(Scope::Global, EntryType::Session, k))
+                  .collect(),
+              ] {
+                failed.extend(
+                  super::run_batch(&cache, batch)
+                    .await
+                    .into_iter()
+                    .filter_map(|r| r.err()),
+                );
+              }
               calls.fetch_add(2 * keys.len() as u64, Ordering::Relaxed);
             }
             for e in failed {
@@ -585,15 +592,15 @@ impl Traffic {
 
 /// Waits until `cache` fell back at least once and is back on Redis with an empty journal;
 /// the status if it does not happen within `timeout`.
-pub async fn wait_recovered(cache: &Cache, timeout: Duration) -> Result<(), FailoverStatus> {
+pub async fn wait_recovered(cache: &Cache, timeout: Duration) -> Result<(), String> {
   let deadline = Instant::now() + timeout;
   loop {
-    let s = cache.failover_status();
-    if s.mode == Mode::Redis && s.journal_depth == 0 && s.fallback_activations > 0 {
+    let s = cache.failover_status().expect("a Redis cache");
+    if cache.mode() == Mode::Redis && s.journal_depth == 0 && s.fallback_activations > 0 {
       return Ok(());
     }
     if Instant::now() > deadline {
-      return Err(s);
+      return Err(format!("{s:?}"));
     }
     tokio::time::sleep(Duration::from_millis(20)).await;
   }
@@ -616,7 +623,7 @@ pub async fn assert_failover_clean(
   assert_eq!(errors, 0, "no call failed");
   for i in 0..orders {
     let key = format!("orders_{i}");
-    let got = cache.get(Scope::Global, Kind::Query, &key).await.unwrap();
+    let got = cache.get(Scope::Global, EntryType::Query, &key).await.unwrap();
     assert_eq!(got, None, "no stale {key} after recovery");
   }
 }

@@ -2,7 +2,7 @@
 // Needs express-session (an optional peer dependency) and its types (@types/express-session).
 
 import { Store, SessionData } from 'express-session'
-import type { CacheManager } from './index'
+import type { CacheManager } from './manager'
 
 /** Options of `FerrocacheStore` / `createSessionStore`. Every field is optional. */
 export interface FerrocacheStoreOptions {

@@ -1,7 +1,7 @@
 // Types of ferrocache/prometheus: the Prometheus exposition of `metrics()`.
 // prom-client is an optional peer dependency: nothing here imports its types.
 
-import type { CacheManager, CacheMetrics } from './index'
+import type { CacheManager, CacheMetrics } from './manager'
 
 /** `'text/plain; version=0.0.4; charset=utf-8'`: the Content-Type of `toPrometheusText`'s output. */
 export declare const PROMETHEUS_CONTENT_TYPE: 'text/plain; version=0.0.4; charset=utf-8'

@@ -5,13 +5,13 @@
 // - registerPrometheus(manager, registry?, options?)  families in a prom-client
 //   Registry, read from `manager.metrics()` at scrape time
 //
-// Both produce the same families from the same code (FAMILIES below). This file
-// never requires './index.js' at load time (index.js re-exports it).
+// Both produce the same families from the same code (FAMILIES below).
 
 /** The Content-Type of the text format this module writes. */
 const PROMETHEUS_CONTENT_TYPE = 'text/plain; version=0.0.4; charset=utf-8'
 
-const { invalid, describe } = require('./errors.js')
+const { invalid } = require('./errors.js')
+const { checkManager, describe } = require('./validate.js')
 const LABEL_NAME = /^[a-zA-Z_][a-zA-Z0-9_]*$/
 // Label names the families use themselves (and `le`, which histograms reserve).
 const RESERVED_LABELS = new Set(['type', 'mode', 'tenant', 'le', 'quantile'])
@@ -477,10 +477,7 @@ const collectors = new WeakMap()
  */
 function registerPrometheus(manager, registry, options) {
   const promClient = loadPromClient()
-  if (manager === undefined || manager === null) manager = require('./index.js').cacheManager
-  if ((typeof manager !== 'object' && typeof manager !== 'function') || typeof manager.metrics !== 'function') {
-    throw invalid(`registerPrometheus: manager must be a ferrocache CacheManager, got ${describe(manager)}`)
-  }
+  manager = checkManager('registerPrometheus', manager, ['metrics']) ?? require('./manager.js').cacheManager
   if (registry === undefined) registry = promClient.register
   if (!isRegistry(registry)) {
     throw invalid(

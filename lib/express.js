@@ -7,41 +7,18 @@
 // They use nothing but `req.headers`, `res.statusCode`, `res.setHeader` and
 // `res.end`, so they work with Express 4 and 5, and with a plain `node:http`
 // server. They never throw and always answer. The manager defaults to the
-// package's `cacheManager`, looked up when a request comes in (index.js requires
-// this file, so it cannot be required here at load time).
+// package's `cacheManager`, looked up when a request comes in.
 
 const { PROMETHEUS_CONTENT_TYPE, toPrometheusText, _normalizeLabels } = require('./prometheus.js')
+const { invalid } = require('./errors.js')
+const { checkManager, checkOptionsObject } = require('./validate.js')
 
 const JSON_CONTENT_TYPE = 'application/json; charset=utf-8'
-const { invalid, describe } = require('./errors.js')
 const DEFAULT_HEALTH_TIMEOUT_MS = 10_000
-const MAX_TIMEOUT_MS = 2147483647
-
-
+const MAX_TIMEOUT_MS = 2147483647 // setTimeout's limit
 
 function defaultManager() {
-  return require('./index.js').cacheManager
-}
-
-// `app.get(path, cacheHealthHandler)` (without the call) passes (req, res, next) here.
-function looksLikeRequest(value) {
-  return typeof value === 'object' && value !== null && typeof value.headers === 'object' && typeof value.method === 'string'
-}
-
-function checkManager(fn, manager, method) {
-  if (manager === undefined || manager === null) return
-  if (looksLikeRequest(manager)) {
-    throw invalid(`${fn}(manager?) returns a handler: mount ${fn}() (called), not ${fn} itself`)
-  }
-  if ((typeof manager !== 'object' && typeof manager !== 'function') || typeof manager[method] !== 'function') {
-    throw invalid(`${fn}: manager must be a ferrocache CacheManager (with ${method}()), got ${describe(manager)}`)
-  }
-}
-
-function checkOptions(fn, options) {
-  if (options === undefined || options === null) return {}
-  if (typeof options !== 'object' || Array.isArray(options)) throw invalid(`${fn}: options must be an object, got ${describe(options)}`)
-  return options
+  return require('./manager.js').cacheManager
 }
 
 /** Writes a complete response; never throws (a response already under way is ended as it is). */
@@ -78,8 +55,8 @@ function errorBody(err, extra) {
  * takes longer than `options.timeoutMs`, default 10 s). `Cache-Control: no-store`.
  */
 function cacheHealthHandler(manager, options) {
-  checkManager('cacheHealthHandler', manager, 'health')
-  const opts = checkOptions('cacheHealthHandler', options)
+  checkManager('cacheHealthHandler', manager, ['health'])
+  const opts = checkOptionsObject('cacheHealthHandler', options)
   let timeoutMs = DEFAULT_HEALTH_TIMEOUT_MS
   if (opts.timeoutMs !== undefined) {
     if (typeof opts.timeoutMs !== 'number' || !Number.isFinite(opts.timeoutMs) || opts.timeoutMs <= 0 || opts.timeoutMs > MAX_TIMEOUT_MS) {
@@ -189,8 +166,8 @@ function negotiate(accept) {
  * labels to every Prometheus sample. 500 with a JSON error if metrics() throws.
  */
 function cacheMetricsHandler(manager, options) {
-  checkManager('cacheMetricsHandler', manager, 'metrics')
-  const opts = checkOptions('cacheMetricsHandler', options)
+  checkManager('cacheMetricsHandler', manager, ['metrics'])
+  const opts = checkOptionsObject('cacheMetricsHandler', options)
   const labels = opts.labels
   _normalizeLabels(labels) // validate now, not at the first scrape
 

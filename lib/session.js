@@ -18,10 +18,8 @@
 // but O(keyspace) per call. During an outage only sessions written since it began
 // are known.
 
-const { codes, codedError: coded, describe } = require('./errors.js')
-const INVALID_ARG = codes.INVALID_ARG
-const codedError = (Ctor, message, cause) => coded(Ctor, INVALID_ARG, message, cause)
-const MAX_TTL_SECONDS = 2147483647
+const { invalid } = require('./errors.js')
+const { MAX_TTL_SECONDS, describe, isPlainObject, checkManager, checkOptionsObject, checkTtl } = require('./validate.js')
 
 // express-session is an optional peer dependency: a missing package is reported
 // when a store is constructed, not when this file is loaded.
@@ -38,34 +36,17 @@ const Base = expressSession && typeof expressSession.Store === 'function' ? expr
 
 
 
-function isPlainObject(value) {
-  return typeof value === 'object' && value !== null && !Array.isArray(value)
-}
-
 function checkOptions(options) {
-  if (options === undefined || options === null) return {}
-  if (!isPlainObject(options)) throw codedError(TypeError, `FerrocacheStore: options must be an object, got ${describe(options)}`)
-  const { manager, tenant, ttlSeconds, disableTouch } = options
-  if (manager !== undefined && manager !== null) {
-    for (const method of ['setSession', 'getSession', 'deleteSession', 'tenant']) {
-      if (typeof manager !== 'object' || typeof manager[method] !== 'function') {
-        throw codedError(TypeError, `FerrocacheStore: manager must be a ferrocache CacheManager (createCacheManager()), got ${describe(manager)}`)
-      }
-    }
+  const opts = checkOptionsObject('FerrocacheStore', options)
+  checkManager('FerrocacheStore', opts.manager, ['setSession', 'getSession', 'deleteSession', 'tenant'])
+  if (opts.tenant !== undefined && opts.tenant !== null && typeof opts.tenant !== 'string') {
+    throw invalid(`FerrocacheStore: tenant must be a string, got ${describe(opts.tenant)}`)
   }
-  if (tenant !== undefined && tenant !== null && typeof tenant !== 'string') {
-    throw codedError(TypeError, `FerrocacheStore: tenant must be a string, got ${describe(tenant)}`)
+  if (opts.ttlSeconds !== null) checkTtl('FerrocacheStore: ttlSeconds', opts.ttlSeconds)
+  if (opts.disableTouch !== undefined && opts.disableTouch !== null && typeof opts.disableTouch !== 'boolean') {
+    throw invalid(`FerrocacheStore: disableTouch must be a boolean, got ${describe(opts.disableTouch)}`)
   }
-  if (ttlSeconds !== undefined && ttlSeconds !== null) {
-    if (typeof ttlSeconds !== 'number') throw codedError(TypeError, `FerrocacheStore: ttlSeconds must be a number, got ${describe(ttlSeconds)}`)
-    if (!Number.isFinite(ttlSeconds) || ttlSeconds <= 0 || ttlSeconds > MAX_TTL_SECONDS) {
-      throw codedError(RangeError, `FerrocacheStore: ttlSeconds must be positive, finite and at most ${MAX_TTL_SECONDS}, got ${ttlSeconds}`)
-    }
-  }
-  if (disableTouch !== undefined && disableTouch !== null && typeof disableTouch !== 'boolean') {
-    throw codedError(TypeError, `FerrocacheStore: disableTouch must be a boolean, got ${describe(disableTouch)}`)
-  }
-  return options
+  return opts
 }
 
 /**
@@ -117,14 +98,13 @@ class FerrocacheStore extends Base {
   #disableTouch
 
   /**
-   * @param {{ manager?: import('./index').CacheManager, tenant?: string, ttlSeconds?: number, disableTouch?: boolean }} [options]
+   * @param {{ manager?: import('./manager').CacheManager, tenant?: string, ttlSeconds?: number, disableTouch?: boolean }} [options]
    */
   constructor(options) {
     super()
     if (expressSession === null || Base === EventEmitter) {
       const why = loadError && loadError.message ? `: ${loadError.message}` : ''
-      throw codedError(
-        TypeError,
+      throw invalid(
         `ferrocache/session needs the express-session package, which could not be loaded${why}. Install it with \`npm install express-session\``,
         loadError ?? undefined,
       )
@@ -133,7 +113,7 @@ class FerrocacheStore extends Base {
     this.#options = opts
     this.#defaultTtl = opts.ttlSeconds ?? undefined
     this.#disableTouch = opts.disableTouch === true
-    const manager = opts.manager ?? require('./index.js').cacheManager
+    const manager = opts.manager ?? require('./manager.js').cacheManager
     // tenant() validates the id (TypeError with code) and never connects.
     this.#scope = typeof opts.tenant === 'string' ? manager.tenant(opts.tenant) : manager
     this.manager = manager
@@ -214,7 +194,7 @@ class FerrocacheStore extends Base {
 
   async #write(sid, session, touching) {
     if (!isPlainObject(session)) {
-      throw codedError(TypeError, `session must be an object, got ${describe(session)}`)
+      throw invalid(`session must be an object, got ${describe(session)}`)
     }
     const life = lifetime(session)
     if (life.expired) {

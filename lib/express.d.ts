@@ -2,7 +2,7 @@
 // No Express or Node types are needed: the handlers use only `req.headers`,
 // `res.statusCode`, `res.setHeader` and `res.end` (Express 4 and 5, node:http).
 
-import type { CacheManager } from './index'
+import type { CacheManager } from './manager'
 import type { PrometheusLabels } from './prometheus'
 
 /** A request/response handler: `(req, res) => void`. It never throws and always answers. */

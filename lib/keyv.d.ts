@@ -1,7 +1,7 @@
 // Types of ferrocache/keyv: a Keyv storage adapter over a ferrocache manager.
 // Standalone: needs neither keyv's types nor @types/node (keyv is an optional peer dependency).
 
-import type { CacheManager, CacheOptions } from './index'
+import type { CacheManager, CacheOptions } from './manager'
 
 /** Options of `KeyvFerrocache` / `createKeyvStore`. Every field is optional. */
 export interface KeyvFerrocacheOptions {

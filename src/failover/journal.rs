@@ -241,6 +241,7 @@ impl Journal {
   }
 
   /// How many times the overflow rule wiped a namespace.
+  #[cfg(test)]
   pub fn overflow_wipes(&self) -> u64 {
     self.wiped_namespaces.load(Ordering::Relaxed)
   }
@@ -356,6 +357,7 @@ impl Journal {
   /// Removes what `batch` replayed, except entries recorded again since the
   /// snapshot: those are newer, wait for the next replay, and will overwrite
   /// unconditionally (what Redis holds for them is the older value just replayed).
+  #[cfg(test)]
   pub fn commit(&self, batch: &Batch) {
     self.commit_prefixes(batch);
     self.commit_keys(batch, 0..batch.keys.len());
@@ -403,7 +405,8 @@ impl Journal {
     })
   }
 
-  /// Snapshot and commit at once (tests and callers that cannot fail).
+  /// Snapshot and commit at once (tests).
+  #[cfg(test)]
   pub fn take(&self, now: Instant) -> Batch {
     let batch = self.snapshot(now);
     self.commit(&batch);

@@ -25,25 +25,14 @@
 // and one adapter object cannot tell which of the two is calling it.
 
 const EventEmitter = require('node:events')
-const { codes, codedError, invalid, describe } = require('./errors.js')
+const { invalid, outOfRange } = require('./errors.js')
+const { MAX_TTL_SECONDS, describe, isPlainObject, checkManager } = require('./validate.js')
 
 const DEFAULT_PREFIX = 'keyv:'
 /** The longest TTL ferrocache accepts (seconds): what a set without ttl gets. */
-const NO_EXPIRY_SECONDS = 2147483647
+const NO_EXPIRY_SECONDS = MAX_TTL_SECONDS
 const MAX_TTL_MS = NO_EXPIRY_SECONDS * 1000
-
-function isPlainObject(value) {
-  return typeof value === 'object' && value !== null && !Array.isArray(value)
-}
-
-function isManager(value) {
-  return (
-    isPlainObject(value) &&
-    ['cacheQueryResult', 'getCachedQuery', 'deleteCachedQuery', 'invalidateCache', 'tenant', 'close', 'on', 'off'].every(
-      (method) => typeof value[method] === 'function',
-    )
-  )
-}
+const MANAGER_METHODS = ['cacheQueryResult', 'getCachedQuery', 'deleteCachedQuery', 'invalidateCache', 'tenant', 'close', 'on', 'off']
 
 function checkKey(name, key) {
   if (typeof key !== 'string') throw invalid(`${name} must be a string, got ${describe(key)}`)
@@ -66,7 +55,7 @@ function ttlSeconds(ttl) {
   if (ttl === undefined || ttl === null || ttl === 0) return NO_EXPIRY_SECONDS
   if (typeof ttl !== 'number') throw invalid(`ttl must be a number of milliseconds, got ${describe(ttl)}`)
   if (!Number.isFinite(ttl) || ttl < 0 || ttl > MAX_TTL_MS) {
-    throw codedError(RangeError, codes.INVALID_ARG, `ttl must be positive, finite and at most ${MAX_TTL_MS} ms, got ${ttl}`)
+    throw outOfRange(`ttl must be positive, finite and at most ${MAX_TTL_MS} ms, got ${ttl}`)
   }
   return ttl / 1000
 }
@@ -76,11 +65,8 @@ function checkOptions(options) {
   if (typeof options === 'string') return { cache: { url: options } }
   if (!isPlainObject(options)) throw invalid(`KeyvFerrocache: options must be an object or a URL string, got ${describe(options)}`)
   const { manager, cache, tenant, prefix, namespace } = options
-  if (manager !== undefined && manager !== null) {
-    if (!isManager(manager)) {
-      throw invalid(`KeyvFerrocache: manager must be a ferrocache CacheManager (createCacheManager()), got ${describe(manager)}`)
-    }
-    if (cache !== undefined && cache !== null) throw invalid('KeyvFerrocache: give either manager or cache options, not both')
+  if (checkManager('KeyvFerrocache', manager, MANAGER_METHODS) && cache !== undefined && cache !== null) {
+    throw invalid('KeyvFerrocache: give either manager or cache options, not both')
   }
   if (cache !== undefined && cache !== null && !isPlainObject(cache)) {
     throw invalid(`KeyvFerrocache: cache must be an object of ferrocache CacheOptions, got ${describe(cache)}`)
@@ -111,13 +97,13 @@ class KeyvFerrocache extends EventEmitter {
   #subscription = null
 
   /**
-   * @param {string | { manager?: import('./index').CacheManager, cache?: import('./index').CacheOptions,
+   * @param {string | { manager?: import('./manager').CacheManager, cache?: import('./manager').CacheOptions,
    *   tenant?: string, prefix?: string, namespace?: string }} [options]
    */
   constructor(options) {
     super()
     const opts = checkOptions(options)
-    const index = require('./index.js')
+    const index = require('./manager.js')
     this.#owned = opts.manager === undefined || opts.manager === null ? isPlainObject(opts.cache) : false
     // createCacheManager validates the options (TypeError with code) and never connects.
     this.#manager = this.#owned ? index.createCacheManager(opts.cache) : (opts.manager ?? index.cacheManager)

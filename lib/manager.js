@@ -1,0 +1,371 @@
+'use strict'
+// CacheManager and TenantCache: the public API over the native cache (binding.js). This file
+// owns what must happen on the JS side: argument checks that need V8 (types, lone
+// surrogates), V8's JSON once per value (so every read is a fresh copy), the lazily
+// configured default instance, and the lifecycle (close finishes what was called). Every
+// data call goes through one protocol (calls.js); options, health, metrics and every cache
+// decision are Rust's (src/).
+
+const { NativeCache, Call } = require('../binding.js')
+const { codes, invalid, closedError, fromNative } = require('./errors.js')
+const { Calls, Result } = require('./calls.js')
+const { describe, checkString, checkTtl, encode, decode } = require('./validate.js')
+
+const DEFAULT_URL = 'redis://127.0.0.1:6379'
+
+// One data scope: the manager's own keys (tenant undefined) or one tenant's.
+// `owner` resolves the native half lazily (the default instance is created on first use).
+class Scope {
+  #owner
+  #tenant
+
+  constructor(owner, tenant) {
+    this.#owner = owner ?? this // a manager is its own owner
+    this.#tenant = tenant
+  }
+
+  // One data call: checked, then handed to the protocol; what this throws becomes a rejection.
+  #call(call, key, json, ttlSeconds, result) {
+    try {
+      return this.#owner._calls().run(call, key, this.#tenant, json, ttlSeconds, result)
+    } catch (err) {
+      return Promise.reject(err)
+    }
+  }
+
+  #read(call, name, key, result = Result.VALUE) {
+    try {
+      checkString(name, key)
+    } catch (err) {
+      return Promise.reject(err)
+    }
+    return this.#call(call, key, undefined, undefined, result)
+  }
+
+  #write(call, name, key, data, ttlSeconds) {
+    let json
+    try {
+      checkString(name, key)
+      checkTtl('ttlSeconds', ttlSeconds)
+      json = encode(data)
+    } catch (err) {
+      return Promise.reject(err)
+    }
+    return this.#call(call, key, json, ttlSeconds, Result.NONE)
+  }
+
+  /** Stores session data for `ttlSeconds` (default `ttl.session`, 3600). */
+  setSession(sessionId, data, ttlSeconds) {
+    return this.#write(Call.SetSession, 'sessionId', sessionId, data, ttlSeconds)
+  }
+
+  /** The session's data (a fresh copy), or null on a miss. */
+  getSession(sessionId) {
+    return this.#read(Call.GetSession, 'sessionId', sessionId)
+  }
+
+  /** Deletes a session; true if it existed. */
+  deleteSession(sessionId) {
+    return this.#read(Call.DeleteSession, 'sessionId', sessionId, Result.PLAIN)
+  }
+
+  /** Caches a query result for `ttlSeconds` (default `ttl.query`, 300). */
+  cacheQueryResult(key, data, ttlSeconds) {
+    return this.#write(Call.SetQuery, 'key', key, data, ttlSeconds)
+  }
+
+  /** The cached query result (a fresh copy), or null on a miss. */
+  getCachedQuery(key) {
+    return this.#read(Call.GetQuery, 'key', key)
+  }
+
+  /** Deletes one query result (exactly `key`, not a prefix); true if it existed. */
+  deleteCachedQuery(key) {
+    return this.#read(Call.DeleteQuery, 'key', key, Result.PLAIN)
+  }
+
+  /** Removes the query results whose key starts with `prefix` (literally); returns how many. */
+  invalidateCache(prefix) {
+    return this.#read(Call.InvalidateQueries, 'prefix', prefix, Result.PLAIN)
+  }
+
+  /** Removes every query result of this scope; returns how many. */
+  invalidateAll() {
+    return this.#call(Call.InvalidateAllQueries, undefined, undefined, undefined, Result.PLAIN)
+  }
+
+  /**
+   * The ids of every live session of this scope, sorted: a `SCAN` of Redis in pages (never
+   * blocking it, but O(keyspace)), plus the outage journal and the in-process store. During an
+   * outage only sessions written since it began are known.
+   */
+  listSessionIds() {
+    return this.#call(Call.ListSessions, undefined, undefined, undefined, Result.PLAIN)
+  }
+
+  /** Removes every session of this scope (SCAN + UNLINK); returns how many. */
+  deleteAllSessions() {
+    return this.#call(Call.DeleteAllSessions, undefined, undefined, undefined, Result.PLAIN)
+  }
+
+  /**
+   * The cached query result for `key`, or else `await loader()`, cached for
+   * `ttlSeconds` (default `ttl.query`) and returned. Concurrent callers of the same
+   * key in this process share one lookup and one loader call (single flight); each
+   * gets its own fresh copy. A loader that throws (or returns undefined) caches
+   * nothing and rejects every waiter with its error.
+   */
+  getOrSet(key, loader, ttlSeconds) {
+    try {
+      checkString('key', key)
+      if (typeof loader !== 'function') throw invalid(`loader must be a function, got ${describe(loader)}`)
+      checkTtl('ttlSeconds', ttlSeconds)
+      this.#owner._calls()
+    } catch (err) {
+      return Promise.reject(err)
+    }
+    const flights = this.#owner._flights
+    const id = this.#tenant === undefined ? `m\u0000${key}` : `t${this.#tenant.length}:${this.#tenant}\u0000${key}`
+    let flight = flights.get(id)
+    if (flight === undefined) {
+      flight = this.#load(key, loader, ttlSeconds).finally(() => flights.delete(id))
+      flights.set(id, flight)
+    }
+    return flight.then(decode)
+  }
+
+  // One flight: read, else load + store; resolves with JSON text (each waiter parses its own copy).
+  async #load(key, loader, ttlSeconds) {
+    const cached = await this.#call(Call.GetQuery, key, undefined, undefined, Result.TEXT)
+    if (cached !== null) return cached
+    const value = await loader()
+    if (value === undefined) throw invalid(`loader for '${key}' returned undefined; return null or a value`)
+    const json = encode(value) // once: stored, and parsed by each waiter
+    try {
+      await this.#call(Call.SetQuery, key, json, ttlSeconds, Result.NONE)
+    } catch (err) {
+      // close() came while the loader ran: the value is still the caller's, uncached
+      if (!(err && err.code === codes.CLOSED)) throw err
+    }
+    return json
+  }
+}
+
+/** The data methods of a manager, isolated to one tenant's keys. */
+class TenantCache extends Scope {
+  #owner
+
+  /** @internal use `manager.tenant(id)` */
+  constructor(owner, tenantId) {
+    super(owner, tenantId)
+    this.#owner = owner
+    this.tenantId = tenantId
+  }
+
+  /**
+   * This tenant's counters (hits, misses, hitRate, entries invalidated) and what it holds in
+   * the in-process store; synchronous, no I/O. `tracked` is false past `tenantMetricsLimit`:
+   * the counters then read 0 (they are in `metrics().tenants.other`), the in-process figures
+   * stay exact.
+   */
+  metrics() {
+    return JSON.parse(this.#owner._native().tenantMetrics(this.tenantId))
+  }
+}
+
+const EVENTS = ['fallback', 'recovered', 'error']
+
+function eventInfo(e) {
+  switch (e.type) {
+    case 'fallback':
+      return { cause: e.cause, kind: e.kind }
+    case 'recovered':
+      return { outageMs: e.outageMs, replayed: e.replayed }
+    default:
+      return { message: e.message, kind: e.kind }
+  }
+}
+
+/** One cache object over Redis with an in-process fallback store. */
+class CacheManager extends Scope {
+  #native = null
+  #calls = null
+  #options
+  /** @internal in-flight getOrSet loads, shared by the manager and its tenant scopes */
+  _flights = new Map()
+  #listeners = new Map(EVENTS.map((name) => [name, new Set()]))
+  #subscribed = false
+  #closing = null // the promise of close(), once called
+
+  /** Same as `createCacheManager(options)`. `options` may be a function, called on first use. */
+  constructor(options) {
+    super(null, undefined)
+    this.#options = options
+    if (typeof options !== 'function') this._native()
+  }
+
+  /** @internal the native half, created on first use (the options are checked there). */
+  _native() {
+    if (this.#native === null) {
+      const options = typeof this.#options === 'function' ? this.#options() : this.#options
+      try {
+        this.#native = new NativeCache(options)
+      } catch (err) {
+        throw fromNative(err)
+      }
+      this.#calls = new Calls(this.#native, { decode, error: fromNative })
+    }
+    return this.#native
+  }
+
+  /** @internal the protocol of data calls; throws ERR_CLOSED once close() was called. */
+  _calls() {
+    if (this.#closing !== null) throw closedError()
+    this._native()
+    return this.#calls
+  }
+
+  /** The data methods isolated to `tenantId`'s keys. */
+  tenant(tenantId) {
+    checkString('tenantId', tenantId)
+    return new TenantCache(this, tenantId)
+  }
+
+  /**
+   * Listens to `fallback` ({cause, kind}: switched to the in-process store), `recovered`
+   * ({outageMs, replayed}: back on Redis after replaying the outage journal) and `error`
+   * ({message, kind, count?}). Listeners never keep the process alive; one that throws is
+   * reported with `process.emitWarning` and does not affect the others.
+   */
+  on(event, listener) {
+    if (!EVENTS.includes(event)) throw invalid(`event must be one of ${EVENTS.join(', ')}, got ${String(event)}`)
+    if (typeof listener !== 'function') throw invalid(`listener must be a function, got ${describe(listener)}`)
+    this.#listeners.get(event).add(listener)
+    if (!this.#subscribed) {
+      try {
+        this._native().setEventListener((e) => this.#emit(e.type, eventInfo(e)))
+      } catch (err) {
+        throw fromNative(err)
+      }
+      this.#subscribed = true
+    }
+    return this
+  }
+
+  /** Removes a listener added with `on`. */
+  off(event, listener) {
+    const set = this.#listeners.get(event)
+    if (set) set.delete(listener)
+    return this
+  }
+
+  #emit(type, info) {
+    const listeners = this.#listeners.get(type)
+    if (!listeners || listeners.size === 0) return
+    for (const listener of [...listeners]) {
+      try {
+        listener(info)
+      } catch (err) {
+        process.emitWarning(`ferrocache '${type}' listener threw: ${err && err.stack ? err.stack : err}`)
+      }
+    }
+  }
+
+  /**
+   * Live check: pings Redis (within commandTimeoutMs) and reports the state.
+   * Never rejects: a closed manager is 'unhealthy'.
+   */
+  async health() {
+    let native
+    try {
+      native = this._native()
+    } catch (err) {
+      return unhealthy(String(err && err.message))
+    }
+    return JSON.parse(await native.health())
+  }
+
+  /**
+   * A snapshot of the counters (no I/O): hits/misses/hitRate overall and per type,
+   * sets/deletes, invalidations, Redis errors/timeouts, fallback activations, time in
+   * memory mode, Redis round-trip latency percentiles (from a histogram), the
+   * in-process store's size and the outage journal's depth; per tenant (at most
+   * `tenantMetricsLimit` tenants, the rest summed in `tenants.other`) in `tenants.list`.
+   */
+  metrics() {
+    return JSON.parse(this._native().metrics())
+  }
+
+  /**
+   * Makes every Redis call of this manager fail as if Redis refused connections
+   * (`mode: 'refuse'`) or hung (`'hang'`: calls wait out commandTimeoutMs), through
+   * the real failover path: the manager switches to the in-process store, journals
+   * changes, and replays them after `endSimulatedOutage()`. For your own tests.
+   */
+  simulateOutage(options) {
+    const mode = options && options.mode
+    if (mode !== 'refuse' && mode !== 'hang') throw invalid(`simulateOutage: mode must be 'refuse' or 'hang', got ${String(mode)}`)
+    this._native().simulateOutage(mode)
+  }
+
+  /** Ends a simulated outage; the manager recovers as it would from a real one. */
+  endSimulatedOutage() {
+    this._native().simulateOutage('none')
+  }
+
+  /**
+   * Stops taking calls (later ones reject with `ERR_CLOSED`), lets every call made before it
+   * finish as it would have (a write reaches Redis, or during an outage the in-process store
+   * and the journal), tries once, within `commandTimeoutMs`, to replay what the outage
+   * journal holds, then closes the connection. Journaled operations that could not be
+   * replayed are reported by an `error` event (`kind: 'journal-dropped'`, `count`) before it
+   * resolves. Idempotent; never rejects.
+   */
+  close() {
+    if (this.#closing === null) this.#closing = this.#shutdown()
+    return this.#closing
+  }
+
+  async #shutdown() {
+    let native
+    try {
+      native = this._native()
+    } catch {
+      return // a default instance whose environment is invalid has nothing to close
+    }
+    try {
+      await this.#calls.drain()
+      const dropped = await native.close()
+      if (dropped > 0) {
+        this.#emit('error', {
+          message: `close(): ${dropped} operations of the outage journal could not be replayed to Redis and are lost`,
+          kind: 'journal-dropped',
+          count: dropped,
+        })
+      }
+    } catch (err) {
+      process.emitWarning(`ferrocache close() failed: ${err && err.stack ? err.stack : err}`)
+    }
+  }
+}
+
+// health() of a manager whose native half could not be created (invalid REDIS_URL, say)
+function unhealthy(lastError) {
+  return {
+    status: 'unhealthy',
+    mode: 'memory',
+    modeSince: new Date().toISOString(),
+    redis: { connected: false, latencyMs: null, url: null, lastError, usedMemoryBytes: null, pingMs: null, topology: null },
+    fallback: { entries: 0, bytes: 0, maxBytes: 0 },
+  }
+}
+
+/** A manager configured by `options` (see CacheOptions). Throws on invalid options; never connects. */
+function createCacheManager(options) {
+  return new CacheManager(options ?? {})
+}
+
+/** The default instance: configured from REDIS_URL (else redis://127.0.0.1:6379) on first use. */
+const cacheManager = new CacheManager(() => ({ url: process.env.REDIS_URL || DEFAULT_URL }))
+
+module.exports = { cacheManager, createCacheManager, CacheManager, TenantCache, codes }

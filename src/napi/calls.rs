@@ -1,0 +1,272 @@
+//! The call protocol across the boundary, one shape for every data call:
+//! - `submit(call, key, tenant?, json?, ttlSeconds?)`, a plain N-API function bound to one
+//!   cache (no `this` to check, nothing allocated per call), hands the call to
+//!   [`Cache::submit`]. It returns the call's answer when the cache answered on the spot, or
+//!   `undefined` when the call is queued for the tick's batch to Redis.
+//! - `flush(chunkSize)` takes the queued calls and returns, per chunk, the promise of its
+//!   answers and the positions of its calls among those queued (`null`: all, in order).
+//! - An answer is the value (JSON text or `null` of a get, `null` of a set, a boolean, a
+//!   number, an array of keys) or an `Error` with `code` ([`super::error::value`]); a Rust
+//!   panic becomes such an `Error` too.
+
+use std::ffi::c_void;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::ptr;
+use std::sync::Arc;
+
+use napi::bindgen_prelude::*;
+use napi::sys;
+use napi_derive::napi;
+
+use super::error::{self, check};
+use super::text::{self, spent, Text};
+use crate::cache::{Action, Answer, Cache, Chunk, Request, Submitted, Text as Value};
+use crate::keys::{EntryType, Scope};
+
+/// What a data call does, and to which type of entry.
+#[napi]
+#[derive(Debug, PartialEq, Eq)]
+pub enum Call {
+  /// `getSession(key)`.
+  GetSession,
+  /// `getCachedQuery(key)`.
+  GetQuery,
+  /// `setSession(key, json, ttl?)`.
+  SetSession,
+  /// `cacheQueryResult(key, json, ttl?)`.
+  SetQuery,
+  /// `deleteSession(key)`.
+  DeleteSession,
+  /// `deleteCachedQuery(key)`.
+  DeleteQuery,
+  /// `invalidateCache(prefix)`.
+  InvalidateQueries,
+  /// `invalidateAll()`.
+  InvalidateAllQueries,
+  /// `deleteAllSessions()`.
+  DeleteAllSessions,
+  /// `listSessionIds()`.
+  ListSessions,
+}
+
+impl Call {
+  fn parts(self) -> (Action, EntryType) {
+    use EntryType::{Query, Session};
+    match self {
+      Call::GetSession => (Action::Get, Session),
+      Call::GetQuery => (Action::Get, Query),
+      Call::SetSession => (Action::Set, Session),
+      Call::SetQuery => (Action::Set, Query),
+      Call::DeleteSession => (Action::Delete, Session),
+      Call::DeleteQuery => (Action::Delete, Query),
+      Call::InvalidateQueries => (Action::Invalidate, Query),
+      Call::InvalidateAllQueries => (Action::InvalidateAll, Query),
+      Call::DeleteAllSessions => (Action::InvalidateAll, Session),
+      Call::ListSessions => (Action::ListKeys, Session),
+    }
+  }
+}
+
+/// A value handed back to napi-rs as is.
+pub struct Raw(pub sys::napi_value);
+
+impl ToNapiValue for Raw {
+  unsafe fn to_napi_value(_env: sys::napi_env, val: Self) -> Result<sys::napi_value> {
+    Ok(val.0)
+  }
+}
+
+/// The answers of a chunk, on their way to JavaScript (an array, in the chunk's order).
+pub struct Answers(pub Vec<crate::error::Result<Answer>>);
+
+impl ToNapiValue for Answers {
+  unsafe fn to_napi_value(env: sys::napi_env, val: Self) -> Result<sys::napi_value> {
+    let mut array = ptr::null_mut();
+    check(
+      unsafe { sys::napi_create_array_with_length(env, val.0.len(), &mut array) },
+      "create the array of answers",
+    )?;
+    let mut read = Vec::new();
+    for (i, answer) in val.0.into_iter().enumerate() {
+      let value = unsafe { answer_value(env, &answer) }?;
+      check(
+        unsafe { sys::napi_set_element(env, array, i as u32, value) },
+        "fill the array of answers",
+      )?;
+      // texts read from Redis were allocated by a worker: a worker frees them (`spent`)
+      if let Ok(Answer::Value(Some(Value::Owned(text)))) = answer {
+        if text.capacity() <= spent::LARGEST {
+          read.push(text);
+        }
+      }
+    }
+    spent::keep(read);
+    Ok(array)
+  }
+}
+
+/// One answer as a JavaScript value.
+///
+/// # Safety
+/// `env` must be the current call's environment (on the JS thread).
+unsafe fn answer_value(env: sys::napi_env, answer: &crate::error::Result<Answer>) -> Result<sys::napi_value> {
+  unsafe {
+    match answer {
+      Ok(Answer::Value(Some(t))) => text::new_string(env, t, t.is_ascii()),
+      Ok(Answer::Value(None) | Answer::Done) => Null::to_napi_value(env, Null),
+      Ok(Answer::Existed(b)) => bool::to_napi_value(env, *b),
+      Ok(Answer::Count(n)) => f64::to_napi_value(env, *n as f64),
+      Ok(Answer::Keys(keys)) => Vec::<String>::to_napi_value(env, keys.clone()),
+      Err(e) => error::value(env, e),
+    }
+  }
+}
+
+/// Runs `body`; an error or a panic becomes an `Error` value (returned, not thrown).
+unsafe fn guarded(env: sys::napi_env, body: impl FnOnce() -> Result<sys::napi_value>) -> sys::napi_value {
+  let failure = match catch_unwind(AssertUnwindSafe(body)) {
+    Ok(Ok(value)) => return value,
+    Ok(Err(e)) => e,
+    Err(panic) => napi::bindgen_prelude::panic_to_error(panic),
+  };
+  unsafe { error::coded(env, failure.status.as_ref(), &failure.reason) }.unwrap_or(ptr::null_mut())
+}
+
+unsafe fn is_missing(env: sys::napi_env, value: sys::napi_value) -> Result<bool> {
+  let mut kind = 0;
+  check(
+    unsafe { sys::napi_typeof(env, value, &mut kind) },
+    "read an argument's type",
+  )?;
+  Ok(kind == sys::ValueType::napi_undefined || kind == sys::ValueType::napi_null)
+}
+
+/// `submit(call, key, tenant?, json?, ttlSeconds?)`: see the module documentation.
+unsafe extern "C" fn submit(env: sys::napi_env, info: sys::napi_callback_info) -> sys::napi_value {
+  unsafe {
+    guarded(env, || {
+      let mut argc = 5;
+      let mut argv = [ptr::null_mut(); 5];
+      let mut data = ptr::null_mut();
+      check(
+        sys::napi_get_cb_info(env, info, &mut argc, argv.as_mut_ptr(), ptr::null_mut(), &mut data),
+        "read the arguments",
+      )?;
+      // SAFETY: `data` is the `Arc<Cache>` the function was made with; its finalizer releases
+      // it only once the function is collected, so not during a call of it.
+      let cache = &*(data as *const Cache);
+      let present = |i: usize| -> Result<bool> { Ok(i < argc && !is_missing(env, argv[i])?) };
+      let (action, entry) = Call::from_napi_value(env, argv[0])?.parts();
+      let key = match action {
+        Action::InvalidateAll | Action::ListKeys => None,
+        _ => Some(Text::read(env, argv[1])?),
+      };
+      let tenant = if present(2)? {
+        Some(Text::read(env, argv[2])?)
+      } else {
+        None
+      };
+      let json = if action == Action::Set && present(3)? {
+        Some(Text::read(env, argv[3])?)
+      } else {
+        None
+      };
+      let ttl_secs = if action == Action::Set && present(4)? {
+        Some(f64::from_napi_value(env, argv[4])?)
+      } else {
+        None
+      };
+      let request = Request {
+        action,
+        entry,
+        scope: match &tenant {
+          Some(t) => Scope::Tenant(t),
+          None => Scope::Global,
+        },
+        key: key.as_deref().unwrap_or(""),
+        value: json.as_deref(),
+        ttl_secs,
+      };
+      // in the runtime: a call served during an outage may start the recovery task
+      match within_runtime_if_available(|| cache.submit(request)) {
+        Submitted::Queued => <()>::to_napi_value(env, ()),
+        Submitted::Answered(answer) => answer_value(env, &answer),
+      }
+    })
+  }
+}
+
+unsafe extern "C" fn release(_env: sys::napi_env, data: *mut c_void, _hint: *mut c_void) {
+  // SAFETY: the pointer `function` made with `Arc::into_raw`, released once
+  drop(unsafe { Arc::from_raw(data as *const Cache) });
+}
+
+/// A plain N-API function.
+pub type Callback = unsafe extern "C" fn(sys::napi_env, sys::napi_callback_info) -> sys::napi_value;
+
+/// A JS function named `name` running `cb` with `cache` as its data.
+pub fn function(env: &Env, name: &str, cb: Callback, cache: &Arc<Cache>) -> Result<Raw> {
+  let env = env.raw();
+  let data = Arc::into_raw(cache.clone()) as *mut c_void;
+  let mut f = ptr::null_mut();
+  let made = check(
+    unsafe { sys::napi_create_function(env, name.as_ptr().cast(), name.len() as isize, Some(cb), data, &mut f) },
+    "create a function",
+  )
+  .and_then(|()| {
+    check(
+      unsafe { sys::napi_add_finalizer(env, f, data, Some(release), ptr::null_mut(), ptr::null_mut()) },
+      "add a finalizer",
+    )
+  });
+  if made.is_err() {
+    unsafe { release(env, data, ptr::null_mut()) };
+  }
+  made.map(|()| Raw(f))
+}
+
+/// The `submit` function of `cache`.
+pub fn submit_function(env: &Env, cache: &Arc<Cache>) -> Result<Raw> {
+  function(env, "submit", submit, cache)
+}
+
+/// Takes the queued calls in chunks of about `size` and starts each on the runtime: the JS
+/// array `[answers promise, positions or null, ...]`, two elements per chunk.
+pub fn flush(env: &Env, cache: &Arc<Cache>, size: u32) -> Result<Raw> {
+  let chunks = cache.take_queued(size as usize);
+  let raw_env = env.raw();
+  let mut array = ptr::null_mut();
+  check(
+    unsafe { sys::napi_create_array_with_length(raw_env, chunks.len() * 2, &mut array) },
+    "create the array of chunks",
+  )?;
+  for (i, Chunk { ops, positions }) in chunks.into_iter().enumerate() {
+    let cache = cache.clone();
+    let promise = env.spawn_future(async move {
+      spent::free();
+      // boxed: the state of a run is allocated by the worker that polls it, not in the task
+      // napi-rs allocates on the JS thread
+      Ok(Answers(Box::pin(cache.run(ops)).await))
+    })?;
+    let positions = match positions {
+      Some(p) => unsafe { Uint32Array::to_napi_value(raw_env, Uint32Array::new(p)) }?,
+      None => unsafe { Null::to_napi_value(raw_env, Null) }?,
+    };
+    for (j, value) in [promise.raw(), positions].into_iter().enumerate() {
+      check(
+        unsafe { sys::napi_set_element(raw_env, array, (2 * i + j) as u32, value) },
+        "fill the array of chunks",
+      )?;
+    }
+  }
+  Ok(Raw(array))
+}
+
+/// Test hook: a function made like `submit` whose body panics.
+#[cfg(feature = "test-hooks")]
+pub fn panicking_function(env: &Env, cache: &Arc<Cache>) -> Result<Raw> {
+  unsafe extern "C" fn panics(env: sys::napi_env, _info: sys::napi_callback_info) -> sys::napi_value {
+    unsafe { guarded(env, || panic!("ferrocache test panic (submit)")) }
+  }
+  function(env, "panic", panics, cache)
+}
