@@ -77,13 +77,14 @@ class Calls {
   run(call, key, tenant, json, ttlSeconds, result) {
     let answer
     try {
-      answer = this.#submit(call, key, tenant, json, ttlSeconds)
+      // only the arguments there are: the addon reads each one it is given
+      if (json !== undefined) answer = this.#submit(call, key, tenant, json, ttlSeconds)
+      else if (tenant !== undefined) answer = this.#submit(call, key, tenant)
+      else answer = this.#submit(call, key)
     } catch (err) {
       return Promise.reject(this.#error(err))
     }
-    if (answer !== undefined && this.#immediate) {
-      return new Promise((resolve, reject) => this.#settle(resolve, reject, result, answer))
-    }
+    if (answer !== undefined && this.#immediate) return this.#now(result, answer)
     if (!this.#scheduled) {
       this.#scheduled = true
       setImmediate(this.#flush)
@@ -94,6 +95,19 @@ class Calls {
     }
     const waiting = this.#waiting
     return new Promise((resolve, reject) => waiting.push(resolve, reject, result))
+  }
+
+  // The result of an answer given on the spot, as a settled promise.
+  #now(result, answer) {
+    if (isError(answer)) return Promise.reject(this.#error(answer))
+    if (result === Result.VALUE) {
+      try {
+        return Promise.resolve(this.#decode(answer))
+      } catch (err) {
+        return Promise.reject(err)
+      }
+    }
+    return Promise.resolve(result === Result.NONE ? undefined : answer)
   }
 
   #settle(resolve, reject, result, answer) {

@@ -357,11 +357,10 @@ impl Cache {
       (Work::Get, Some(_)) => Answer::Value(self.read_outage(&op.full)),
       (Work::Set { value, ttl_ms }, _) => {
         let expires_at = Instant::now() + Duration::from_millis(*ttl_ms);
-        let value: Arc<str> = value.as_str().into();
         self.memory.set_until(tenant, &op.full, value.clone(), expires_at)?;
         if let Some(f) = failover {
           let namespace = self.layout.namespace(op.scope(), op.entry);
-          f.record_set(&op.full, value, expires_at, &namespace, uncertain);
+          f.record_set(&op.full, value.clone(), expires_at, &namespace, uncertain);
         }
         Answer::Done
       }
@@ -459,7 +458,7 @@ impl Cache {
         self.check_value(value)?;
         (
           Work::Set {
-            value: value.to_string(),
+            value: value.into(),
             ttl_ms,
           },
           key,

@@ -92,7 +92,7 @@ impl<'a> Request<'a> {
 pub(crate) enum Work {
   Get,
   Set {
-    value: String,
+    value: Arc<str>,
     ttl_ms: u64,
   },
   Delete,

@@ -188,7 +188,11 @@ unsafe extern "C" fn submit(env: sys::napi_env, info: sys::napi_callback_info) -
         ttl_secs,
       };
       // in the runtime: a call served during an outage may start the recovery task
-      match within_runtime_if_available(|| cache.submit(request)) {
+      let submitted = match cache.is_memory_only() {
+        true => cache.submit(request),
+        false => within_runtime_if_available(|| cache.submit(request)),
+      };
+      match submitted {
         Submitted::Queued => <()>::to_napi_value(env, ()),
         Submitted::Answered(answer) => answer_value(env, &answer),
       }
