@@ -151,9 +151,22 @@ describe('ACL user (default off, user app with +@all, user limited with +ping on
 
   beforeAll(async () => {
     server = await startRedis([
-      '--user', 'default', 'off',
-      '--user', 'app', 'on', `>${SECRET}`, '~*', '&*', '+@all',
-      '--user', 'limited', 'on', `>${LIMITED_PW}`, '~*', '+ping',
+      '--user',
+      'default',
+      'off',
+      '--user',
+      'app',
+      'on',
+      `>${SECRET}`,
+      '~*',
+      '&*',
+      '+@all',
+      '--user',
+      'limited',
+      'on',
+      `>${LIMITED_PW}`,
+      '~*',
+      '+ping',
     ])
     raw = new Redis({
       host: '127.0.0.1',

@@ -7,7 +7,13 @@ import { modes, useManagers, expectReject } from './helpers/modes'
 
 type Scope = Pick<
   CacheManager,
-  'setSession' | 'getSession' | 'deleteSession' | 'cacheQueryResult' | 'getCachedQuery' | 'invalidateCache' | 'invalidateAll'
+  | 'setSession'
+  | 'getSession'
+  | 'deleteSession'
+  | 'cacheQueryResult'
+  | 'getCachedQuery'
+  | 'invalidateCache'
+  | 'invalidateAll'
 >
 type Cls = TypeErrorConstructor | RangeErrorConstructor
 const A = (v: unknown) => v as any // eslint-disable-line @typescript-eslint/no-explicit-any
@@ -81,16 +87,38 @@ const badValues: Array<[string, () => unknown, Cls, string]> = [
   ['an array holding a BigInt', () => [BigInt(3)], TypeError, codes.SERIALIZE],
   ['a function', () => () => 1, TypeError, codes.SERIALIZE],
   ['a symbol', () => Symbol('v'), TypeError, codes.SERIALIZE],
-  ['an object whose toJSON throws', () => ({ toJSON() { throw new Error('boom') } }), TypeError, codes.SERIALIZE],
+  [
+    'an object whose toJSON throws',
+    () => ({
+      toJSON() {
+        throw new Error('boom')
+      },
+    }),
+    TypeError,
+    codes.SERIALIZE,
+  ],
   ['a string of 4 MiB (JSON 4 MiB + 2 bytes)', () => 'x'.repeat(FOUR_MIB), RangeError, codes.TOO_LARGE],
-  ['2 Mi two-byte chars (4 MiB + 2 bytes of UTF-8 JSON, 2 Mi UTF-16 units)', () => 'é'.repeat(FOUR_MIB / 2), RangeError, codes.TOO_LARGE],
-  ['an array of five 1 MiB strings', () => Array.from({ length: 5 }, () => 'y'.repeat(1024 * 1024)), RangeError, codes.TOO_LARGE],
+  [
+    '2 Mi two-byte chars (4 MiB + 2 bytes of UTF-8 JSON, 2 Mi UTF-16 units)',
+    () => 'é'.repeat(FOUR_MIB / 2),
+    RangeError,
+    codes.TOO_LARGE,
+  ],
+  [
+    'an array of five 1 MiB strings',
+    () => Array.from({ length: 5 }, () => 'y'.repeat(1024 * 1024)),
+    RangeError,
+    codes.TOO_LARGE,
+  ],
 ]
 
 describe.each(modes())('bad input ($name mode)', (mode) => {
   const make = useManagers(mode)
 
-  describe.each([['the manager', false], ['a tenant', true]] as Array<[string, boolean]>)('on %s', (_label, useTenant) => {
+  describe.each([
+    ['the manager', false],
+    ['a tenant', true],
+  ] as Array<[string, boolean]>)('on %s', (_label, useTenant) => {
     interface Fixture {
       m: CacheManager
       s: Scope

@@ -105,7 +105,12 @@ describe('batched calls (redis mode)', () => {
     try {
       await raw.client.rpush(`${keyPrefix}s:list`, 'x') // a foreign key of the wrong type
       await m.setSession('ok', 1)
-      const results = await Promise.allSettled([m.getSession('ok'), m.getSession('list'), m.setSession('ok2', 2), m.getSession('nope')])
+      const results = await Promise.allSettled([
+        m.getSession('ok'),
+        m.getSession('list'),
+        m.setSession('ok2', 2),
+        m.getSession('nope'),
+      ])
       expect(results.map((r) => r.status)).toEqual(['fulfilled', 'rejected', 'fulfilled', 'fulfilled'])
       expect((results[1] as PromiseRejectedResult).reason.code).toBe('ERR_REDIS')
       expect((results[0] as PromiseFulfilledResult<unknown>).value).toBe(1)
@@ -171,7 +176,8 @@ describe('batched calls (redis mode)', () => {
     await expect(m.listSessionIds()).resolves.toEqual(['during']) // documented: only what the outage wrote
     m.endSimulatedOutage()
     const deadline = Date.now() + 5000
-    while ((m.metrics().mode !== 'redis' || m.metrics().journalDepth > 0) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20))
+    while ((m.metrics().mode !== 'redis' || m.metrics().journalDepth > 0) && Date.now() < deadline)
+      await new Promise((r) => setTimeout(r, 20))
     await expect(m.listSessionIds()).resolves.toEqual(['during', 'pre'])
   })
 })

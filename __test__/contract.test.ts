@@ -191,7 +191,12 @@ describe.each(modes())('contract ($name mode)', (mode) => {
     it('setSession(sessionId, sessionData, 3600) and getSession', async () => {
       const m = make()
       const sessionId = 'sess_9f8e7d6c'
-      const sessionData = { userId: 42, tenantId: 'acme', roles: ['viewer', 'editor'], lastSeen: '2024-05-01T10:00:00.000Z' }
+      const sessionData = {
+        userId: 42,
+        tenantId: 'acme',
+        roles: ['viewer', 'editor'],
+        lastSeen: '2024-05-01T10:00:00.000Z',
+      }
       await m.setSession(sessionId, sessionData, 3600)
       await expect(m.getSession(sessionId)).resolves.toEqual(sessionData)
     })
@@ -222,13 +227,42 @@ describe.each(modes())('contract ($name mode)', (mode) => {
 
   describe('literal prefixes (glob characters and unicode)', () => {
     const keys = [
-      'a', 'a*', 'a*b', 'a**', 'ab', 'aXb', 'b*',
-      '[ab]', '[ab]x', 'a]', 'b', '[', ']x',
-      '\\', '\\\\', '\\x', 'x\\',
-      '?', '?x', 'x', 'xy',
-      'é', 'é*', 'éa', 'e', '日本', '日本語', '日', '😀', '😀x',
-      'nul\u0000a', 'nul\u0000b', 'nul', 'nula',
-      'crlf\r\nSET x y\r\n', 'sp ace',
+      'a',
+      'a*',
+      'a*b',
+      'a**',
+      'ab',
+      'aXb',
+      'b*',
+      '[ab]',
+      '[ab]x',
+      'a]',
+      'b',
+      '[',
+      ']x',
+      '\\',
+      '\\\\',
+      '\\x',
+      'x\\',
+      '?',
+      '?x',
+      'x',
+      'xy',
+      'é',
+      'é*',
+      'éa',
+      'e',
+      '日本',
+      '日本語',
+      '日',
+      '😀',
+      '😀x',
+      'nul\u0000a',
+      'nul\u0000b',
+      'nul',
+      'nula',
+      'crlf\r\nSET x y\r\n',
+      'sp ace',
     ]
 
     async function seeded(): Promise<CacheManager> {
@@ -383,7 +417,10 @@ describe.each(modes())('contract ($name mode)', (mode) => {
     const withProto = JSON.parse('{"__proto__": {"polluted": true}, "a": 1}')
     const sparse: unknown[] = [1, , 3] // eslint-disable-line no-sparse-arrays
     class Point {
-      constructor(public x: number, public y: number) {}
+      constructor(
+        public x: number,
+        public y: number,
+      ) {}
       norm() {
         return Math.hypot(this.x, this.y)
       }
@@ -415,25 +452,42 @@ describe.each(modes())('contract ($name mode)', (mode) => {
       ['an own __proto__ key', withProto],
       ['an object with toJSON', { toJSON: () => ({ replaced: true }) }],
       ['a 1 MiB string', 'x'.repeat(1024 * 1024)],
-      ['500 levels of nesting', (() => { let v: unknown = 'leaf'; for (let i = 0; i < 500; i++) v = i % 2 ? { n: v } : [v]; return v })()],
-      ['2000 levels of nesting', (() => { let v: unknown = 0; for (let i = 0; i < 2000; i++) v = { d: v }; return v })()],
+      [
+        '500 levels of nesting',
+        (() => {
+          let v: unknown = 'leaf'
+          for (let i = 0; i < 500; i++) v = i % 2 ? { n: v } : [v]
+          return v
+        })(),
+      ],
+      [
+        '2000 levels of nesting',
+        (() => {
+          let v: unknown = 0
+          for (let i = 0; i < 2000; i++) v = { d: v }
+          return v
+        })(),
+      ],
     ]
 
-    it.each(values)('%s round-trips as JSON.parse(JSON.stringify(v)) through sessions and queries', async (_name, v) => {
-      const m = make()
-      const expected = JSON.parse(JSON.stringify(v))
-      await m.setSession('rt', v)
-      await m.cacheQueryResult('rt', v)
-      const s = await m.getSession('rt')
-      const q = await m.getCachedQuery('rt')
-      expect(s).toEqual(expected)
-      expect(q).toEqual(expected)
-      expect(JSON.stringify(s)).toBe(JSON.stringify(v))
-      expect(JSON.stringify(q)).toBe(JSON.stringify(v))
-      if (expected !== null && typeof expected === 'object') {
-        expect(Object.keys(s as object)).toEqual(Object.keys(expected))
-      }
-    })
+    it.each(values)(
+      '%s round-trips as JSON.parse(JSON.stringify(v)) through sessions and queries',
+      async (_name, v) => {
+        const m = make()
+        const expected = JSON.parse(JSON.stringify(v))
+        await m.setSession('rt', v)
+        await m.cacheQueryResult('rt', v)
+        const s = await m.getSession('rt')
+        const q = await m.getCachedQuery('rt')
+        expect(s).toEqual(expected)
+        expect(q).toEqual(expected)
+        expect(JSON.stringify(s)).toBe(JSON.stringify(v))
+        expect(JSON.stringify(q)).toBe(JSON.stringify(v))
+        if (expected !== null && typeof expected === 'object') {
+          expect(Object.keys(s as object)).toEqual(Object.keys(expected))
+        }
+      },
+    )
 
     it('a Date comes back as its ISO string, not a Date', async () => {
       const m = make()

@@ -13,7 +13,12 @@ describe('default cacheManager', () => {
 
   async function otherClients(): Promise<number> {
     const list = (await raw.client.client('LIST')) as string
-    return list.trim().split('\n').filter((l) => l.length > 0).length - 1 // minus our raw client
+    return (
+      list
+        .trim()
+        .split('\n')
+        .filter((l) => l.length > 0).length - 1
+    ) // minus our raw client
   }
 
   beforeAll(async () => {

@@ -22,8 +22,10 @@ interface Database {
 // Plain CommonJS JS without type declarations.
 // eslint-disable-next-line @typescript-eslint/no-var-requires
 const example = require('../example/app')
-const createApp: (manager: CacheManager, options?: { db?: Database; logger?: { error: (...a: unknown[]) => void } }) => any =
-  example.createApp
+const createApp: (
+  manager: CacheManager,
+  options?: { db?: Database; logger?: { error: (...a: unknown[]) => void } },
+) => any = example.createApp
 const FakeDatabase: new (options?: { delayMs?: number }) => Database = example.FakeDatabase
 
 const ROOT = path.join(__dirname, '..')
@@ -69,8 +71,11 @@ const items = (orders: Order[]) => orders.map((o) => o.item)
 
 // Plain JS without type declarations: a real Prometheus text-format parser.
 // eslint-disable-next-line @typescript-eslint/no-var-requires
-const parsePrometheusTextFormat: (text: string) => { name: string; type: string; metrics: { value?: string; labels?: Record<string, string> }[] }[] =
-  require('parse-prometheus-text-format')
+const parsePrometheusTextFormat: (text: string) => {
+  name: string
+  type: string
+  metrics: { value?: string; labels?: Record<string, string> }[]
+}[] = require('parse-prometheus-text-format')
 
 /** The value of `name{labels}` in a Prometheus text exposition (exactly one sample must match). */
 function promSample(text: string, name: string, labels: Record<string, string> = {}): number {
@@ -90,7 +95,10 @@ const PROMETHEUS_TYPE = 'text/plain; version=0.0.4; charset=utf-8'
  * The system endpoints after a known sequence of requests: login (1 session set),
  * /me (1 session hit), /api/orders twice (2 session hits; 1 query miss + 1 set, then 1 hit).
  */
-async function checkSystemEndpoints(app: App, expected: { status: 'healthy' | 'degraded'; mode: 'redis' | 'memory' }): Promise<void> {
+async function checkSystemEndpoints(
+  app: App,
+  expected: { status: 'healthy' | 'degraded'; mode: 'redis' | 'memory' },
+): Promise<void> {
   const before = (await request(app).get(METRICS).expect(200)).body
   const { agent } = await login(app, 'wile', 'acme')
   await agent.get('/me').expect(200)
@@ -101,13 +109,25 @@ async function checkSystemEndpoints(app: App, expected: { status: 'healthy' | 'd
   expect(health.headers['content-type']).toBe('application/json; charset=utf-8')
   expect(health.headers['cache-control']).toBe('no-store')
   expect(health.body).toMatchObject({ status: expected.status, mode: expected.mode })
-  expect(health.body.fallback).toEqual({ entries: expect.any(Number), bytes: expect.any(Number), maxBytes: expect.any(Number) })
+  expect(health.body.fallback).toEqual({
+    entries: expect.any(Number),
+    bytes: expect.any(Number),
+    maxBytes: expect.any(Number),
+  })
 
   const json = await request(app).get(METRICS).set('Accept', 'application/json').expect(200)
   expect(json.headers['content-type']).toBe('application/json; charset=utf-8')
   const delta = (type: 'session' | 'query', field: string) => json.body.byType[type][field] - before.byType[type][field]
-  expect({ sets: delta('session', 'sets'), hits: delta('session', 'hits'), misses: delta('session', 'misses') }).toEqual({ sets: 1, hits: 3, misses: 0 })
-  expect({ sets: delta('query', 'sets'), hits: delta('query', 'hits'), misses: delta('query', 'misses') }).toEqual({ sets: 1, hits: 1, misses: 1 })
+  expect({
+    sets: delta('session', 'sets'),
+    hits: delta('session', 'hits'),
+    misses: delta('session', 'misses'),
+  }).toEqual({ sets: 1, hits: 3, misses: 0 })
+  expect({ sets: delta('query', 'sets'), hits: delta('query', 'hits'), misses: delta('query', 'misses') }).toEqual({
+    sets: 1,
+    hits: 1,
+    misses: 1,
+  })
   expect(json.body.mode).toBe(expected.mode)
 
   const text = await request(app).get(METRICS).set('Accept', 'text/plain').expect(200)
@@ -133,7 +153,10 @@ async function runFlow(app: App, inspect?: Inspect): Promise<void> {
   expect(a.sessionId).not.toBe(b.sessionId)
 
   const meA = await a.agent.get('/me').expect(200)
-  expect(meA.body).toEqual({ sessionId: a.sessionId, session: { user: 'wile', tenant: 'acme', loginAt: expect.any(String) } })
+  expect(meA.body).toEqual({
+    sessionId: a.sessionId,
+    session: { user: 'wile', tenant: 'acme', loginAt: expect.any(String) },
+  })
   const meB = await b.agent.get('/me').expect(200)
   expect(meB.body.session).toMatchObject({ user: 'hank', tenant: 'globex' })
   await inspect?.('loggedIn', { sessionId: a.sessionId, session: meA.body.session })
@@ -224,7 +247,11 @@ describe('example app, memory://', () => {
 
   test('bad input: invalid JSON is 400, missing fields are 400', async () => {
     const app = createApp(manager({ url: 'memory://' }), { logger: quietLogger() })
-    const bad = await request(app).post('/login').set('Content-Type', 'application/json').send('{"user": "wile",').expect(400)
+    const bad = await request(app)
+      .post('/login')
+      .set('Content-Type', 'application/json')
+      .send('{"user": "wile",')
+      .expect(400)
     expect(bad.body).toEqual({ error: expect.any(String), code: 'ERR_BAD_JSON' })
     await request(app).post('/login').send({ user: 'wile' }).expect(400)
     await request(app).post('/login').send({ tenant: 'acme' }).expect(400)
@@ -296,7 +323,10 @@ describe('example app, memory://', () => {
         return rows
       }
     }
-    const app = createApp(manager({ url: 'memory://' }), { db: new RacyDatabase({ delayMs: 1 }), logger: quietLogger() })
+    const app = createApp(manager({ url: 'memory://' }), {
+      db: new RacyDatabase({ delayMs: 1 }),
+      logger: quietLogger(),
+    })
     const { agent } = await login(app, 'wile', 'acme')
     racingWrite = async () => {
       const res = await agent.post('/api/orders').send({ item: 'bird seed' }).expect(201)
@@ -379,7 +409,10 @@ describe('example app, private redis-server', () => {
   test('two app instances over one Redis share sessions and cached queries', async () => {
     const app1 = createApp(manager({ url: redis.url, keyPrefix, commandTimeoutMs: 1000 }), { logger: quietLogger() })
     const db2 = new FakeDatabase({ delayMs: 1 })
-    const app2 = createApp(manager({ url: redis.url, keyPrefix, commandTimeoutMs: 1000 }), { db: db2, logger: quietLogger() })
+    const app2 = createApp(manager({ url: redis.url, keyPrefix, commandTimeoutMs: 1000 }), {
+      db: db2,
+      logger: quietLogger(),
+    })
     const { agent, sessionId } = await login(app1, 'road', 'initech')
     const cookie = `sid=${sessionId}`
     const me = await request(app2).get('/me').set('Cookie', cookie).expect(200)
@@ -443,7 +476,10 @@ describe('example/server.js', () => {
     )
 
     const baseUrl = await new Promise<string>((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`server.js did not log its URL in 10 s:\n${stdout}\n${stderr}`)), 10_000)
+      const timer = setTimeout(
+        () => reject(new Error(`server.js did not log its URL in 10 s:\n${stdout}\n${stderr}`)),
+        10_000,
+      )
       proc.stdout!.on('data', (d) => {
         stdout += d.toString()
         const m = /http:\/\/127\.0\.0\.1:(\d+)/.exec(stdout)

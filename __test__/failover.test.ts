@@ -236,7 +236,12 @@ function latencyStats(records: CallRecord[]) {
 
 function summarize(label: string, obj: Record<string, unknown>) {
   // eslint-disable-next-line no-console
-  console.log(`[failover] ${label}\n` + Object.entries(obj).map(([k, v]) => `  ${k}: ${typeof v === 'number' ? +v.toFixed(2) : JSON.stringify(v)}`).join('\n'))
+  console.log(
+    `[failover] ${label}\n` +
+      Object.entries(obj)
+        .map(([k, v]) => `  ${k}: ${typeof v === 'number' ? +v.toFixed(2) : JSON.stringify(v)}`)
+        .join('\n'),
+  )
 }
 
 // ---------------------------------------------------------------------------
@@ -258,7 +263,11 @@ describe('1. SIGKILL under 200 concurrent workers, restart on the same port', ()
     let stop = false
     const samples: Sample[] = []
     const poller = pollHealth(w.m, () => stop, samples)
-    const traffic = runWorkers(200, () => stop, (wk) => model.step(wk))
+    const traffic = runWorkers(
+      200,
+      () => stop,
+      (wk) => model.step(wk),
+    )
 
     await sleep(2000)
     killAt = now()
@@ -423,7 +432,9 @@ describe('2. SIGSTOP under 50 workers', () => {
 
     const rejected = rejections(records)
     expect(rejected.slice(0, 5)).toEqual([])
-    const slow = records.filter((r) => r.end - r.start > TIMEOUT + MARGIN).map((r) => `${r.op} ${ms(r.end - r.start)} at +${ms(r.start - stopAt)}`)
+    const slow = records
+      .filter((r) => r.end - r.start > TIMEOUT + MARGIN)
+      .map((r) => `${r.op} ${ms(r.end - r.start)} at +${ms(r.start - stopAt)}`)
     expect(slow.slice(0, 10)).toEqual([])
 
     expect(w.fallback.map((e) => e.info.kind)).toEqual(['timeout'])
@@ -653,7 +664,11 @@ describe('6. wrong password', () => {
   })
 
   it('error event kind misconfiguration without the password; calls served from memory; health degraded with a password-free lastError', async () => {
-    const w = watched({ url: `redis://:wrong@127.0.0.1:${server.port}`, keyPrefix: uniquePrefix('badpw'), commandTimeoutMs: TIMEOUT })
+    const w = watched({
+      url: `redis://:wrong@127.0.0.1:${server.port}`,
+      keyPrefix: uniquePrefix('badpw'),
+      commandTimeoutMs: TIMEOUT,
+    })
     await expect(w.m.setSession('s', { a: 1 })).resolves.toBeUndefined()
     await expect(w.m.getSession('s')).resolves.toEqual({ a: 1 })
     await expect(w.m.cacheQueryResult('q', 1)).resolves.toBeUndefined()
@@ -696,7 +711,12 @@ describe('7. fallback disabled', () => {
   it('with Redis killed calls reject with ERR_REDIS_UNAVAILABLE (fast once the breaker is open); after a restart they work again', async () => {
     const server = await startRedisFree()
     const port = server.port
-    const w = watched({ url: server.url, keyPrefix: uniquePrefix('nofb'), commandTimeoutMs: TIMEOUT, fallback: { enabled: false } })
+    const w = watched({
+      url: server.url,
+      keyPrefix: uniquePrefix('nofb'),
+      commandTimeoutMs: TIMEOUT,
+      fallback: { enabled: false },
+    })
     await w.m.setSession('s', 1)
     expect(await w.m.getSession('s')).toBe(1)
 
@@ -846,7 +866,12 @@ describe('9. health() while Redis hangs', () => {
   it(`resolves within commandTimeoutMs + ${MARGIN} ms: degraded with fallback, unhealthy without; unhealthy after close()`, async () => {
     const server = await startRedisFree()
     const on = plain({ url: server.url, keyPrefix: uniquePrefix('h9on'), commandTimeoutMs: TIMEOUT })
-    const off = plain({ url: server.url, keyPrefix: uniquePrefix('h9off'), commandTimeoutMs: TIMEOUT, fallback: { enabled: false } })
+    const off = plain({
+      url: server.url,
+      keyPrefix: uniquePrefix('h9off'),
+      commandTimeoutMs: TIMEOUT,
+      fallback: { enabled: false },
+    })
     await on.setSession('s', 1)
     await off.setSession('s', 1)
     expect((await on.health()).status).toBe('healthy')
@@ -885,7 +910,12 @@ describe('9. health() while Redis hangs', () => {
 
 describe('10. process exit with the probe task running', () => {
   /** Runs `node -e script` (cwd = package root); onLine sees stdout lines; SIGKILLs it after deadlineMs. */
-  function runChild(script: string, env: Record<string, string>, onLine: (line: string) => void, deadlineMs: number): Promise<Run> {
+  function runChild(
+    script: string,
+    env: Record<string, string>,
+    onLine: (line: string) => void,
+    deadlineMs: number,
+  ): Promise<Run> {
     return runNode(script, { env, onLine, deadlineMs })
   }
 
@@ -897,7 +927,11 @@ describe('10. process exit with the probe task running', () => {
 
   function expectExitedByItself(r: Run) {
     const diag = `code=${r.code} signal=${r.signal} timedOut=${r.timedOut} exitAfterDone=${r.exitAfterDoneMs}\nstdout: ${r.stdout}\nstderr: ${r.stderr}`
-    expect({ timedOut: r.timedOut, code: r.code, diag: r.timedOut || r.code !== 0 ? diag : '' }).toEqual({ timedOut: false, code: 0, diag: '' })
+    expect({ timedOut: r.timedOut, code: r.code, diag: r.timedOut || r.code !== 0 ? diag : '' }).toEqual({
+      timedOut: false,
+      code: 0,
+      diag: '',
+    })
     expect(r.exitAfterDoneMs).not.toBeNull()
     expect(r.exitAfterDoneMs!).toBeLessThan(5000)
   }

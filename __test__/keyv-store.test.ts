@@ -115,7 +115,13 @@ describe.each(modes())('ferrocache/keyv ($name)', (mode) => {
     for (const k of ['fo', 'foo', 'foo1', 'foo:', '1:foo']) await store.set(k, k)
     expect(await store.delete('foo')).toBe(true)
     expect(await store.delete('foo')).toBe(false)
-    expect(await store.getMany(['fo', 'foo', 'foo1', 'foo:', '1:foo'])).toEqual(['fo', undefined, 'foo1', 'foo:', '1:foo'])
+    expect(await store.getMany(['fo', 'foo', 'foo1', 'foo:', '1:foo'])).toEqual([
+      'fo',
+      undefined,
+      'foo1',
+      'foo:',
+      '1:foo',
+    ])
   })
 
   it('getMany / setMany / deleteMany / hasMany', async () => {
@@ -137,7 +143,12 @@ describe.each(modes())('ferrocache/keyv ($name)', (mode) => {
     expect(await store.getMany(['a', 'b'])).toEqual([undefined, { n: 2 }])
 
     const keyv = new Keyv({ store: new KeyvFerrocache({ manager: manager() }) })
-    expect(await keyv.setMany([{ key: 'x', value: 1 }, { key: 'y', value: 2, ttl: 1000 }])).toEqual([true, true])
+    expect(
+      await keyv.setMany([
+        { key: 'x', value: 1 },
+        { key: 'y', value: 2, ttl: 1000 },
+      ]),
+    ).toEqual([true, true])
     expect(await keyv.getMany(['x', 'y', 'z'])).toEqual([1, 2, undefined])
     expect(await keyv.deleteMany(['x', 'y'])).toBe(true)
     expect(await keyv.getMany(['x', 'y'])).toEqual([undefined, undefined])
@@ -230,9 +241,33 @@ describe.each(modes())('ferrocache/keyv ($name)', (mode) => {
     }
     await expectReject(() => s.setMany('k'), TypeError, 'ERR_INVALID_ARG')
     await expectReject(() => s.setMany([{ key: 'ok', value: 1 }, 'k']), TypeError, 'ERR_INVALID_ARG')
-    await expectReject(() => s.setMany([{ key: 'ok', value: 1 }, { key: 'bad', value: 1, ttl: -5 }]), RangeError, 'ERR_INVALID_ARG')
-    await expectReject(() => s.setMany([{ key: 'ok', value: 1 }, { key: '', value: 1 }]), TypeError, 'ERR_INVALID_ARG')
-    await expectReject(() => s.setMany([{ key: 'ok', value: 1 }, { key: 'u', value: undefined }]), TypeError, 'ERR_INVALID_ARG')
+    await expectReject(
+      () =>
+        s.setMany([
+          { key: 'ok', value: 1 },
+          { key: 'bad', value: 1, ttl: -5 },
+        ]),
+      RangeError,
+      'ERR_INVALID_ARG',
+    )
+    await expectReject(
+      () =>
+        s.setMany([
+          { key: 'ok', value: 1 },
+          { key: '', value: 1 },
+        ]),
+      TypeError,
+      'ERR_INVALID_ARG',
+    )
+    await expectReject(
+      () =>
+        s.setMany([
+          { key: 'ok', value: 1 },
+          { key: 'u', value: undefined },
+        ]),
+      TypeError,
+      'ERR_INVALID_ARG',
+    )
     expect(await store.get('ok')).toBeUndefined() // a refused setMany wrote nothing
     expect(await store.get('k')).toBeUndefined()
 
@@ -280,7 +315,9 @@ describe.each(modes())('ferrocache/keyv ($name)', (mode) => {
   })
 
   it('disconnect() closes a manager the adapter created, and leaves a given one open', async () => {
-    const own = createKeyvStore(mode.name === 'memory' ? 'memory://' : { cache: { ...mode.options(), keyPrefix: uniquePrefix('own') } })
+    const own = createKeyvStore(
+      mode.name === 'memory' ? 'memory://' : { cache: { ...mode.options(), keyPrefix: uniquePrefix('own') } },
+    )
     await own.set('k', 'v')
     expect(await own.get('k')).toBe('v')
     await own.disconnect()
@@ -373,7 +410,9 @@ describe('ferrocache/keyv over Redis', () => {
     const restarted = await restartOn(proc.port) // empty: no persistence
     await waitFor('recovered', () => w.recovered.length > 0, 10_000)
     const rr = new RawRedis(restarted.port)
-    expect(JSON.parse((await rr.getUtf8(`${prefix}q:${entryKey('keyv:during', 'keyv')}`))!)).toEqual(expect.stringContaining('"x"'))
+    expect(JSON.parse((await rr.getUtf8(`${prefix}q:${entryKey('keyv:during', 'keyv')}`))!)).toEqual(
+      expect.stringContaining('"x"'),
+    )
     expect(await cache.get('during')).toBe('x')
     // no call failed; the manager may report a replay attempt refused while the server restarts
     // (an `error` event of kind 'replay', retried), which the adapter forwards as it is
@@ -453,7 +492,9 @@ describe('ferrocache/keyv over Redis', () => {
     expect(await cache.get('user:1')).toEqual({ name: 'Ada' })
     expect(await secondary.get('user:1')).toEqual({ name: 'Ada' })
 
-    const other = new Cacheable({ secondary: new Keyv({ store: new KeyvFerrocache({ manager: ferro }), namespace: 'cacheable' }) })
+    const other = new Cacheable({
+      secondary: new Keyv({ store: new KeyvFerrocache({ manager: ferro }), namespace: 'cacheable' }),
+    })
     expect(await other.get('user:1')).toEqual({ name: 'Ada' }) // a second process would read it from Redis
     let calls = 0
     const load = async () => ({ calls: ++calls })

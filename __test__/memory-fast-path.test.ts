@@ -84,7 +84,10 @@ describe('memory:// fast path', () => {
 
   it('rejects with the same coded errors, and changes nothing', async () => {
     const m = make({ limits: { maxValueBytes: 1024, maxKeyBytes: 16 } })
-    await expect(m.setSession('big', 'x'.repeat(2000))).rejects.toMatchObject({ name: 'RangeError', code: 'ERR_TOO_LARGE' })
+    await expect(m.setSession('big', 'x'.repeat(2000))).rejects.toMatchObject({
+      name: 'RangeError',
+      code: 'ERR_TOO_LARGE',
+    })
     await expect(m.setSession('k'.repeat(17), 1)).rejects.toMatchObject({ code: 'ERR_TOO_LARGE' })
     await expect(m.getSession('k'.repeat(17))).rejects.toMatchObject({ code: 'ERR_TOO_LARGE' })
     await expect(m.setSession('s', 1, -1)).rejects.toMatchObject({ name: 'RangeError', code: 'ERR_INVALID_ARG' })

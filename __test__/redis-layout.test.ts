@@ -31,7 +31,12 @@ describe('Redis layout and interop', () => {
 
   it('a session is stored under <keyPrefix>s:<id> as UTF-8 JSON text', async () => {
     const { m, prefix } = make()
-    const data = { user: 'zoë', emoji: '😀', nested: { list: [1, 2.5, null, true] }, at: new Date('2024-01-02T03:04:05.006Z') }
+    const data = {
+      user: 'zoë',
+      emoji: '😀',
+      nested: { list: [1, 2.5, null, true] },
+      at: new Date('2024-01-02T03:04:05.006Z'),
+    }
     await m.setSession('sess-1', data)
     const buf = await raw.getBuffer(`${prefix}s:sess-1`)
     expect(buf).not.toBeNull()

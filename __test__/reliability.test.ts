@@ -78,7 +78,10 @@ describe('close() finishes what was called before it', () => {
     const outcomes = await Promise.allSettled(calls)
     await closed
     const rejected = outcomes.filter((o) => o.status === 'rejected')
-    const inRedis = await existing(r, Array.from({ length: WRITES }, (_, i) => `${prefix}s:s${i}`))
+    const inRedis = await existing(
+      r,
+      Array.from({ length: WRITES }, (_, i) => `${prefix}s:s${i}`),
+    )
     console.log(`close() after ${WRITES} writes in the same tick: ${rejected.length} rejected, ${inRedis} in Redis`)
     expect(rejected).toEqual([])
     expect(inRedis).toBe(WRITES)
@@ -156,7 +159,12 @@ describe('close() finishes what was called before it', () => {
     m.endSimulatedOutage()
     await m.close() // before the probe's two healthy answers: close() replays itself
     expect(seen.filter((e) => e.kind === 'journal-dropped')).toEqual([])
-    expect(await existing(r, Array.from({ length: 100 }, (_, i) => `${prefix}s:s${i}`))).toBe(100)
+    expect(
+      await existing(
+        r,
+        Array.from({ length: 100 }, (_, i) => `${prefix}s:s${i}`),
+      ),
+    ).toBe(100)
   })
 
   it('a getOrSet whose loader finishes after close() resolves with the loaded value', async () => {
@@ -186,12 +194,19 @@ describe('close() finishes what was called before it', () => {
       { length: n },
       (_, i) =>
         new Promise<unknown>((resolve) =>
-          store.set(`sid${i}`, { cookie: { maxAge: 60_000 }, user: i } as never, (err?: unknown) => resolve(err ?? null)),
+          store.set(`sid${i}`, { cookie: { maxAge: 60_000 }, user: i } as never, (err?: unknown) =>
+            resolve(err ?? null),
+          ),
         ),
     )
     await m.close()
     expect((await Promise.all(done)).filter((e) => e !== null)).toEqual([])
-    expect(await existing(r, Array.from({ length: n }, (_, i) => `${prefix}s:sid${i}`))).toBe(n)
+    expect(
+      await existing(
+        r,
+        Array.from({ length: n }, (_, i) => `${prefix}s:sid${i}`),
+      ),
+    ).toBe(n)
   })
 
   it("the Keyv adapter's disconnect() closes its own manager the same way", async () => {
@@ -261,7 +276,10 @@ describe('Redis refusing writes is a partial outage', () => {
 
     await r.client.config('SET', 'maxmemory', '0')
     const tookMs = await waitUntil('healthy', async () => (await m.health()).status === 'healthy')
-    const inRedis = await existing(r, Array.from({ length: total }, (_, i) => `${prefix}s:s${i}`))
+    const inRedis = await existing(
+      r,
+      Array.from({ length: total }, (_, i) => `${prefix}s:s${i}`),
+    )
     console.log(`full Redis: healthy ${tookMs} ms after CONFIG SET maxmemory 0; ${inRedis}/${total} sessions in Redis`)
     expect(inRedis).toBe(total)
     const after = await m.health()
@@ -281,7 +299,9 @@ describe('Redis refusing writes is a partial outage', () => {
     await r.client.replicaof('127.0.0.1', master.port)
     await waitUntil('the replica to sync', async () => /master_link_status:up/.test(await r.client.info('replication')))
     const total = 1000
-    const outcomes = await Promise.allSettled(Array.from({ length: total }, (_, i) => m.setSession(`s${i}`, { i }, 600)))
+    const outcomes = await Promise.allSettled(
+      Array.from({ length: total }, (_, i) => m.setSession(`s${i}`, { i }, 600)),
+    )
     const during = await m.health()
     console.log(
       `READONLY: ${outcomes.filter((o) => o.status === 'rejected').length} of ${total} writes rejected, ` +
@@ -294,7 +314,12 @@ describe('Redis refusing writes is a partial outage', () => {
     expect(await m.getSession('s7')).toEqual({ i: 7 })
     await r.client.replicaof('NO', 'ONE')
     await waitUntil('healthy', async () => (await m.health()).status === 'healthy')
-    expect(await existing(r, Array.from({ length: total }, (_, i) => `${prefix}s:s${i}`))).toBe(total)
+    expect(
+      await existing(
+        r,
+        Array.from({ length: total }, (_, i) => `${prefix}s:s${i}`),
+      ),
+    ).toBe(total)
     expect(seen.filter((e) => e.kind === 'write-refused')).toHaveLength(1)
   })
 })
@@ -366,7 +391,11 @@ describe('a small in-process budget', () => {
 
   it('an explicit value limit larger than the budget is refused at construction', () => {
     expect(() =>
-      createCacheManager({ url: 'memory://', fallback: { maxBytes: 1024 * 1024 }, limits: { maxValueBytes: 4 * 1024 * 1024 } }),
+      createCacheManager({
+        url: 'memory://',
+        fallback: { maxBytes: 1024 * 1024 },
+        limits: { maxValueBytes: 4 * 1024 * 1024 },
+      }),
     ).toThrow(expect.objectContaining({ code: codes.INVALID_ARG }))
   })
 })

@@ -92,7 +92,8 @@ const run = (i) => new Promise((resolve, reject) => {
 })().catch((e) => { console.error(e && e.stack || e); process.exit(3) });
 `
     const r = await runNode(script, { env: { FC_URL: server.url }, deadlineMs: 15000 })
-    if (r.code !== 0 || r.timedOut) throw new Error(`child failed (code ${r.code}, timedOut ${r.timedOut})\n${r.stderr}`)
+    if (r.code !== 0 || r.timedOut)
+      throw new Error(`child failed (code ${r.code}, timedOut ${r.timedOut})\n${r.stderr}`)
     expect(JSON.parse(r.stdout.trim())).toEqual([{ i: 1 }, { i: 2 }, { i: 3 }, { i: 1 }, { i: 4 }])
   })
 

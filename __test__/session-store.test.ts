@@ -183,7 +183,11 @@ describe('FerrocacheStore over Redis', () => {
 
     const stored = JSON.parse((await rr.getUtf8(key))!)
     expect(stored.user).toBe('ada')
-    expect(stored.profile).toEqual({ roles: ['admin', 'ops'], nested: { n: 1, list: [1, 2, 3] }, at: '1970-01-01T00:00:00.000Z' })
+    expect(stored.profile).toEqual({
+      roles: ['admin', 'ops'],
+      nested: { n: 1, list: [1, 2, 3] },
+      at: '1970-01-01T00:00:00.000Z',
+    })
     // express-session derives originalMaxAge from `expires - Date.now()`: a millisecond may pass
     expect(stored.cookie.originalMaxAge).toBeGreaterThanOrEqual(59_990)
     expect(stored.cookie.originalMaxAge).toBeLessThanOrEqual(60_000)
@@ -237,32 +241,35 @@ describe('FerrocacheStore over Redis', () => {
     expect(errors).toEqual([])
   })
 
-  it.each([false, true])('an unmodified request touches the session: its TTL is refreshed (rolling: %s)', async (rolling) => {
-    const r = await redis()
-    const prefix = uniquePrefix('touch')
-    const m = manager({ url: r.url, keyPrefix: prefix })
-    const { app, errors } = makeApp(new FerrocacheStore({ manager: m }), { cookie: { maxAge: 3000 }, rolling })
-    const rr = raw(r.port)
-    const agent = request.agent(app)
+  it.each([false, true])(
+    'an unmodified request touches the session: its TTL is refreshed (rolling: %s)',
+    async (rolling) => {
+      const r = await redis()
+      const prefix = uniquePrefix('touch')
+      const m = manager({ url: r.url, keyPrefix: prefix })
+      const { app, errors } = makeApp(new FerrocacheStore({ manager: m }), { cookie: { maxAge: 3000 }, rolling })
+      const rr = raw(r.port)
+      const agent = request.agent(app)
 
-    const login = await agent.post('/login').expect(200)
-    const key = `${prefix}s:${login.body.sid}`
-    const before = JSON.parse((await rr.getUtf8(key))!)
-    await sleep(1200)
-    const aged = await rr.pttl(key)
-    expect(aged).toBeLessThan(2000)
+      const login = await agent.post('/login').expect(200)
+      const key = `${prefix}s:${login.body.sid}`
+      const before = JSON.parse((await rr.getUtf8(key))!)
+      await sleep(1200)
+      const aged = await rr.pttl(key)
+      expect(aged).toBeLessThan(2000)
 
-    const me = await agent.get('/me').expect(200)
-    expect(me.body.user).toBe('ada')
-    if (rolling) expect(me.headers['set-cookie']).toBeDefined()
-    const refreshed = await rr.pttl(key)
-    expect(refreshed).toBeGreaterThan(2700)
-    expect(refreshed).toBeLessThanOrEqual(3000)
-    const after = JSON.parse((await rr.getUtf8(key))!)
-    expect(after.user).toBe('ada')
-    expect(Date.parse(after.cookie.expires)).toBeGreaterThan(Date.parse(before.cookie.expires) + 1000)
-    expect(errors).toEqual([])
-  })
+      const me = await agent.get('/me').expect(200)
+      expect(me.body.user).toBe('ada')
+      if (rolling) expect(me.headers['set-cookie']).toBeDefined()
+      const refreshed = await rr.pttl(key)
+      expect(refreshed).toBeGreaterThan(2700)
+      expect(refreshed).toBeLessThanOrEqual(3000)
+      const after = JSON.parse((await rr.getUtf8(key))!)
+      expect(after.user).toBe('ada')
+      expect(Date.parse(after.cookie.expires)).toBeGreaterThan(Date.parse(before.cookie.expires) + 1000)
+      expect(errors).toEqual([])
+    },
+  )
 
   it('disableTouch: an unmodified request leaves the TTL alone', async () => {
     const r = await redis()
@@ -312,7 +319,9 @@ describe('FerrocacheStore over Redis', () => {
     const withTtl = new FerrocacheStore({ manager: m, ttlSeconds: 30 })
 
     // a plain object cookie (no maxAge getter): expires decides
-    await plain.set('exp', { cookie: { originalMaxAge: null, expires: new Date(Date.now() + 8000).toISOString() } } as any)
+    await plain.set('exp', {
+      cookie: { originalMaxAge: null, expires: new Date(Date.now() + 8000).toISOString() },
+    } as any)
     const e = await rr.pttl(`${prefix}s:exp`)
     expect(e).toBeGreaterThan(7000)
     expect(e).toBeLessThanOrEqual(8000)
@@ -669,25 +678,28 @@ describe('FerrocacheStore: bad input and the callback contract', () => {
   ]
   const cookie = () => ({ originalMaxAge: 60_000, expires: new Date(Date.now() + 60_000).toISOString() })
 
-  it.each(BAD_IDS)('%s id: every method calls back once with the coded error, never throws', async (_name, sid, code) => {
-    const m = manager({ url: 'memory://' })
-    const store = new FerrocacheStore({ manager: m })
-    const s = sid as string
-    for (const invoke of [
-      (cb: any) => store.get(s, cb),
-      (cb: any) => store.set(s, { cookie: cookie(), user: 'u' } as any, cb),
-      (cb: any) => store.destroy(s, cb),
-      (cb: any) => store.touch(s, { cookie: cookie(), user: 'u' } as any, cb),
-    ]) {
-      const r = await call(invoke)
-      expect(r.threw).toBeUndefined()
-      expect(r.calls).toBe(1)
-      expect(r.args[0]).toBeInstanceOf(code === 'ERR_TOO_LARGE' ? RangeError : TypeError)
-      expect(r.args[0].code).toBe(code)
-    }
-    // and as promises, without a callback
-    await expect(store.get(s)).rejects.toMatchObject({ code })
-  })
+  it.each(BAD_IDS)(
+    '%s id: every method calls back once with the coded error, never throws',
+    async (_name, sid, code) => {
+      const m = manager({ url: 'memory://' })
+      const store = new FerrocacheStore({ manager: m })
+      const s = sid as string
+      for (const invoke of [
+        (cb: any) => store.get(s, cb),
+        (cb: any) => store.set(s, { cookie: cookie(), user: 'u' } as any, cb),
+        (cb: any) => store.destroy(s, cb),
+        (cb: any) => store.touch(s, { cookie: cookie(), user: 'u' } as any, cb),
+      ]) {
+        const r = await call(invoke)
+        expect(r.threw).toBeUndefined()
+        expect(r.calls).toBe(1)
+        expect(r.args[0]).toBeInstanceOf(code === 'ERR_TOO_LARGE' ? RangeError : TypeError)
+        expect(r.args[0].code).toBe(code)
+      }
+      // and as promises, without a callback
+      await expect(store.get(s)).rejects.toMatchObject({ code })
+    },
+  )
 
   it('a session that cannot be serialized or is not an object calls back with the error', async () => {
     const m = manager({ url: 'memory://', limits: { maxValueBytes: 1000 } } as CacheOptions)
@@ -742,7 +754,10 @@ describe('FerrocacheStore: bad input and the callback contract', () => {
     const { app, errors } = makeApp(store)
 
     // a validly signed cookie carrying an over-long id: store.get fails -> next(err)
-    const tooLong = await request(app).get('/me').set('Cookie', signedCookie('x'.repeat(5000))).expect(500)
+    const tooLong = await request(app)
+      .get('/me')
+      .set('Cookie', signedCookie('x'.repeat(5000)))
+      .expect(500)
     expect(tooLong.body).toEqual({ code: 'ERR_TOO_LARGE', name: 'RangeError' })
     expect(errors.map((e) => e.code)).toEqual(['ERR_TOO_LARGE'])
     errors.length = 0

@@ -71,6 +71,7 @@ const SCALAR_COUNTERS: Record<string, (m: CacheMetrics) => number> = {
   ferrocache_invalidated_entries_total: (m) => m.invalidatedEntries,
   ferrocache_redis_errors_total: (m) => m.errors,
   ferrocache_redis_timeouts_total: (m) => m.timeouts,
+  ferrocache_redis_write_refusals_total: (m) => m.writeRefusals,
   ferrocache_fallback_activations_total: (m) => m.fallbackActivations,
   ferrocache_memory_mode_seconds_total: (m) => m.memoryModeMs / 1000,
   ferrocache_untracked_tenant_hits_total: (m) => m.tenants.other.hits,
@@ -108,7 +109,8 @@ function sampleValue(families: Map<string, PromFamily>, name: string, labels: Re
   const f = families.get(name)
   if (!f) throw new Error(`no family ${name}`)
   const found = f.metrics.filter((s) => JSON.stringify(sortKeys(s.labels ?? {})) === JSON.stringify(sortKeys(labels)))
-  if (found.length !== 1) throw new Error(`${name}${JSON.stringify(labels)}: ${found.length} samples in ${JSON.stringify(f.metrics)}`)
+  if (found.length !== 1)
+    throw new Error(`${name}${JSON.stringify(labels)}: ${found.length} samples in ${JSON.stringify(f.metrics)}`)
   return Number(found[0].value)
 }
 
@@ -149,7 +151,8 @@ function checkTextFormat(text: string): void {
     const m = SAMPLE_LINE.exec(line)
     if (!m) throw new Error(`not a valid sample line: ${JSON.stringify(line)}`)
     expect(family).not.toBeNull()
-    const allowed = family!.type === 'histogram' ? ['_bucket', '_sum', '_count'].map((s) => family!.name + s) : [family!.name]
+    const allowed =
+      family!.type === 'histogram' ? ['_bucket', '_sum', '_count'].map((s) => family!.name + s) : [family!.name]
     expect(allowed).toContain(m[1])
     expect(m[3]).toMatch(FLOAT)
     const key = `${m[1]}{${m[2] ?? ''}}`
@@ -173,18 +176,34 @@ function checkExposition(text: string, extra: Record<string, string> = {}): Map<
     expect(f.help.length).toBeGreaterThan(0)
     if (type === 'COUNTER') expect(name.endsWith('_total')).toBe(true)
   }
-  const labelSets = (name: string) => families.get(name)!.metrics.map((s) => JSON.stringify(sortKeys(s.labels ?? {}))).sort()
+  const labelSets = (name: string) =>
+    families
+      .get(name)!
+      .metrics.map((s) => JSON.stringify(sortKeys(s.labels ?? {})))
+      .sort()
   const expectLabels = (name: string, sets: Record<string, string>[]) =>
     expect(labelSets(name)).toEqual(sets.map((s) => JSON.stringify(sortKeys({ ...s, ...extra }))).sort())
-  for (const name of [...Object.keys(PER_TYPE_COUNTERS), 'ferrocache_hit_ratio']) expectLabels(name, TYPES.map((type) => ({ type })))
+  for (const name of [...Object.keys(PER_TYPE_COUNTERS), 'ferrocache_hit_ratio'])
+    expectLabels(
+      name,
+      TYPES.map((type) => ({ type })),
+    )
   for (const name of [...Object.keys(SCALAR_COUNTERS), ...Object.keys(SCALAR_GAUGES)]) expectLabels(name, [{}])
   expectLabels('ferrocache_mode', [{ mode: 'redis' }, { mode: 'memory' }])
-  const modes = families.get('ferrocache_mode')!.metrics.map((s) => Number(s.value)).sort()
+  const modes = families
+    .get('ferrocache_mode')!
+    .metrics.map((s) => Number(s.value))
+    .sort()
   expect(modes).toEqual([0, 1])
   for (const s of families.get(HISTOGRAM)!.metrics) {
     if (s.buckets === undefined) continue // the parser keeps labelled _sum/_count apart
     const les = Object.keys(s.buckets)
-    expect(les.filter((le) => le !== '+Inf').map(Number).sort((a, b) => a - b)).toEqual(LATENCY_BOUNDS_S)
+    expect(
+      les
+        .filter((le) => le !== '+Inf')
+        .map(Number)
+        .sort((a, b) => a - b),
+    ).toEqual(LATENCY_BOUNDS_S)
     expect(les).toContain('+Inf')
   }
   checkHistogramLines(text)
@@ -223,18 +242,25 @@ function checkHistogramLines(text: string): void {
 }
 
 /** Every sample of the exposition equals the corresponding field of `m` (constant labels `extra`). */
-function expectMatchesSnapshot(families: Map<string, PromFamily>, m: CacheMetrics, extra: Record<string, string> = {}): void {
+function expectMatchesSnapshot(
+  families: Map<string, PromFamily>,
+  m: CacheMetrics,
+  extra: Record<string, string> = {},
+): void {
   for (const [name, field] of Object.entries(PER_TYPE_COUNTERS)) {
-    for (const type of TYPES) expect([name, type, sampleValue(families, name, { type, ...extra })]).toEqual([name, type, m.byType[type][field]])
+    for (const type of TYPES)
+      expect([name, type, sampleValue(families, name, { type, ...extra })]).toEqual([name, type, m.byType[type][field]])
   }
   for (const type of TYPES) {
     expect(sampleValue(families, 'ferrocache_hit_ratio', { type, ...extra })).toBeCloseTo(m.byType[type].hitRate, 12)
   }
   for (const [name, read] of Object.entries(SCALAR_COUNTERS)) {
-    if (name === 'ferrocache_memory_mode_seconds_total') expect(sampleValue(families, name, extra)).toBeCloseTo(read(m), 9)
+    if (name === 'ferrocache_memory_mode_seconds_total')
+      expect(sampleValue(families, name, extra)).toBeCloseTo(read(m), 9)
     else expect([name, sampleValue(families, name, extra)]).toEqual([name, read(m)])
   }
-  for (const [name, read] of Object.entries(SCALAR_GAUGES)) expect([name, sampleValue(families, name, extra)]).toEqual([name, read(m)])
+  for (const [name, read] of Object.entries(SCALAR_GAUGES))
+    expect([name, sampleValue(families, name, extra)]).toEqual([name, read(m)])
   expect(sampleValue(families, 'ferrocache_mode', { mode: m.mode, ...extra })).toBe(1)
   expect(sampleValue(families, 'ferrocache_mode', { mode: m.mode === 'redis' ? 'memory' : 'redis', ...extra })).toBe(0)
   if (Object.keys(extra).length === 0) {
@@ -265,7 +291,12 @@ const memoryManager = () => manager({ url: 'memory://' })
 // generous budget: these tests count exact outcomes and must not fall back under load
 const redisManager = (extra: CacheOptions = {}) => manager({ url: redis.url, commandTimeoutMs: 5000, ...extra })
 async function deadManager(extra: CacheOptions = {}): Promise<CacheManager> {
-  return manager({ url: `redis://127.0.0.1:${await freePort()}`, commandTimeoutMs: 200, connectTimeoutMs: 200, ...extra })
+  return manager({
+    url: `redis://127.0.0.1:${await freePort()}`,
+    commandTimeoutMs: 200,
+    connectTimeoutMs: 200,
+    ...extra,
+  })
 }
 
 beforeAll(async () => {
@@ -331,9 +362,22 @@ function expectDesignHealthShape(h: CacheHealth): void {
 function expectDesignMetricsShape(m: CacheMetrics): void {
   expect(['redis', 'memory']).toContain(m.mode)
   const counts = (o: object, keys: string[]) => {
-    for (const k of keys) expect([k, Number.isInteger((o as Record<string, number>)[k]) && (o as Record<string, number>)[k] >= 0]).toEqual([k, true])
+    for (const k of keys)
+      expect([k, Number.isInteger((o as Record<string, number>)[k]) && (o as Record<string, number>)[k] >= 0]).toEqual([
+        k,
+        true,
+      ])
   }
-  counts(m, ['hits', 'misses', 'errors', 'timeouts', 'fallbackActivations', 'invalidations', 'invalidatedEntries', 'journalDepth'])
+  counts(m, [
+    'hits',
+    'misses',
+    'errors',
+    'timeouts',
+    'fallbackActivations',
+    'invalidations',
+    'invalidatedEntries',
+    'journalDepth',
+  ])
   expect(m.hitRate).toBeGreaterThanOrEqual(0)
   expect(m.hitRate).toBeLessThanOrEqual(1)
   for (const type of TYPES) {
@@ -343,7 +387,9 @@ function expectDesignMetricsShape(m: CacheMetrics): void {
   expect(Object.keys(m.latencyMs).sort()).toEqual(['max', 'p50', 'p95', 'p99'])
   for (const v of Object.values(m.latencyMs)) expect(v).toBeGreaterThanOrEqual(0)
   counts(m.memory, ['fallbackBytes', 'fallbackEntries', 'fallbackMaxBytes'])
-  expect(m.latencyHistogram.buckets.map((b) => b.le)).toEqual(LATENCY_BOUNDS_S.map((s) => Number((s * 1000).toPrecision(12))))
+  expect(m.latencyHistogram.buckets.map((b) => b.le)).toEqual(
+    LATENCY_BOUNDS_S.map((s) => Number((s * 1000).toPrecision(12))),
+  )
 }
 
 // =============================================================================
@@ -366,7 +412,11 @@ describe('cacheHealthHandler', () => {
     await m.setSession('a', 1)
     const { body } = await getHealth(appFor(m), 200)
     expectDesignHealthShape(body)
-    expect(body).toMatchObject({ status: 'healthy', mode: 'memory', redis: { connected: false, latencyMs: null, url: 'memory://', lastError: null } })
+    expect(body).toMatchObject({
+      status: 'healthy',
+      mode: 'memory',
+      redis: { connected: false, latencyMs: null, url: 'memory://', lastError: null },
+    })
     expect(body.fallback.entries).toBe(1)
   })
 
@@ -429,7 +479,11 @@ describe('cacheHealthHandler', () => {
     expect(d.body.redis.url).toMatch(/^redis:\/\/user:\*\*\*@127\.0\.0\.1:\d+$/)
     expect(d.text).not.toContain(PASSWORD)
 
-    const wrong = manager({ url: `redis://:wrong-${PASSWORD}@127.0.0.1:${authRedis.port}`, commandTimeoutMs: 500, connectTimeoutMs: 500 })
+    const wrong = manager({
+      url: `redis://:wrong-${PASSWORD}@127.0.0.1:${authRedis.port}`,
+      commandTimeoutMs: 500,
+      connectTimeoutMs: 500,
+    })
     await wrong.setSession('x', 1)
     const w = await request(appFor(wrong)).get(HEALTH)
     expect([200, 503]).toContain(w.status)
@@ -451,9 +505,13 @@ describe('cacheHealthHandler', () => {
 
   test('health() that throws, rejects, hangs or returns garbage: 503 with a JSON error, never a hang', async () => {
     const cases: [string, () => unknown, Record<string, unknown>][] = [
-      ['throws', () => {
-        throw Object.assign(new Error('boom'), { code: 'ERR_X' })
-      }, { status: 'unhealthy', error: 'boom', code: 'ERR_X' }],
+      [
+        'throws',
+        () => {
+          throw Object.assign(new Error('boom'), { code: 'ERR_X' })
+        },
+        { status: 'unhealthy', error: 'boom', code: 'ERR_X' },
+      ],
       ['rejects', () => Promise.reject(new Error('nope')), { status: 'unhealthy', error: 'nope' }],
       ['hangs', () => new Promise(() => {}), { status: 'unhealthy', error: expect.stringContaining('within 100 ms') }],
       ['undefined', () => undefined, { status: 'unhealthy', error: expect.any(String) }],
@@ -844,9 +902,13 @@ describe('plain node:http and a minimal res', () => {
       expect(ended).toBe(true)
     }
     // end throwing too: still nothing escapes (no unhandled rejection either)
-    const res = { statusCode: 0, setHeader: () => {}, end: () => {
-      throw new Error('socket gone')
-    } }
+    const res = {
+      statusCode: 0,
+      setHeader: () => {},
+      end: () => {
+        throw new Error('socket gone')
+      },
+    }
     expect(() => cacheMetricsHandler(m)({ headers: {} }, res)).not.toThrow()
     expect(() => cacheHealthHandler(m)({ headers: {} }, res)).not.toThrow()
     await sleep(20)
@@ -854,11 +916,14 @@ describe('plain node:http and a minimal res', () => {
 
   test('metrics() that throws: 500 with a JSON error', async () => {
     const app = express()
-    app.get(METRICS, cacheMetricsHandler({
-      metrics: () => {
-        throw Object.assign(new TypeError('bad env'), { code: 'ERR_INVALID_ARG' })
-      },
-    } as unknown as CacheManager))
+    app.get(
+      METRICS,
+      cacheMetricsHandler({
+        metrics: () => {
+          throw Object.assign(new TypeError('bad env'), { code: 'ERR_INVALID_ARG' })
+        },
+      } as unknown as CacheManager),
+    )
     for (const accept of ['application/json', 'text/plain']) {
       const res = await request(app).get(METRICS).set('Accept', accept).expect(500)
       expect(res.body).toEqual({ error: 'bad env', code: 'ERR_INVALID_ARG' })
@@ -948,7 +1013,16 @@ describe('toPrometheusText', () => {
     checkTextFormat(text)
     const families = parseProm(text)
     expect([...families.keys()].sort()).toEqual(
-      [...Object.keys(PER_TYPE_COUNTERS), 'ferrocache_redis_errors_total', 'ferrocache_redis_timeouts_total', 'ferrocache_fallback_activations_total', 'ferrocache_mode', 'ferrocache_fallback_bytes', 'ferrocache_fallback_entries', 'ferrocache_hit_ratio'].sort(),
+      [
+        ...Object.keys(PER_TYPE_COUNTERS),
+        'ferrocache_redis_errors_total',
+        'ferrocache_redis_timeouts_total',
+        'ferrocache_fallback_activations_total',
+        'ferrocache_mode',
+        'ferrocache_fallback_bytes',
+        'ferrocache_fallback_entries',
+        'ferrocache_hit_ratio',
+      ].sort(),
     )
     expect(sampleValue(families, 'ferrocache_redis_errors_total')).toBe(5)
     expect(sampleValue(families, 'ferrocache_cache_deletes_total', { type: 'session' })).toBe(1)
@@ -998,7 +1072,10 @@ describe('registerPrometheus (prom-client)', () => {
     const hits = asJson.find((f) => f.name === 'ferrocache_cache_hits_total')!
     expect(hits.type).toBe('counter')
     expect(hits.values).toEqual(
-      expect.arrayContaining([{ labels: { type: 'session' }, value: 6 }, { labels: { type: 'query' }, value: 1 }]),
+      expect.arrayContaining([
+        { labels: { type: 'session' }, value: 6 },
+        { labels: { type: 'query' }, value: 1 },
+      ]),
     )
 
     // resetting the registry does not reset the cache's counters
@@ -1024,7 +1101,11 @@ describe('registerPrometheus (prom-client)', () => {
     const families = parseProm(text)
     expect(sampleValue(families, 'http_requests_total')).toBe(3)
     families.delete('http_requests_total')
-    const ours = text.split('\n\n').filter((block) => block.includes('ferrocache_')).join('\n') + '\n'
+    const ours =
+      text
+        .split('\n\n')
+        .filter((block) => block.includes('ferrocache_'))
+        .join('\n') + '\n'
     expectMatchesSnapshot(checkExposition(ours, { manager: 'main' }), m.metrics(), { manager: 'main' })
     reg.unregister()
     expect(await registry.metrics()).toContain('http_requests_total 3')
@@ -1048,7 +1129,9 @@ describe('registerPrometheus (prom-client)', () => {
     checkTextFormat(text)
     const families = parseProm(text)
     expect(sampleValue(families, 'ferrocache_cache_hits_total', { type: 'session', manager: 'a', app: 'shop' })).toBe(1)
-    expect(sampleValue(families, 'ferrocache_cache_misses_total', { type: 'session', manager: 'b', app: 'shop' })).toBe(1)
+    expect(sampleValue(families, 'ferrocache_cache_misses_total', { type: 'session', manager: 'b', app: 'shop' })).toBe(
+      1,
+    )
     expect(sampleValue(families, 'ferrocache_mode', { mode: 'memory', manager: 'a', app: 'shop' })).toBe(1)
     expect(sampleValue(families, 'ferrocache_mode', { mode: 'redis', manager: 'b', app: 'shop' })).toBe(1)
     checkHistogramLines(text)
@@ -1062,7 +1145,7 @@ describe('registerPrometheus (prom-client)', () => {
     registerPrometheus(a, registry).unregister()
   })
 
-  test('defaults: the default cacheManager, and prom-client\'s global register', async () => {
+  test("defaults: the default cacheManager, and prom-client's global register", async () => {
     const id = `prom-default-${Date.now()}`
     await cacheManager.setSession(id, 1)
     await cacheManager.getSession(id)
@@ -1136,7 +1219,10 @@ describe('registerPrometheus (prom-client)', () => {
         err = e
       }
       expect(err).toBeInstanceOf(TypeError)
-      expect(err).toMatchObject({ code: 'ERR_INVALID_ARG', message: expect.stringContaining('npm install prom-client') })
+      expect(err).toMatchObject({
+        code: 'ERR_INVALID_ARG',
+        message: expect.stringContaining('npm install prom-client'),
+      })
       jest.dontMock('prom-client')
     })
   })

@@ -85,17 +85,22 @@ describe('per-tenant byte budget, memory:// mode', () => {
 
   it('bad budgets are refused at construction with ERR_INVALID_ARG', () => {
     for (const bad of [0, -1, 0.5, NaN, 100, 3 * MIB]) {
-      expect(() => createCacheManager({ url: 'memory://', ...BUDGET, fallback: { maxBytes: 2 * MIB, maxBytesPerTenant: bad } })).toThrow(
-        expect.objectContaining({ code: 'ERR_INVALID_ARG' }),
-      )
+      expect(() =>
+        createCacheManager({ url: 'memory://', ...BUDGET, fallback: { maxBytes: 2 * MIB, maxBytesPerTenant: bad } }),
+      ).toThrow(expect.objectContaining({ code: 'ERR_INVALID_ARG' }))
     }
     for (const bad of [-1, 0.5, 1e9, NaN]) {
-      expect(() => createCacheManager({ url: 'memory://', tenantMetricsLimit: bad })).toThrow(expect.objectContaining({ code: 'ERR_INVALID_ARG' }))
+      expect(() => createCacheManager({ url: 'memory://', tenantMetricsLimit: bad })).toThrow(
+        expect.objectContaining({ code: 'ERR_INVALID_ARG' }),
+      )
     }
   })
 
   it('an entry larger than the tenant share is refused with ERR_TOO_LARGE and changes nothing', async () => {
-    const m = make({ fallback: { maxBytes: 2 * MIB, maxBytesPerTenant: 64 * KIB }, limits: { maxValueBytes: 16 * KIB } })
+    const m = make({
+      fallback: { maxBytes: 2 * MIB, maxBytesPerTenant: 64 * KIB },
+      limits: { maxValueBytes: 16 * KIB },
+    })
     await m.tenant('a').setSession('s', 'small')
     // 16 KiB fits the share of 64 KiB: accepted
     await m.tenant('a').setSession('big', 'x'.repeat(16 * KIB - 10))
@@ -126,7 +131,8 @@ describe('per-tenant byte budget, Redis mode during an outage', () => {
     const keys = await raw.keysStartingWith(keyPrefix)
     expect(keys.filter((k) => k.includes(':quiet:s:')).length).toBe(101)
     expect(keys.filter((k) => k.includes(':noisy:s:')).length).toBe(3000)
-    for (const i of [0, 1499, 2999]) await expect(m.tenant('noisy').getSession(`s${i}`)).resolves.toEqual(payload('noisy', i))
+    for (const i of [0, 1499, 2999])
+      await expect(m.tenant('noisy').getSession(`s${i}`)).resolves.toEqual(payload('noisy', i))
   })
 
   it('past the fallback budget the journal drops the noisy tenant namespace, never the quiet one', async () => {
@@ -169,7 +175,14 @@ describe.each(modes())('per-tenant metrics ($name mode)', (mode) => {
     await expect(a.invalidateCache('orders:')).resolves.toBe(2)
     await b.invalidateAll()
 
-    expect(a.metrics()).toMatchObject({ tenantId: 'a', tracked: true, hits: 1, misses: 2, hitRate: 1 / 3, invalidated: 2 })
+    expect(a.metrics()).toMatchObject({
+      tenantId: 'a',
+      tracked: true,
+      hits: 1,
+      misses: 2,
+      hitRate: 1 / 3,
+      invalidated: 2,
+    })
     expect(b.metrics()).toMatchObject({ tenantId: 'b', tracked: true, hits: 1, misses: 0, hitRate: 1, invalidated: 0 })
     const all = m.metrics()
     expect(all.tenants.tracked).toBe(2)
@@ -191,10 +204,15 @@ describe.each(modes())('per-tenant metrics ($name mode)', (mode) => {
       await m.tenant(id).getSession('x') // hit
     }
     const all = m.metrics()
-    expect(all.tenants).toMatchObject({ tracked: 3, limit: 3, other: { hits: 3, misses: 3, hitRate: 0.5, invalidated: 0 } })
+    expect(all.tenants).toMatchObject({
+      tracked: 3,
+      limit: 3,
+      other: { hits: 3, misses: 3, hitRate: 0.5, invalidated: 0 },
+    })
     expect(all.tenants.list.map((t) => t.tenantId)).toEqual(['t0', 't1', 't2'])
     expect(m.tenant('t5').metrics()).toMatchObject({ tenantId: 't5', tracked: false, hits: 0, misses: 0 })
-    const total = all.tenants.list.reduce((n, t) => n + t.hits + t.misses, 0) + all.tenants.other.hits + all.tenants.other.misses
+    const total =
+      all.tenants.list.reduce((n, t) => n + t.hits + t.misses, 0) + all.tenants.other.hits + all.tenants.other.misses
     expect(total).toBe(12)
   })
 
@@ -215,7 +233,9 @@ describe.each(modes())('per-tenant metrics ($name mode)', (mode) => {
     expect(text).toContain('ferrocache_tenant_hits_total{tenant="plain"} 1')
     expect(text).toContain('ferrocache_tenants_tracked 2')
     expect(text).toContain('ferrocache_untracked_tenant_hits_total 0')
-    expect(() => toPrometheusText(m.metrics(), { labels: { tenant: 'x' } })).toThrow(expect.objectContaining({ code: 'ERR_INVALID_ARG' }))
+    expect(() => toPrometheusText(m.metrics(), { labels: { tenant: 'x' } })).toThrow(
+      expect.objectContaining({ code: 'ERR_INVALID_ARG' }),
+    )
   })
 
   it('metrics: false counts nothing per tenant', async () => {

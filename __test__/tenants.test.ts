@@ -6,12 +6,47 @@ import { modes, useManagers } from './helpers/modes'
 
 type Scope = Pick<
   CacheManager,
-  'setSession' | 'getSession' | 'deleteSession' | 'cacheQueryResult' | 'getCachedQuery' | 'invalidateCache' | 'invalidateAll'
+  | 'setSession'
+  | 'getSession'
+  | 'deleteSession'
+  | 'cacheQueryResult'
+  | 'getCachedQuery'
+  | 'invalidateCache'
+  | 'invalidateAll'
 >
 
 const HOSTILE_IDS = [
-  'a', 'b', 'ab', ':', '::', '*', '?', '[a]', '[', '{x}', '\\', '\\\\', 'a:s', 'a:q', 's', 'q', 't', 't:1:a',
-  '1:a', '1', 'a*', 'é', 'e\u0301', '日本', '😀', ' ', 'a b', '\u0000', 'fc:', '%', 'x'.repeat(200),
+  'a',
+  'b',
+  'ab',
+  ':',
+  '::',
+  '*',
+  '?',
+  '[a]',
+  '[',
+  '{x}',
+  '\\',
+  '\\\\',
+  'a:s',
+  'a:q',
+  's',
+  'q',
+  't',
+  't:1:a',
+  '1:a',
+  '1',
+  'a*',
+  'é',
+  'e\u0301',
+  '日本',
+  '😀',
+  ' ',
+  'a b',
+  '\u0000',
+  'fc:',
+  '%',
+  'x'.repeat(200),
 ]
 
 describe.each(modes())('tenants ($name mode)', (mode) => {
@@ -92,9 +127,12 @@ describe.each(modes())('tenants ($name mode)', (mode) => {
     await expect(a.invalidateAll()).resolves.toBe(1)
   })
 
-  it('hostile tenant ids never see, delete or invalidate each other\'s data', async () => {
+  it("hostile tenant ids never see, delete or invalidate each other's data", async () => {
     const m = make()
-    const scopes: Array<[string, Scope]> = [['<manager>', m], ...HOSTILE_IDS.map((id) => [id, m.tenant(id)] as [string, Scope])]
+    const scopes: Array<[string, Scope]> = [
+      ['<manager>', m],
+      ...HOSTILE_IDS.map((id) => [id, m.tenant(id)] as [string, Scope]),
+    ]
     // Keys that mimic the layout, so a layout collision would show.
     const keys = ['k', 's:k', 'q:k', 't:1:a:s:k', '*', 'a:s:k']
     for (const [label, s] of scopes) {
@@ -107,7 +145,9 @@ describe.each(modes())('tenants ($name mode)', (mode) => {
       for (const [label, s] of scopes) {
         for (const k of keys) {
           await expect(s.getSession(k)).resolves.toBe(removedSessions.has(`${label}|${k}`) ? null : `${label}|s|${k}`)
-          await expect(s.getCachedQuery(k)).resolves.toBe(removedQueries.has(`${label}|${k}`) ? null : `${label}|q|${k}`)
+          await expect(s.getCachedQuery(k)).resolves.toBe(
+            removedQueries.has(`${label}|${k}`) ? null : `${label}|q|${k}`,
+          )
         }
       }
     }
@@ -135,20 +175,23 @@ describe.each(modes())('tenants ($name mode)', (mode) => {
     await check(rq, rs)
   })
 
-  it.each(HOSTILE_IDS.map((id) => [JSON.stringify(id), id]))('tenant %s: invalidateAll counts only its own entries', async (_label, id) => {
-    const m = make()
-    const others = ['a', '*', ':', 'x', '\\']
-    for (const o of others) if (o !== id) await m.tenant(o).cacheQueryResult('q', o)
-    await m.cacheQueryResult('q', 'manager')
-    await m.tenant(id).cacheQueryResult('q', 'mine')
-    await m.tenant(id).cacheQueryResult('q2', 'mine2')
-    await expect(m.tenant(id).invalidateAll()).resolves.toBe(2)
-    await expect(m.tenant(id).getCachedQuery('q')).resolves.toBeNull()
-    for (const o of others) if (o !== id) await expect(m.tenant(o).getCachedQuery('q')).resolves.toBe(o)
-    await expect(m.getCachedQuery('q')).resolves.toBe('manager')
-  })
+  it.each(HOSTILE_IDS.map((id) => [JSON.stringify(id), id]))(
+    'tenant %s: invalidateAll counts only its own entries',
+    async (_label, id) => {
+      const m = make()
+      const others = ['a', '*', ':', 'x', '\\']
+      for (const o of others) if (o !== id) await m.tenant(o).cacheQueryResult('q', o)
+      await m.cacheQueryResult('q', 'manager')
+      await m.tenant(id).cacheQueryResult('q', 'mine')
+      await m.tenant(id).cacheQueryResult('q2', 'mine2')
+      await expect(m.tenant(id).invalidateAll()).resolves.toBe(2)
+      await expect(m.tenant(id).getCachedQuery('q')).resolves.toBeNull()
+      for (const o of others) if (o !== id) await expect(m.tenant(o).getCachedQuery('q')).resolves.toBe(o)
+      await expect(m.getCachedQuery('q')).resolves.toBe('manager')
+    },
+  )
 
-  it('tenant data expires by TTL like the manager\'s', async () => {
+  it("tenant data expires by TTL like the manager's", async () => {
     const m = make()
     const t = m.tenant('ttl')
     await t.setSession('s', 1, 0.2)

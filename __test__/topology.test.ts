@@ -32,15 +32,19 @@ async function failoverUnderTraffic(m: CacheManager, kill: () => Promise<void>) 
   let recoveredAt = 0
   m.on('recovered', () => (recoveredAt = performance.now()))
   let stop = false
-  const traffic = runWorkers(16, () => stop, async (w, i) => {
-    const id = `live_${w}_${i % 50}`
-    if (i % 2 === 0) {
-      await m.setSession(id, { w, i })
-      return 'set'
-    }
-    await m.getSession(id)
-    return 'get'
-  })
+  const traffic = runWorkers(
+    16,
+    () => stop,
+    async (w, i) => {
+      const id = `live_${w}_${i % 50}`
+      if (i % 2 === 0) {
+        await m.setSession(id, { w, i })
+        return 'set'
+      }
+      await m.getSession(id)
+      return 'get'
+    },
+  )
   await sleep(300)
   const killedAt = performance.now()
   await kill()
@@ -48,7 +52,12 @@ async function failoverUnderTraffic(m: CacheManager, kill: () => Promise<void>) 
   await m.invalidateCache('orders_')
   await m.setSession('written-during', { v: 'new' })
   expect(await m.getCachedQuery('orders_1')).toBeNull()
-  await waitFor('recovery', () => recoveredAt > 0 && m.metrics().mode === 'redis' && m.metrics().journalDepth === 0, 40000, 20)
+  await waitFor(
+    'recovery',
+    () => recoveredAt > 0 && m.metrics().mode === 'redis' && m.metrics().journalDepth === 0,
+    40000,
+    20,
+  )
   await sleep(300)
   stop = true
   const records = await traffic
@@ -101,18 +110,27 @@ describe('Redis Cluster', () => {
     expect(perMaster).toHaveLength(3)
     for (const n of perMaster) expect(n).toBeGreaterThan(0)
     // every entry sits in the slot of the index sets listing it (its bucket's hash tag)
-    const entries = (await raw.keysStartingWith(prefix)).filter((k) => !/^(t:4:acme:)?[ix]:q\{/.test(k.slice(prefix.length)))
+    const entries = (await raw.keysStartingWith(prefix)).filter(
+      (k) => !/^(t:4:acme:)?[ix]:q\{/.test(k.slice(prefix.length)),
+    )
     expect(entries).toHaveLength(800)
-    for (const [i, scope] of [[6, undefined], [12, 'acme']] as const) {
+    for (const [i, scope] of [
+      [6, undefined],
+      [12, 'acme'],
+    ] as const) {
       const { entry, lex } = queryNames(prefix, `orders_${i}`, { tenant: scope, cluster: true })
       expect(entries).toContain(entry)
       expect(await raw.slotOf(entry)).toBe(await raw.slotOf(lex))
       expect(await raw.client.zscore(lex, `orders_${i}`)).toBe('0')
     }
     expect(await m.invalidateCache('orders_')).toBe(600)
-    const left = (await raw.keysStartingWith(prefix)).map(untagged).filter((k) => !/^(t:4:acme:)?[ix]:q$/.test(k.slice(prefix.length)))
+    const left = (await raw.keysStartingWith(prefix))
+      .map(untagged)
+      .filter((k) => !/^(t:4:acme:)?[ix]:q$/.test(k.slice(prefix.length)))
     expect(left).toHaveLength(200)
-    expect(left.every((k) => k.startsWith(`${prefix}q:ordersX`) || k.startsWith(`${prefix}t:4:acme:q:orders_`))).toBe(true)
+    expect(left.every((k) => k.startsWith(`${prefix}q:ordersX`) || k.startsWith(`${prefix}t:4:acme:q:orders_`))).toBe(
+      true,
+    )
     expect(await acme.invalidateAll()).toBe(100)
     expect(await m.getCachedQuery('ordersX0')).toBe(0)
   })
@@ -178,7 +196,7 @@ describe('Redis Sentinel', () => {
     }
   })
 
-  it('the master killed under live traffic: no rejected call, the sentinels\' new master is used, no stale entry', async () => {
+  it("the master killed under live traffic: no rejected call, the sentinels' new master is used, no stale entry", async () => {
     const m = manager({ sentinel: { nodes: set.urls, masterName: MASTER_NAME } })
     await m.setSession('warm', 1)
     await failoverUnderTraffic(m, () => set.master.kill())

@@ -49,7 +49,8 @@ async function populate(cluster, layout) {
       for (let k = i; k < Math.min(KEYS, i + 500); k++) pipe.set(layout(tenant, `k${k}`), VALUE, 'PX', 600000)
       // a cluster pipeline must stay within one slot per node group: ioredis splits it
       await pipe.exec().catch(async () => {
-        for (let k = i; k < Math.min(KEYS, i + 500); k++) await cluster.set(layout(tenant, `k${k}`), VALUE, 'PX', 600000)
+        for (let k = i; k < Math.min(KEYS, i + 500); k++)
+          await cluster.set(layout(tenant, `k${k}`), VALUE, 'PX', 600000)
       })
     }
   }
@@ -111,7 +112,10 @@ async function invalidateTagged(cluster, tenant) {
 
 async function main() {
   const cluster = await startCluster()
-  const io = new Cluster(cluster.nodes.map((n) => ({ host: '127.0.0.1', port: n.port })), { scaleReads: 'master' })
+  const io = new Cluster(
+    cluster.nodes.map((n) => ({ host: '127.0.0.1', port: n.port })),
+    { scaleReads: 'master' },
+  )
   try {
     await io.ping()
     console.log(`populating ${TENANTS} tenants x ${KEYS} keys, both layouts ...`)

@@ -28,7 +28,8 @@ async function fillRaw(raw, count) {
   for (let i = 0; i < count; i += 5000) {
     // auto-pipelined by node (a cluster pipeline must stay within one slot)
     const sets = []
-    for (let k = i; k < Math.min(count, i + 5000); k++) sets.push(raw.set(`filler:q:orders_${base + k}`, text, 'PX', 600000))
+    for (let k = i; k < Math.min(count, i + 5000); k++)
+      sets.push(raw.set(`filler:q:orders_${base + k}`, text, 'PX', 600000))
     await Promise.all(sets)
   }
 }
@@ -77,7 +78,12 @@ async function main() {
   )
   const managers = {
     index: createCacheManager({ cluster: { nodes: cluster.urls }, keyPrefix: 'ix:', commandTimeoutMs: 60000 }),
-    scan: createCacheManager({ cluster: { nodes: cluster.urls }, keyPrefix: 'sc:', commandTimeoutMs: 60000, queryIndex: false }),
+    scan: createCacheManager({
+      cluster: { nodes: cluster.urls },
+      keyPrefix: 'sc:',
+      commandTimeoutMs: 60000,
+      queryIndex: false,
+    }),
   }
   try {
     const filled = { n: 0 }
@@ -90,7 +96,8 @@ async function main() {
     }
     const rates = { index: [], scan: [] }
     for (let round = 0; round < 3; round++) {
-      for (const name of round % 2 ? ['scan', 'index'] : ['index', 'scan']) rates[name].push(await throughput(managers[name]))
+      for (const name of round % 2 ? ['scan', 'index'] : ['index', 'scan'])
+        rates[name].push(await throughput(managers[name]))
     }
     const fmt = (xs) => xs.map((x) => Math.round(x).toLocaleString('en-US')).join(' / ')
     console.log(

@@ -146,4 +146,14 @@ function cacheableMemory() {
 
 const FLOOR = 'floor (JSON only)'
 
-module.exports = { ferrocache, ioredis, nodeRedis, cacheManager, lruCache, cacheableMemory, jsonFloor, FLOOR, loadFerrocache }
+module.exports = {
+  ferrocache,
+  ioredis,
+  nodeRedis,
+  cacheManager,
+  lruCache,
+  cacheableMemory,
+  jsonFloor,
+  FLOOR,
+  loadFerrocache,
+}

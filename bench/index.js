@@ -31,9 +31,13 @@ const env = {
   latencyCapacity: Math.min(16_000_000, Math.ceil((durationMs / 1000) * 1_500_000) + 1000),
   log: (s) => console.error(s),
 }
-const only = process.env.BENCH_ONLY ? new Set(process.env.BENCH_ONLY.split(',').map((s) => s.trim().toUpperCase())) : null
+const only = process.env.BENCH_ONLY
+  ? new Set(process.env.BENCH_ONLY.split(',').map((s) => s.trim().toUpperCase()))
+  : null
 const want = (id) => !only || only.has(id)
-const keepNames = process.env.BENCH_CONTENDERS ? new Set(process.env.BENCH_CONTENDERS.split(',').map((s) => s.trim())) : null
+const keepNames = process.env.BENCH_CONTENDERS
+  ? new Set(process.env.BENCH_CONTENDERS.split(',').map((s) => s.trim()))
+  : null
 const resultsPath = process.env.BENCH_RESULTS || path.join(__dirname, 'RESULTS.md')
 
 let redis = null
@@ -44,11 +48,15 @@ function machine() {
   try {
     const m = /^model name\s*:\s*(.+)$/m.exec(fs.readFileSync('/proc/cpuinfo', 'utf8'))
     if (m) cpuModel = m[1].trim()
-  } catch {}
+  } catch {
+    // no /proc/cpuinfo: the model stays unknown
+  }
   let nproc = String(os.availableParallelism ? os.availableParallelism() : os.cpus().length)
   try {
     nproc = execFileSync('nproc', { encoding: 'utf8' }).trim()
-  } catch {}
+  } catch {
+    // no nproc: Node's count stands
+  }
   return {
     nproc,
     cpuModel,
@@ -56,7 +64,10 @@ function machine() {
     redis: redisVersion(),
     os: `${os.type()} ${os.release()} ${os.arch()}`,
     memGiB: (os.totalmem() / 2 ** 30).toFixed(1),
-    load: os.loadavg().map((x) => x.toFixed(2)).join(' '),
+    load: os
+      .loadavg()
+      .map((x) => x.toFixed(2))
+      .join(' '),
     commit: gitState(),
   }
 }
@@ -65,7 +76,11 @@ function gitState() {
   try {
     const opts = { cwd: path.join(__dirname, '..'), encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }
     const head = execFileSync('git', ['rev-parse', '--short', 'HEAD'], opts).trim()
-    const dirty = execFileSync('git', ['status', '--porcelain', '--', 'src', 'index.js', 'Cargo.toml', 'Cargo.lock'], opts).trim()
+    const dirty = execFileSync(
+      'git',
+      ['status', '--porcelain', '--', 'src', 'index.js', 'Cargo.toml', 'Cargo.lock'],
+      opts,
+    ).trim()
     return dirty ? `${head} + uncommitted changes in src/` : head
   } catch {
     return 'unknown (not a git checkout)'
@@ -104,7 +119,9 @@ function loadedBinary() {
     return [...files].map((f) => {
       const st = fs.statSync(f)
       // A debug build (napi build without --release) carries DWARF sections; a release build is stripped.
-      const debug = elfSections(f).includes('.debug_info') ? ', has DWARF debug info: LIKELY A DEBUG BUILD, numbers not representative' : ''
+      const debug = elfSections(f).includes('.debug_info')
+        ? ', has DWARF debug info: LIKELY A DEBUG BUILD, numbers not representative'
+        : ''
       return `${path.relative(path.join(__dirname, '..'), f)} (${(st.size / 1024).toFixed(0)} KiB, ${st.mtime.toISOString()}${debug})`
     })
   } catch {
@@ -161,8 +178,36 @@ function kvTables(groups) {
     }
   }
   return [
-    table(['Workload', 'Contender', 'Conc.', 'ops/s', 'p50 µs', 'p99 µs', 'CPU µs/op (process)', 'JS-thread CPU µs/op', 'redis-server CPU µs/op', 'ELU', 'gets/sets', 'misses'], main),
-    table(['Workload', 'Ratio', 'Conc.', 'ops/s (>1 = ferrocache faster)', 'p50 (<1 = ferrocache lower)', 'p99', 'CPU/op (process)', 'JS-thread CPU/op'], ratios),
+    table(
+      [
+        'Workload',
+        'Contender',
+        'Conc.',
+        'ops/s',
+        'p50 µs',
+        'p99 µs',
+        'CPU µs/op (process)',
+        'JS-thread CPU µs/op',
+        'redis-server CPU µs/op',
+        'ELU',
+        'gets/sets',
+        'misses',
+      ],
+      main,
+    ),
+    table(
+      [
+        'Workload',
+        'Ratio',
+        'Conc.',
+        'ops/s (>1 = ferrocache faster)',
+        'p50 (<1 = ferrocache lower)',
+        'p99',
+        'CPU/op (process)',
+        'JS-thread CPU/op',
+      ],
+      ratios,
+    ),
   ]
 }
 
@@ -173,7 +218,19 @@ function w5Table(rows) {
     const vs = r === ferro || !ferro ? '' : r.okPerSec > 0 ? ratio(ferro.okPerSec, r.okPerSec) : 'no call completed'
     return [r.outage, r.contender, fInt(r.okPerSec), fInt(r.failed), f3(r.p50), f3(r.p99), f1(r.waiting), vs]
   })
-  return table(['Outage', 'Contender', 'completed calls/s', 'failed calls', 'p50 ms', 'p99 ms', 'longest wait at the end, ms', 'ferrocache / peer (completed calls/s)'], body)
+  return table(
+    [
+      'Outage',
+      'Contender',
+      'completed calls/s',
+      'failed calls',
+      'p50 ms',
+      'p99 ms',
+      'longest wait at the end, ms',
+      'ferrocache / peer (completed calls/s)',
+    ],
+    body,
+  )
 }
 
 /** Per group holding both: the floor's JS-thread CPU per op over ioredis's. */
@@ -210,7 +267,18 @@ function w3Table(runs) {
   })
   return {
     text: table(
-      ['Workload', 'Keys', 'Contender', 'median ms', 'min ms', 'max ms', 'process CPU ms', 'JS-thread CPU ms', 'redis-server CPU ms', 'removed'],
+      [
+        'Workload',
+        'Keys',
+        'Contender',
+        'median ms',
+        'min ms',
+        'max ms',
+        'process CPU ms',
+        'JS-thread CPU ms',
+        'redis-server CPU ms',
+        'removed',
+      ],
       rows,
     ),
     ratios,
@@ -226,7 +294,10 @@ async function main() {
   C.loadFerrocache()
   const binary = loadedBinary()
   env.log(`ferrocache binary: ${binary.join(', ') || 'unknown'}`)
-  if (binary.some((b) => b.includes('DEBUG BUILD'))) env.log('WARNING: the loaded addon is a debug build; build with `cargo build --release` and set NAPI_RS_NATIVE_LIBRARY_PATH, or run `npm run build`')
+  if (binary.some((b) => b.includes('DEBUG BUILD')))
+    env.log(
+      'WARNING: the loaded addon is a debug build; build with `cargo build --release` and set NAPI_RS_NATIVE_LIBRARY_PATH, or run `npm run build`',
+    )
 
   redis = await startRedis()
   env.redisPid = redis.pid
@@ -288,7 +359,12 @@ async function main() {
       contenders: [
         ...redisContenders('query'),
         // the cost of the query index on gets and sets (W3's "within 10 %")
-        ...keep([['ferrocache queryIndex:false', async () => ({ ...C.ferrocache(url, 'query', { queryIndex: false }), name: 'ferrocache queryIndex:false' })]]),
+        ...keep([
+          [
+            'ferrocache queryIndex:false',
+            async () => ({ ...C.ferrocache(url, 'query', { queryIndex: false }), name: 'ferrocache queryIndex:false' }),
+          ],
+        ]),
       ],
       redis: true,
       prefillConcurrency: 128,
@@ -349,9 +425,16 @@ async function main() {
   out.push('')
   out.push(`- nproc: ${m.nproc}; CPU: ${m.cpuModel}; RAM ${m.memGiB} GiB; ${m.os}`)
   out.push(`- Node ${m.node}; redis-server ${m.redis} (own process on a free loopback port, no persistence)`)
-  out.push(`- load average (1/5/15 min) at start: ${m.load}; at end: ${os.loadavg().map((x) => x.toFixed(2)).join(' ')} (other work on the machine shares these ${m.nproc} cores)`)
+  out.push(
+    `- load average (1/5/15 min) at start: ${m.load}; at end: ${os
+      .loadavg()
+      .map((x) => x.toFixed(2))
+      .join(' ')} (other work on the machine shares these ${m.nproc} cores)`,
+  )
   out.push(`- ferrocache: ${m.commit}; binary ${binary.join(', ') || 'unknown'}`)
-  out.push(`- settings: ${fInt(env.durationMs)} ms measured per contender and workload, in ${env.rounds} round(s) (order reversed on odd rounds; ops/s, CPU and ELU are the median of the rounds, latencies cover all of them), each after ${fInt(env.warmupMs)} ms of warm-up, FLUSHALL and a prefill of every key`)
+  out.push(
+    `- settings: ${fInt(env.durationMs)} ms measured per contender and workload, in ${env.rounds} round(s) (order reversed on odd rounds; ops/s, CPU and ELU are the median of the rounds, latencies cover all of them), each after ${fInt(env.warmupMs)} ms of warm-up, FLUSHALL and a prefill of every key`,
+  )
   out.push('')
   if (groups.length) {
     const [main, ratios] = kvTables(groups)
@@ -362,7 +445,7 @@ async function main() {
         'W2: query results, ~4 KB JSON, 10,000 keys, Zipf(0.99) key choice, 90% get / 10% set, concurrency 128. ' +
         'W4: in-process only (ferrocache `memory://` vs lru-cache and @cacheable/memory holding JSON text), 1 KB, 50/50, concurrency 64. ' +
         'Concurrency = async workers in a closed loop. Latency = per op, from call to resumption after `await`. ' +
-        'CPU = process.cpuUsage (all threads, incl. ferrocache\'s tokio workers) per op; JS-thread CPU = the main thread alone; ' +
+        "CPU = process.cpuUsage (all threads, incl. ferrocache's tokio workers) per op; JS-thread CPU = the main thread alone; " +
         'redis-server CPU = the server process. ELU = event-loop utilization over the window.',
     )
     out.push('')
@@ -415,8 +498,12 @@ async function main() {
     '- Every read returned the key it asked for with a version no older than the last acknowledged write before the read started ' +
       'and no newer than the last write issued, or a miss; after every run each key was read back and had to be exactly its last acknowledged version.',
   )
-  out.push(`- W3: ferrocache invalidateCache returned ${W3.matching}; the SCAN peer deleted ${W3.matching}; DBSIZE dropped by exactly ${W3.matching}; all near-miss keys survived.`)
-  out.push('- "misses" counts reads that found nothing; a miss after an acknowledged write is flagged in the table (none expected: TTLs are far away and every store has room).')
+  out.push(
+    `- W3: ferrocache invalidateCache returned ${W3.matching}; the SCAN peer deleted ${W3.matching}; DBSIZE dropped by exactly ${W3.matching}; all near-miss keys survived.`,
+  )
+  out.push(
+    '- "misses" counts reads that found nothing; a miss after an acknowledged write is flagged in the table (none expected: TTLs are far away and every store has room).',
+  )
   // the record of what was tried lives in HISTORY.md (hand-written); only point to it
   out.push('', 'The history of optimizations, with measured numbers: [HISTORY.md](HISTORY.md).')
   const text = out.join('\n') + '\n'
@@ -428,7 +515,9 @@ async function cleanup() {
   for (const close of closers.splice(0).reverse()) {
     try {
       await close()
-    } catch {}
+    } catch {
+      // a contender that fails to close does not stop the others
+    }
   }
   if (redis) {
     const r = redis

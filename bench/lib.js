@@ -59,7 +59,9 @@ const mainThreadCpuNs = (() => {
   try {
     const v = Number(fs.readFileSync(sched, 'utf8').split(' ')[0])
     if (Number.isFinite(v) && v > 0) return () => Number(fs.readFileSync(sched, 'utf8').split(' ')[0])
-  } catch {}
+  } catch {
+    // no schedstat: fall back to /proc/<pid>/task/<tid>/stat
+  }
   const stat = `/proc/self/task/${process.pid}/stat`
   try {
     readStatTicksNs(stat)
@@ -163,7 +165,9 @@ class Versions {
     const hi = this.issued[k]
     if (value === null || typeof value !== 'object' || value.id !== expectId || !(value.ver >= lo && value.ver <= hi)) {
       const got = value && typeof value === 'object' ? `id=${value.id} ver=${value.ver}` : JSON.stringify(value)
-      throw new CheckError(`${label}: read of ${expectId} returned ${got}; expected id=${expectId} and ver in [${lo}, ${hi}]`)
+      throw new CheckError(
+        `${label}: read of ${expectId} returned ${got}; expected id=${expectId} and ver in [${lo}, ${hi}]`,
+      )
     }
   }
 }

@@ -15,7 +15,10 @@ const rss = () => process.memoryUsage().rss
 
 const MODES = {
   sessions: ['sessions (manager scope)', (c, n, v) => c.setSession(`session-${n}`, v, 3600)],
-  tenants: ['tenant query results (100 tenants)', (c, n, v) => c.tenant(`t${n % 100}`).cacheQueryResult(`orders:${n}`, v, 3600)],
+  tenants: [
+    'tenant query results (100 tenants)',
+    (c, n, v) => c.tenant(`t${n % 100}`).cacheQueryResult(`orders:${n}`, v, 3600),
+  ],
 }
 
 /** Fills a store of `budgetMiB` with 3x its budget of `mode` entries; RSS and per-entry figures. */
@@ -67,10 +70,14 @@ async function main() {
     JSON.parse(execFileSync(process.execPath, ['--expose-gc', __filename, String(budgetMiB), m], { encoding: 'utf8' })),
   )
   console.log(`node ${process.version}, fallback.maxBytes ${budgetMiB} MiB, ~1 KB JSON values, 3x the budget written`)
-  console.log('\n| store content | entries held | charged MiB | budget MiB | RSS growth outside the JS heap, MiB | that / budget | JS heap growth MiB | real B/entry | charged B/entry |')
+  console.log(
+    '\n| store content | entries held | charged MiB | budget MiB | RSS growth outside the JS heap, MiB | that / budget | JS heap growth MiB | real B/entry | charged B/entry |',
+  )
   console.log('|---|---:|---:|---:|---:|---:|---:|---:|---:|')
   for (const r of rows) {
-    console.log(`| ${r.label} | ${r.held} | ${r.chargedMiB} | ${r.budgetMiB} | ${r.rssGrowthMiB} | ${r.rssOverBudget} | ${r.jsHeapGrowthMiB} | ${r.realBytesPerEntry} | ${r.chargedBytesPerEntry} |`)
+    console.log(
+      `| ${r.label} | ${r.held} | ${r.chargedMiB} | ${r.budgetMiB} | ${r.rssGrowthMiB} | ${r.rssOverBudget} | ${r.jsHeapGrowthMiB} | ${r.realBytesPerEntry} | ${r.chargedBytesPerEntry} |`,
+    )
   }
 }
 

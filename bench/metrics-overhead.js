@@ -48,11 +48,15 @@ async function compare(label, url) {
   const on = median(results.on)
   const off = median(results.off)
   const overhead = ((off - on) / off) * 100
-  console.log(`| ${label} | ${Math.round(off).toLocaleString('en-US')} | ${Math.round(on).toLocaleString('en-US')} | ${overhead.toFixed(2)} % |`)
+  console.log(
+    `| ${label} | ${Math.round(off).toLocaleString('en-US')} | ${Math.round(on).toLocaleString('en-US')} | ${overhead.toFixed(2)} % |`,
+  )
 }
 
 async function main() {
-  console.log(`getSession, ~1 KB JSON, concurrency ${CONCURRENCY}, ${ROUNDS} alternating rounds of ${ROUND_MS} ms, medians`)
+  console.log(
+    `getSession, ~1 KB JSON, concurrency ${CONCURRENCY}, ${ROUNDS} alternating rounds of ${ROUND_MS} ms, medians`,
+  )
   console.log('| store | ops/s, metrics off | ops/s, metrics on | overhead |')
   console.log('|---|---:|---:|---:|')
   await compare('memory://', 'memory://')

@@ -17,9 +17,13 @@ const sleep = (ms) => new Promise((r) => setTimeout(r, ms))
 const nowMs = () => Number(process.hrtime.bigint()) / 1e6
 
 async function startOn(port) {
-  const child = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], {
-    stdio: 'ignore',
-  })
+  const child = spawn(
+    'redis-server',
+    ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'],
+    {
+      stdio: 'ignore',
+    },
+  )
   for (let i = 0; i < 200 && !(await ping(port)); i++) await sleep(10)
   return child
 }
@@ -38,7 +42,9 @@ async function scenario(name, outage, resume) {
   let server = await startOn(port)
   const cm = createCacheManager({ url: `redis://127.0.0.1:${port}`, keyPrefix: 'outage:', commandTimeoutMs: 250 })
   const events = []
-  cm.on('fallback', () => events.push(['fallback', nowMs()])).on('recovered', (i) => events.push(['recovered', nowMs(), i]))
+  cm.on('fallback', () => events.push(['fallback', nowMs()])).on('recovered', (i) =>
+    events.push(['recovered', nowMs(), i]),
+  )
   const value = { pad: 'x'.repeat(900) }
   for (let i = 0; i < KEYS; i++) await cm.setSession(`k${i}`, value)
   let phase = 'before'
@@ -116,7 +122,9 @@ async function main() {
       async (s) => process.kill(s.pid, 'SIGCONT'),
     ),
   )
-  console.log('\n| outage | failed calls | detect (fallback event) ms | recover (recovered event after server ready) ms | replayed |')
+  console.log(
+    '\n| outage | failed calls | detect (fallback event) ms | recover (recovered event after server ready) ms | replayed |',
+  )
   console.log('|---|---:|---:|---:|---:|')
   for (const r of results) {
     console.log(`| ${r.name} | ${r.failures} | ${r.detectMs.toFixed(0)} | ${r.recoverMs.toFixed(0)} | ${r.replayed} |`)

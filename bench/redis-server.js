@@ -64,7 +64,20 @@ async function startRedis(extraArgs = () => [], pickPort = freePort) {
     const child = spawn(
       'redis-server',
       [
-        ...['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir, '--logfile', ''],
+        ...[
+          '--port',
+          String(port),
+          '--bind',
+          '127.0.0.1',
+          '--save',
+          '',
+          '--appendonly',
+          'no',
+          '--dir',
+          dir,
+          '--logfile',
+          '',
+        ],
         ...extraArgs(port),
       ],
       { stdio: ['ignore', 'ignore', 'pipe'] },
@@ -82,17 +95,23 @@ async function startRedis(extraArgs = () => [], pickPort = freePort) {
           if (!exited) {
             try {
               process.kill(child.pid, 'SIGKILL')
-            } catch {}
+            } catch {
+              // already gone
+            }
           }
           try {
             fs.rmSync(dir, { recursive: true, force: true })
-          } catch {}
+          } catch {
+            // already gone
+          }
         }
         const stop = async () => {
           if (!exited) {
             try {
               process.kill(child.pid, 'SIGTERM')
-            } catch {}
+            } catch {
+              // already gone
+            }
             await Promise.race([exitedP, sleep(3000)])
           }
           stopSync()
@@ -104,7 +123,9 @@ async function startRedis(extraArgs = () => [], pickPort = freePort) {
     if (!exited) {
       try {
         process.kill(child.pid, 'SIGKILL')
-      } catch {}
+      } catch {
+        // already gone
+      }
     }
     lastErr = new Error(`redis-server on port ${port} did not answer PING: ${stderr.trim()}`)
   }
@@ -113,7 +134,11 @@ async function startRedis(extraArgs = () => [], pickPort = freePort) {
 }
 
 /** [`startRedis`] on `port` (a restart on the port a stopped server had). */
-const startRedisOn = (port) => startRedis(() => [], async () => port)
+const startRedisOn = (port) =>
+  startRedis(
+    () => [],
+    async () => port,
+  )
 
 /** A free port whose cluster bus port (+10000) is valid. */
 async function clusterPort() {
@@ -131,7 +156,9 @@ async function startCluster() {
   const args = () => ['--cluster-enabled', 'yes', '--cluster-node-timeout', '1000', '--repl-diskless-sync-delay', '0']
   const nodes = await Promise.all(Array.from({ length: 6 }, () => startRedis(args, clusterPort)))
   const addrs = nodes.map((n) => `127.0.0.1:${n.port}`)
-  execFileSync('redis-cli', ['--cluster', 'create', ...addrs, '--cluster-replicas', '1', '--cluster-yes'], { stdio: 'ignore' })
+  execFileSync('redis-cli', ['--cluster', 'create', ...addrs, '--cluster-replicas', '1', '--cluster-yes'], {
+    stdio: 'ignore',
+  })
   const cli = (port, ...a) => execFileSync('redis-cli', ['-p', String(port), ...a], { encoding: 'utf8' })
   for (let i = 0; i < 600; i++) {
     if (nodes.every((n) => cli(n.port, 'CLUSTER', 'INFO').includes('cluster_state:ok'))) break

@@ -52,7 +52,10 @@ function sessionIds(n) {
   const rng = prng(0x5e55)
   return Array.from({ length: n }, () => {
     let s = ''
-    for (let j = 0; j < 4; j++) s += Math.floor(rng() * 2 ** 32).toString(16).padStart(8, '0')
+    for (let j = 0; j < 4; j++)
+      s += Math.floor(rng() * 2 ** 32)
+        .toString(16)
+        .padStart(8, '0')
     return s // 32 hex chars, like a typical session id
   })
 }
@@ -67,7 +70,21 @@ function queryKeys(n) {
  * One contender run of a get/set workload.
  * @returns the measured row (ops/s, latency percentiles, CPU, ELU, check counts)
  */
-async function kvRun({ contender, label, keys, pick, writeRatio, ttl, makeValue, concurrency, durationMs, warmupMs, lat, redisPid, prefillConcurrency }) {
+async function kvRun({
+  contender,
+  label,
+  keys,
+  pick,
+  writeRatio,
+  ttl,
+  makeValue,
+  concurrency,
+  durationMs,
+  warmupMs,
+  lat,
+  redisPid,
+  prefillConcurrency,
+}) {
   const n = keys.length
   const versions = new Versions(n)
   let sets = 0
@@ -113,8 +130,12 @@ async function kvRun({ contender, label, keys, pick, writeRatio, ttl, makeValue,
   await pool(n, prefillConcurrency, async (k) => {
     if (versions.busy[k]) throw new CheckError(`${label}: key ${keys[k]} still has a write in flight after the run`)
     const value = await contender.get(keys[k])
-    if (value === null || value === undefined) throw new CheckError(`${label}: final read of ${keys[k]} missed; last acknowledged version ${versions.acked[k]}`)
-    if (value.ver !== versions.acked[k]) throw new CheckError(`${label}: final read of ${keys[k]} returned ver=${value.ver}; last acknowledged ${versions.acked[k]}`)
+    if (value === null || value === undefined)
+      throw new CheckError(`${label}: final read of ${keys[k]} missed; last acknowledged version ${versions.acked[k]}`)
+    if (value.ver !== versions.acked[k])
+      throw new CheckError(
+        `${label}: final read of ${keys[k]} returned ver=${value.ver}; last acknowledged ${versions.acked[k]}`,
+      )
     versions.check(`${label} (final read)`, k, keys[k], versions.acked[k], value)
   })
   return {
@@ -235,7 +256,8 @@ async function w3Fill(admin, total) {
 async function w3Populate(admin, total, extra, writeOwn) {
   await writeOwn()
   const size = await admin.dbsize()
-  if (size !== total + extra) throw new CheckError(`W3: expected ${total + extra} keys before invalidation, found ${size}`)
+  if (size !== total + extra)
+    throw new CheckError(`W3: expected ${total + extra} keys before invalidation, found ${size}`)
 }
 
 /** Removes what is left of a run's own keys (the near-miss keys), so the next run finds only the filler. */
@@ -274,9 +296,10 @@ async function w3(env, admin, makeFerro, reps, total) {
           const a = snapshot(env.redisPid)
           const removed = await c.invalidateCache(W3.prefix)
           const b = snapshot(env.redisPid)
-          if (removed !== W3.matching) throw new CheckError(`W3 ferrocache: invalidateCache returned ${removed}, expected ${W3.matching}`)
+          if (removed !== W3.matching)
+            throw new CheckError(`W3 ferrocache: invalidateCache returned ${removed}, expected ${W3.matching}`)
           const size = await admin.dbsize()
-          const expected = total - W3.matching + (INDEX_KEYS)
+          const expected = total - W3.matching + INDEX_KEYS
           if (size !== expected) throw new CheckError(`W3 ferrocache: ${size} keys left, expected ${expected}`)
           let alive = 0
           let gone = 0
@@ -286,7 +309,10 @@ async function w3(env, admin, makeFerro, reps, total) {
             if (i < W3.matching) gone += v === null ? 1 : 0
             else if (v !== null && v.id === key) alive++
           })
-          if (gone !== W3.matching || alive !== W3.nearMiss) throw new CheckError(`W3 ferrocache: after invalidation ${gone}/${W3.matching} matching keys gone, ${alive}/${W3.nearMiss} near-miss keys kept`)
+          if (gone !== W3.matching || alive !== W3.nearMiss)
+            throw new CheckError(
+              `W3 ferrocache: after invalidation ${gone}/${W3.matching} matching keys gone, ${alive}/${W3.nearMiss} near-miss keys kept`,
+            )
           results.ferrocache.push(stat3(a, b, removed))
         } finally {
           await c.close()
@@ -308,12 +334,19 @@ async function w3(env, admin, makeFerro, reps, total) {
           const a = snapshot(env.redisPid)
           const removed = await scanUnlink(r, globEscape(ns + W3.prefix) + '*', 1000)
           const b = snapshot(env.redisPid)
-          if (removed !== W3.matching) throw new CheckError(`W3 ioredis: SCAN+UNLINK deleted ${removed}, expected ${W3.matching}`)
+          if (removed !== W3.matching)
+            throw new CheckError(`W3 ioredis: SCAN+UNLINK deleted ${removed}, expected ${W3.matching}`)
           const size = await admin.dbsize()
-          if (size !== total - W3.matching) throw new CheckError(`W3 ioredis: ${size} keys left, expected ${total - W3.matching}`)
+          if (size !== total - W3.matching)
+            throw new CheckError(`W3 ioredis: ${size} keys left, expected ${total - W3.matching}`)
           const left = await r.exists(...Array.from({ length: W3.matching }, (_, i) => `${ns}${W3.prefix}${i}`))
-          const kept = await r.exists(...Array.from({ length: W3.nearMiss }, (_, i) => `${ns}${W3.nearMissPrefix}${i + W3.matching}`))
-          if (left !== 0 || kept !== W3.nearMiss) throw new CheckError(`W3 ioredis: after invalidation ${left} matching keys left, ${kept}/${W3.nearMiss} near-miss keys kept`)
+          const kept = await r.exists(
+            ...Array.from({ length: W3.nearMiss }, (_, i) => `${ns}${W3.nearMissPrefix}${i + W3.matching}`),
+          )
+          if (left !== 0 || kept !== W3.nearMiss)
+            throw new CheckError(
+              `W3 ioredis: after invalidation ${left} matching keys left, ${kept}/${W3.nearMiss} near-miss keys kept`,
+            )
           results.ioredis.push(stat3(a, b, removed))
         } finally {
           await r.quit()
@@ -328,7 +361,13 @@ async function w3(env, admin, makeFerro, reps, total) {
 
 function stat3(a, b, removed) {
   const w = window(a, b, 1)
-  return { ms: w.wallNs / 1e6, cpuMs: w.cpuUsPerOp / 1e3, mainCpuMs: w.mainCpuUsPerOp / 1e3, redisCpuMs: w.redisCpuUsPerOp / 1e3, removed }
+  return {
+    ms: w.wallNs / 1e6,
+    cpuMs: w.cpuUsPerOp / 1e3,
+    mainCpuMs: w.mainCpuUsPerOp / 1e3,
+    redisCpuMs: w.redisCpuUsPerOp / 1e3,
+    removed,
+  }
 }
 
 /** How an ioredis user removes a prefix: SCAN MATCH <escaped prefix>* COUNT n, UNLINK each page. */
@@ -347,4 +386,16 @@ function globEscape(s) {
   return s.replace(/[*?[\]\\]/g, '\\$&')
 }
 
-module.exports = { kvGroup, w3, W3, sessionValue, queryValue, sessionIds, queryKeys, zipf, hr, SESSION_BASE, QUERY_BASE }
+module.exports = {
+  kvGroup,
+  w3,
+  W3,
+  sessionValue,
+  queryValue,
+  sessionIds,
+  queryKeys,
+  zipf,
+  hr,
+  SESSION_BASE,
+  QUERY_BASE,
+}

@@ -182,7 +182,11 @@ function createApp(manager, options = {}) {
   app.post('/login', async (req, res) => {
     const { user, tenant } = req.body ?? {}
     if (!nonEmptyString(user, MAX_USER_LENGTH)) {
-      throw httpError(400, 'ERR_BAD_REQUEST', `"user" must be a non-empty string of at most ${MAX_USER_LENGTH} characters`)
+      throw httpError(
+        400,
+        'ERR_BAD_REQUEST',
+        `"user" must be a non-empty string of at most ${MAX_USER_LENGTH} characters`,
+      )
     }
     if (typeof tenant !== 'string' || !TENANT_ID.test(tenant)) {
       throw httpError(400, 'ERR_BAD_REQUEST', '"tenant" must match /^[a-z0-9][a-z0-9-]{0,62}$/')
@@ -229,7 +233,11 @@ function createApp(manager, options = {}) {
   app.post('/api/orders', requireSession, async (req, res) => {
     const { item } = req.body ?? {}
     if (!nonEmptyString(item, MAX_ITEM_LENGTH)) {
-      throw httpError(400, 'ERR_BAD_REQUEST', `"item" must be a non-empty string of at most ${MAX_ITEM_LENGTH} characters`)
+      throw httpError(
+        400,
+        'ERR_BAD_REQUEST',
+        `"item" must be a non-empty string of at most ${MAX_ITEM_LENGTH} characters`,
+      )
     }
     const tenantId = req.session.tenant
     const order = await db.insertOrder(tenantId, { item, createdBy: req.session.user })
@@ -247,7 +255,6 @@ function createApp(manager, options = {}) {
   })
 
   // Express 5 forwards rejected promises from async handlers here.
-  // eslint-disable-next-line no-unused-vars
   app.use((err, req, res, next) => {
     if (res.headersSent) {
       next(err)

@@ -43,7 +43,8 @@ const server = app.listen(port, host)
 
 server.on('listening', () => {
   const addr = server.address()
-  const shown = host === undefined || host === '0.0.0.0' || host === '::' ? 'localhost' : host.includes(':') ? `[${host}]` : host
+  const shown =
+    host === undefined || host === '0.0.0.0' || host === '::' ? 'localhost' : host.includes(':') ? `[${host}]` : host
   console.log(
     `ferrocache example listening on http://${shown}:${addr.port} (cache: ${redact(redisUrl)}, in-process fallback when unreachable)`,
   )

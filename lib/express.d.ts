@@ -27,7 +27,10 @@ export interface CacheMetricsHandlerOptions {
  * @throws TypeError with code `ERR_INVALID_ARG` for an argument that is not a manager
  *   (e.g. `app.get(path, cacheHealthHandler)` without calling it)
  */
-export declare function cacheHealthHandler(manager?: CacheManager | null, options?: CacheHealthHandlerOptions): CacheRequestHandler
+export declare function cacheHealthHandler(
+  manager?: CacheManager | null,
+  options?: CacheHealthHandlerOptions,
+): CacheRequestHandler
 
 /**
  * A handler for `GET /api/system/cache-metrics`. Body: the JSON of `manager.metrics()`,
@@ -39,4 +42,7 @@ export declare function cacheHealthHandler(manager?: CacheManager | null, option
  * @param manager default: the package's `cacheManager` (looked up per request)
  * @throws TypeError with code `ERR_INVALID_ARG` for an argument that is not a manager, or invalid labels
  */
-export declare function cacheMetricsHandler(manager?: CacheManager | null, options?: CacheMetricsHandlerOptions): CacheRequestHandler
+export declare function cacheMetricsHandler(
+  manager?: CacheManager | null,
+  options?: CacheMetricsHandlerOptions,
+): CacheRequestHandler

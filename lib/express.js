@@ -59,8 +59,15 @@ function cacheHealthHandler(manager, options) {
   const opts = checkOptionsObject('cacheHealthHandler', options)
   let timeoutMs = DEFAULT_HEALTH_TIMEOUT_MS
   if (opts.timeoutMs !== undefined) {
-    if (typeof opts.timeoutMs !== 'number' || !Number.isFinite(opts.timeoutMs) || opts.timeoutMs <= 0 || opts.timeoutMs > MAX_TIMEOUT_MS) {
-      throw invalid(`cacheHealthHandler: options.timeoutMs must be a positive finite number of ms, got ${String(opts.timeoutMs)}`)
+    if (
+      typeof opts.timeoutMs !== 'number' ||
+      !Number.isFinite(opts.timeoutMs) ||
+      opts.timeoutMs <= 0 ||
+      opts.timeoutMs > MAX_TIMEOUT_MS
+    ) {
+      throw invalid(
+        `cacheHealthHandler: options.timeoutMs must be a positive finite number of ms, got ${String(opts.timeoutMs)}`,
+      )
     }
     timeoutMs = opts.timeoutMs
   }
@@ -83,7 +90,10 @@ function cacheHealthHandler(manager, options) {
         .then((health) => {
           const body = JSON.stringify(health)
           if (typeof body !== 'string') throw new Error('health() resolved with no JSON value')
-          const ok = typeof health === 'object' && health !== null && (health.status === 'healthy' || health.status === 'degraded')
+          const ok =
+            typeof health === 'object' &&
+            health !== null &&
+            (health.status === 'healthy' || health.status === 'degraded')
           finish(ok ? 200 : 503, body)
         })
         .catch(fail)
@@ -105,7 +115,10 @@ function parseAccept(header) {
     const slash = range.indexOf('/')
     if (slash === -1) continue
     const type = range.slice(0, slash).trim().toLowerCase()
-    const subtype = range.slice(slash + 1).trim().toLowerCase()
+    const subtype = range
+      .slice(slash + 1)
+      .trim()
+      .toLowerCase()
     if (type === '' || subtype === '') continue
     let q = 1
     for (const param of params) {

@@ -32,7 +32,16 @@ const DEFAULT_PREFIX = 'keyv:'
 /** The longest TTL ferrocache accepts (seconds): what a set without ttl gets. */
 const NO_EXPIRY_SECONDS = MAX_TTL_SECONDS
 const MAX_TTL_MS = NO_EXPIRY_SECONDS * 1000
-const MANAGER_METHODS = ['cacheQueryResult', 'getCachedQuery', 'deleteCachedQuery', 'invalidateCache', 'tenant', 'close', 'on', 'off']
+const MANAGER_METHODS = [
+  'cacheQueryResult',
+  'getCachedQuery',
+  'deleteCachedQuery',
+  'invalidateCache',
+  'tenant',
+  'close',
+  'on',
+  'off',
+]
 
 function checkKey(name, key) {
   if (typeof key !== 'string') throw invalid(`${name} must be a string, got ${describe(key)}`)
@@ -63,7 +72,8 @@ function ttlSeconds(ttl) {
 function checkOptions(options) {
   if (options === undefined || options === null) return {}
   if (typeof options === 'string') return { cache: { url: options } }
-  if (!isPlainObject(options)) throw invalid(`KeyvFerrocache: options must be an object or a URL string, got ${describe(options)}`)
+  if (!isPlainObject(options))
+    throw invalid(`KeyvFerrocache: options must be an object or a URL string, got ${describe(options)}`)
   const { manager, cache, tenant, prefix, namespace } = options
   if (checkManager('KeyvFerrocache', manager, MANAGER_METHODS) && cache !== undefined && cache !== null) {
     throw invalid('KeyvFerrocache: give either manager or cache options, not both')
@@ -184,8 +194,10 @@ class KeyvFerrocache extends EventEmitter {
    */
   async setMany(entries) {
     const writes = checkArray('entries', entries).map((entry, i) => {
-      if (!isPlainObject(entry)) throw invalid(`entries[${i}] must be an object { key, value, ttl? }, got ${describe(entry)}`)
-      if (entry.value === undefined) throw invalid(`entries[${i}].value must not be undefined (use null, or delete the entry)`)
+      if (!isPlainObject(entry))
+        throw invalid(`entries[${i}] must be an object { key, value, ttl? }, got ${describe(entry)}`)
+      if (entry.value === undefined)
+        throw invalid(`entries[${i}].value must not be undefined (use null, or delete the entry)`)
       return [this.#key(entry.key), entry.value, ttlSeconds(entry.ttl)]
     })
     await Promise.all(writes.map(([k, value, ttl]) => this.#scope.cacheQueryResult(k, value, ttl)))

@@ -340,4 +340,3 @@ export declare function createCacheManager(options?: CacheOptions): CacheManager
 
 /** The default instance, configured from `REDIS_URL` (else `redis://127.0.0.1:6379`) on first use. */
 export declare const cacheManager: CacheManager
-

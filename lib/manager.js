@@ -304,7 +304,8 @@ class CacheManager extends Scope {
    */
   simulateOutage(options) {
     const mode = options && options.mode
-    if (mode !== 'refuse' && mode !== 'hang') throw invalid(`simulateOutage: mode must be 'refuse' or 'hang', got ${String(mode)}`)
+    if (mode !== 'refuse' && mode !== 'hang')
+      throw invalid(`simulateOutage: mode must be 'refuse' or 'hang', got ${String(mode)}`)
     this._native().simulateOutage(mode)
   }
 
@@ -355,7 +356,15 @@ function unhealthy(lastError) {
     status: 'unhealthy',
     mode: 'memory',
     modeSince: new Date().toISOString(),
-    redis: { connected: false, latencyMs: null, url: null, lastError, usedMemoryBytes: null, pingMs: null, topology: null },
+    redis: {
+      connected: false,
+      latencyMs: null,
+      url: null,
+      lastError,
+      usedMemoryBytes: null,
+      pingMs: null,
+      topology: null,
+    },
     fallback: { entries: 0, bytes: 0, maxBytes: 0 },
   }
 }

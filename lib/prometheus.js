@@ -18,8 +18,6 @@ const RESERVED_LABELS = new Set(['type', 'mode', 'tenant', 'le', 'quantile'])
 const TYPES = ['session', 'query']
 const MODES = ['redis', 'memory']
 
-
-
 /** A finite number, or undefined (the sample is then left out). */
 function num(value) {
   return typeof value === 'number' && Number.isFinite(value) ? value : undefined
@@ -38,7 +36,10 @@ function msToSeconds(ms) {
 function perType(field) {
   return (m) => {
     const byType = obj(m.byType)
-    return TYPES.map((type) => ({ labels: [['type', type]], value: num(byType && obj(byType[type]) ? byType[type][field] : undefined) }))
+    return TYPES.map((type) => ({
+      labels: [['type', type]],
+      value: num(byType && obj(byType[type]) ? byType[type][field] : undefined),
+    }))
   }
 }
 
@@ -114,6 +115,12 @@ const FAMILIES = [
     type: 'counter',
     help: 'Failed Redis calls that ran out of their time budget.',
     samples: scalar((m) => num(m.timeouts)),
+  },
+  {
+    name: 'ferrocache_redis_write_refusals_total',
+    type: 'counter',
+    help: 'Writes Redis refused for capacity or role (OOM, READONLY, ...), kept in memory and journaled instead.',
+    samples: scalar((m) => num(m.writeRefusals)),
   },
   {
     name: 'ferrocache_fallback_activations_total',
@@ -298,7 +305,8 @@ function normalizeLabels(labels, where = 'options.labels') {
     if (!LABEL_NAME.test(name)) {
       throw invalid(`${where}: ${JSON.stringify(name)} is not a valid Prometheus label name (${LABEL_NAME})`)
     }
-    if (name.startsWith('__')) throw invalid(`${where}: label names starting with "__" are reserved, got ${JSON.stringify(name)}`)
+    if (name.startsWith('__'))
+      throw invalid(`${where}: label names starting with "__" are reserved, got ${JSON.stringify(name)}`)
     if (RESERVED_LABELS.has(name)) {
       throw invalid(`${where}: label name ${JSON.stringify(name)} is used by ferrocache's own metrics`)
     }

@@ -19,7 +19,14 @@
 // are known.
 
 const { invalid } = require('./errors.js')
-const { MAX_TTL_SECONDS, describe, isPlainObject, checkManager, checkOptionsObject, checkTtl } = require('./validate.js')
+const {
+  MAX_TTL_SECONDS,
+  describe,
+  isPlainObject,
+  checkManager,
+  checkOptionsObject,
+  checkTtl,
+} = require('./validate.js')
 
 // express-session is an optional peer dependency: a missing package is reported
 // when a store is constructed, not when this file is loaded.
@@ -33,8 +40,6 @@ try {
 
 const EventEmitter = require('node:events')
 const Base = expressSession && typeof expressSession.Store === 'function' ? expressSession.Store : EventEmitter
-
-
 
 function checkOptions(options) {
   const opts = checkOptionsObject('FerrocacheStore', options)
@@ -92,7 +97,6 @@ function run(callback, fn) {
 
 /** An express-session store that keeps sessions in a ferrocache manager (or one of its tenants). */
 class FerrocacheStore extends Base {
-  #options
   #scope = null
   #defaultTtl
   #disableTouch
@@ -110,7 +114,6 @@ class FerrocacheStore extends Base {
       )
     }
     const opts = checkOptions(options)
-    this.#options = opts
     this.#defaultTtl = opts.ttlSeconds ?? undefined
     this.#disableTouch = opts.disableTouch === true
     const manager = opts.manager ?? require('./manager.js').cacheManager

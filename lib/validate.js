@@ -47,7 +47,8 @@ function encode(value) {
   } catch (cause) {
     throw codedError(TypeError, codes.SERIALIZE, `data cannot be serialized to JSON: ${cause && cause.message}`, cause)
   }
-  if (json === undefined) throw codedError(TypeError, codes.SERIALIZE, `data cannot be serialized to JSON: ${describe(value)}`)
+  if (json === undefined)
+    throw codedError(TypeError, codes.SERIALIZE, `data cannot be serialized to JSON: ${describe(value)}`)
   return json
 }
 
@@ -57,7 +58,12 @@ function decode(json) {
   try {
     return JSON.parse(json)
   } catch (cause) {
-    throw codedError(Error, codes.REDIS, 'the value stored at this key is not valid JSON (written by another client?)', cause)
+    throw codedError(
+      Error,
+      codes.REDIS,
+      'the value stored at this key is not valid JSON (written by another client?)',
+      cause,
+    )
   }
 }
 
@@ -76,8 +82,11 @@ function checkManager(who, manager, methods) {
   if (looksLikeRequest(manager)) {
     throw invalid(`${who}(manager?) returns a handler: mount ${who}() (called), not ${who} itself`)
   }
-  const ok = (typeof manager === 'object' || typeof manager === 'function') && methods.every((m) => typeof manager[m] === 'function')
-  if (!ok) throw invalid(`${who}: manager must be a ferrocache CacheManager (createCacheManager()), got ${describe(manager)}`)
+  const ok =
+    (typeof manager === 'object' || typeof manager === 'function') &&
+    methods.every((m) => typeof manager[m] === 'function')
+  if (!ok)
+    throw invalid(`${who}: manager must be a ferrocache CacheManager (createCacheManager()), got ${describe(manager)}`)
   return manager
 }
 

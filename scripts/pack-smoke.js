@@ -13,9 +13,13 @@ const root = path.resolve(__dirname, '..')
 const scratch = fs.mkdtempSync(path.join(os.tmpdir(), 'ferrocache-pack-'))
 function run(cmd, args, cwd, env) {
   try {
-    return execFileSync(cmd, args, { cwd, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env } }).toString()
+    return execFileSync(cmd, args, {
+      cwd,
+      stdio: ['ignore', 'pipe', 'pipe'],
+      env: { ...process.env, ...env },
+    }).toString()
   } catch (err) {
-    throw new Error(`${cmd} ${args.join(' ')} failed:\n${err.stdout}${err.stderr}`)
+    throw new Error(`${cmd} ${args.join(' ')} failed:\n${err.stdout}${err.stderr}`, { cause: err })
   }
 }
 
@@ -44,7 +48,10 @@ function checkNamedExports(tarball) {
   }
   const app = path.join(scratch, 'esm-app')
   fs.mkdirSync(app)
-  fs.writeFileSync(path.join(app, 'package.json'), JSON.stringify({ name: 'esm-app', private: true, version: '1.0.0', type: 'module' }))
+  fs.writeFileSync(
+    path.join(app, 'package.json'),
+    JSON.stringify({ name: 'esm-app', private: true, version: '1.0.0', type: 'module' }),
+  )
   run('npm', ['install', '--no-audit', '--no-fund', '--offline', tarball], app)
   let esm = ''
   let cjs = ''
@@ -67,7 +74,14 @@ function checkNamedExports(tarball) {
   fs.writeFileSync(
     path.join(app, 'tsconfig.json'),
     JSON.stringify({
-      compilerOptions: { strict: true, target: 'ES2022', module: 'NodeNext', moduleResolution: 'NodeNext', outDir: 'dist', types: [] },
+      compilerOptions: {
+        strict: true,
+        target: 'ES2022',
+        module: 'NodeNext',
+        moduleResolution: 'NodeNext',
+        outDir: 'dist',
+        types: [],
+      },
       files: ['app.ts'],
     }),
   )
@@ -95,20 +109,41 @@ console.log('esm app OK')
 try {
   const [packed] = JSON.parse(run('npm', ['pack', '--json', '--ignore-scripts', '--pack-destination', scratch], root))
   const files = packed.files.map((f) => f.path).sort()
-  for (const needed of ['index.js', 'index.d.ts', 'binding.js', 'binding.d.ts', 'lib/manager.js', 'lib/keyv.js', 'lib/keyv.d.ts', 'lib/session.js', 'package.json']) {
+  for (const needed of [
+    'index.js',
+    'index.d.ts',
+    'binding.js',
+    'binding.d.ts',
+    'lib/manager.js',
+    'lib/keyv.js',
+    'lib/keyv.d.ts',
+    'lib/session.js',
+    'package.json',
+  ]) {
     if (!files.includes(needed)) throw new Error(`tarball lacks ${needed}: ${files.join(', ')}`)
   }
   if (!files.some((f) => f.endsWith('.node'))) throw new Error(`tarball lacks the native addon: ${files.join(', ')}`)
-  if (files.some((f) => f.startsWith('src/') || f.startsWith('target/'))) throw new Error('tarball ships sources/build output')
+  if (files.some((f) => f.startsWith('src/') || f.startsWith('target/')))
+    throw new Error('tarball ships sources/build output')
 
   const app = path.join(scratch, 'app')
   fs.mkdirSync(app)
-  fs.writeFileSync(path.join(app, 'package.json'), JSON.stringify({ name: 'scratch-app', private: true, version: '1.0.0' }))
+  fs.writeFileSync(
+    path.join(app, 'package.json'),
+    JSON.stringify({ name: 'scratch-app', private: true, version: '1.0.0' }),
+  )
   run('npm', ['install', '--no-audit', '--no-fund', '--offline', path.join(scratch, packed.filename)], app)
   fs.writeFileSync(
     path.join(app, 'tsconfig.json'),
     JSON.stringify({
-      compilerOptions: { strict: true, target: 'ES2022', module: 'commonjs', outDir: 'dist', types: [], skipLibCheck: false },
+      compilerOptions: {
+        strict: true,
+        target: 'ES2022',
+        module: 'commonjs',
+        outDir: 'dist',
+        types: [],
+        skipLibCheck: false,
+      },
       files: ['app.ts'],
     }),
   )

@@ -64,7 +64,15 @@ export function runNode(script: string, options: RunOptions = {}): Promise<Run> 
     child.on('close', (code, signal) => {
       clearTimeout(timer)
       const end = Date.now()
-      resolve({ code, signal, timedOut, ms: end - started, stdout, stderr, exitAfterDoneMs: doneAt === null ? null : end - doneAt })
+      resolve({
+        code,
+        signal,
+        timedOut,
+        ms: end - started,
+        stdout,
+        stderr,
+        exitAfterDoneMs: doneAt === null ? null : end - doneAt,
+      })
     })
   })
 }

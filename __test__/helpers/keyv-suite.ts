@@ -36,7 +36,11 @@ export interface SuiteRun {
  * asserting that all of them ran. A test named in `expectFailure` is still run, and
  * must fail (its reason is in its name): nothing is skipped.
  */
-export function keyvTestSuite(Keyv: unknown, store: () => unknown, expectFailure: Record<string, string> = {}): SuiteRun {
+export function keyvTestSuite(
+  Keyv: unknown,
+  store: () => unknown,
+  expectFailure: Record<string, string> = {},
+): SuiteRun {
   const run: SuiteRun = { registered: 0, completed: 0 }
   const expected = new Set(Object.keys(expectFailure))
   const jestLike: VitestLike = {

@@ -115,7 +115,13 @@ export async function startCluster(): Promise<ClusterSetup> {
         for (const n of live()) {
           if (!(await cli(n.port, 'CLUSTER', 'INFO')).includes('cluster_state:ok')) return false
           if ((await clusterMasters(n.port)).length !== 3) return false
-          if (!(await seesSettled(n.port, live().map((l) => l.port)))) return false
+          if (
+            !(await seesSettled(
+              n.port,
+              live().map((l) => l.port),
+            ))
+          )
+            return false
         }
         return true
       })
@@ -190,9 +196,7 @@ export async function startSentinel(): Promise<SentinelSetup> {
     )
     return file
   }
-  const sentinels = await Promise.all(
-    Array.from({ length: 3 }, () => startRedis(['--sentinel'], freePort, conf)),
-  )
+  const sentinels = await Promise.all(Array.from({ length: 3 }, () => startRedis(['--sentinel'], freePort, conf)))
   for (const s of sentinels) {
     await waitUntil('sentinel ready', async () => {
       const replicas = await cli(s.port, 'SENTINEL', 'REPLICAS', MASTER_NAME)

@@ -24,7 +24,6 @@ export async function restartOn(port: number, extraArgs: string[] = []): Promise
   throw new Error(`could not restart redis-server on port ${port}`)
 }
 
-
 /** Collects a manager's `fallback` and `recovered` events. */
 export function watch(m: CacheManager) {
   const w = { fallback: [] as FallbackEvent[], recovered: [] as RecoveredEvent[] }

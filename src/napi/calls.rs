@@ -268,6 +268,7 @@ pub fn flush(env: &Env, cache: &Arc<Cache>, size: u32) -> Result<Raw> {
 
 /// Test hook: a function made like `submit` whose body panics.
 #[cfg(feature = "test-hooks")]
+#[allow(dead_code)] // called from the hooks' napi export only
 pub fn panicking_function(env: &Env, cache: &Arc<Cache>) -> Result<Raw> {
   unsafe extern "C" fn panics(env: sys::napi_env, _info: sys::napi_callback_info) -> sys::napi_value {
     unsafe { guarded(env, || panic!("ferrocache test panic (submit)")) }

@@ -1,6 +1,8 @@
 //! Test hooks, compiled only with the `test-hooks` feature (the test build, never the
 //! published binary): panics inside each kind of native call, to prove they become JS errors
 //! instead of aborting Node.
+// Called from JavaScript only: the unit-test build registers no exports.
+#![allow(dead_code)]
 
 use napi::bindgen_prelude::*;
 use napi_derive::napi;
