@@ -13,8 +13,6 @@ export declare const __napiBindingTarget: 'native' | 'wasm32-wasi' | 'wasm32-was
 export declare class NativeCache {
   /** Checks `options` (see `CacheOptions`) and builds the cache; no I/O. */
   constructor(options?: object | null)
-  /** True for `memory://`: every call is answered on the spot (no Redis at all). */
-  get memoryOnly(): boolean
   /**
    * `submit(call, key, tenant?, json?, ttlSeconds?)` bound to this cache: the answer, or
    * `undefined` when the call is queued for `flush` (see `src/napi/calls.rs`).

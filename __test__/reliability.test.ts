@@ -336,7 +336,7 @@ describe('a misconfiguration is reported by whatever finds it', () => {
     expect(h.status).toBe('degraded')
     expect(h.mode).toBe('memory')
     expect(h.failover?.breaker).toBe('open')
-    expect(h.redis.lastError).toMatch(/Authentication/i)
+    expect(h.redis.lastError).toMatch(/Authentication|WRONGPASS/i)
     await m.setSession('s', { a: 1 })
     expect(await m.getSession('s')).toEqual({ a: 1 })
     expect(seen.map((e) => e.kind)).toEqual(['misconfiguration']) // once per episode
@@ -351,7 +351,7 @@ describe('a misconfiguration is reported by whatever finds it', () => {
     const h = await m.health()
     expect(h.mode).toBe('memory')
     expect(h.failover?.breaker).toBe('open')
-    expect(h.redis.lastError).toMatch(/Authentication/i)
+    expect(h.redis.lastError).toMatch(/Authentication|WRONGPASS/i)
     expect(seen.map((e) => e.kind)).toEqual(['misconfiguration'])
   })
 

@@ -70,7 +70,13 @@ describe('per-tenant byte budget, memory:// mode', () => {
   it('bytes held follow writes, deletes and invalidations', async () => {
     const m = make()
     const a = m.tenant('a')
-    expect(a.metrics().memory).toEqual({ fallbackBytes: 0, fallbackEntries: 0, fallbackMaxBytes: 256 * KIB })
+    expect(a.metrics().memory).toEqual({
+      fallbackBytes: 0,
+      fallbackEntries: 0,
+      fallbackMaxBytes: 256 * KIB,
+      nearCacheBytes: 0,
+      nearCacheEntries: 0,
+    })
     await a.cacheQueryResult('orders:1', 'x'.repeat(100))
     await a.cacheQueryResult('orders:2', 'x'.repeat(100))
     await a.setSession('s', 'x'.repeat(100))
@@ -80,7 +86,13 @@ describe('per-tenant byte budget, memory:// mode', () => {
     await a.deleteSession('s')
     expect(a.metrics().memory.fallbackEntries).toBe(2)
     await a.invalidateCache('orders:')
-    expect(a.metrics().memory).toEqual({ fallbackBytes: 0, fallbackEntries: 0, fallbackMaxBytes: 256 * KIB })
+    expect(a.metrics().memory).toEqual({
+      fallbackBytes: 0,
+      fallbackEntries: 0,
+      fallbackMaxBytes: 256 * KIB,
+      nearCacheBytes: 0,
+      nearCacheEntries: 0,
+    })
   })
 
   it('bad budgets are refused at construction with ERR_INVALID_ARG', () => {

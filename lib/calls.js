@@ -1,14 +1,12 @@
 'use strict'
 // The call protocol with the addon, the one way every data call takes:
 // - each call is handed to the addon's `submit` at once (synchronously); the addon answers
-//   it on the spot when the in-process store answers it (memory://, an outage, bad input),
-//   or queues it and answers `undefined`;
-// - the calls queued in one event-loop turn go out together from the check phase
-//   (`flush`): in chunks, each one pipeline to Redis, whose answers arrive as one array;
-// - a call a Redis-backed cache answers on the spot (an outage) is settled from the check
-//   phase too, so that a loop of such calls keeps yielding to the event loop (timers, I/O,
-//   the recovery); memory:// settles at once, as any in-process store that answers
-//   synchronously (lru-cache, a Map);
+//   it on the spot (memory://, a near-cache hit, bad input: settled at once, as any
+//   in-process store that answers synchronously), or queues it and answers `undefined`;
+// - the calls queued in one event-loop turn are handed over from the check phase (`flush`):
+//   the answers the addon gave meanwhile (an outage: handed over from the check phase, so
+//   that a loop of such calls keeps yielding to timers, I/O and the recovery) as an array,
+//   and the calls for Redis in chunks, each one pipeline whose answers arrive as one array;
 // - an answer is the value (JSON text or null of a get, null of a set, a boolean, a
 //   number, an array) or an Error with `code`, turned into the caller's result in one place
 //   (`#settle`).
@@ -52,8 +50,6 @@ class Calls {
   #decode
   #error
   #waiting = [] // the queued calls of this turn: resolve, reject, result, three slots each
-  #ready = [] // calls answered on the spot, settled from the check phase: resolve, reject, result, answer
-  #immediate // memory://: answers on the spot are settled at once
   #scheduled = false
   #inFlight = 0 // calls sent and not answered yet
   #chunks = new Set() // the promises of the chunks sent and not answered yet (for drain)
@@ -64,7 +60,6 @@ class Calls {
    */
   constructor(native, { decode, error }) {
     this.#native = native
-    this.#immediate = native.memoryOnly
     this.#submit = native.submitFunction()
     this.#decode = decode
     this.#error = error
@@ -84,14 +79,10 @@ class Calls {
     } catch (err) {
       return Promise.reject(this.#error(err))
     }
-    if (answer !== undefined && this.#immediate) return this.#now(result, answer)
+    if (answer !== undefined) return this.#now(result, answer)
     if (!this.#scheduled) {
       this.#scheduled = true
       setImmediate(this.#flush)
-    }
-    if (answer !== undefined) {
-      const ready = this.#ready
-      return new Promise((resolve, reject) => ready.push(resolve, reject, result, answer))
     }
     const waiting = this.#waiting
     return new Promise((resolve, reject) => waiting.push(resolve, reject, result))
@@ -128,11 +119,6 @@ class Calls {
   // Sends the turn's queued calls, in chunks.
   #flush = () => {
     this.#scheduled = false
-    const ready = this.#ready
-    if (ready.length > 0) {
-      this.#ready = []
-      for (let i = 0; i < ready.length; i += 4) this.#settle(ready[i], ready[i + 1], ready[i + 2], ready[i + 3])
-    }
     const waiting = this.#waiting
     if (waiting.length === 0) return
     this.#waiting = []
@@ -147,6 +133,11 @@ class Calls {
     for (let c = 0; c < sent.length; c += 2) {
       const chunk = sent[c]
       const positions = sent[c + 1]
+      if (Array.isArray(chunk)) {
+        // answered already
+        this.#deliver(waiting, positions, chunk)
+        continue
+      }
       const n = positions === null ? waiting.length / 3 : positions.length
       this.#inFlight += n
       this.#chunks.add(chunk)
@@ -167,7 +158,7 @@ class Calls {
 
   #deliver(waiting, positions, answers) {
     // the calls made by the callers of answers delivered before go out now
-    if (this.#waiting.length > 0 || this.#ready.length > 0) this.#flush()
+    if (this.#waiting.length > 0) this.#flush()
     for (let i = 0; i < answers.length; i++) {
       const at = 3 * (positions === null ? i : positions[i])
       this.#settle(waiting[at], waiting[at + 1], waiting[at + 2], answers[i])
@@ -183,7 +174,7 @@ class Calls {
   /** Sends what is queued at once and resolves when every call made before has settled. */
   async drain() {
     for (;;) {
-      if (this.#waiting.length > 0 || this.#ready.length > 0) this.#flush()
+      if (this.#waiting.length > 0) this.#flush()
       if (this.#chunks.size === 0) return
       await Promise.allSettled([...this.#chunks])
       // the callers' continuations run after the answers; they may have made more calls

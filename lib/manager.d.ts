@@ -47,6 +47,16 @@ export interface CacheOptions {
    * that tenant's own cold entries are evicted, never another tenant's.
    */
   fallback?: { enabled?: boolean; maxBytes?: number; maxBytesPerTenant?: number }
+  /**
+   * The near cache: a per-process L1 of the entries this process read or wrote, answered on the
+   * calling thread, kept coherent by Redis client tracking (a change by any client removes the
+   * entry within about a millisecond), and served through an outage for `failSafeMs`.
+   * - `enabled`: default true whenever Redis is configured (`memory://` is in-process already).
+   * - `maxBytes`: byte budget (keys + values + 320 bytes per entry); default 64 MiB. One tenant holds
+   *   at most 1/8 of it.
+   * - `failSafeMs`: how long its entries stay servable once Redis fails; default 60000, 0 = never.
+   */
+  nearCache?: { enabled?: boolean; maxBytes?: number; failSafeMs?: number }
   /** Size limits: key 4096 bytes, value 4 MiB of JSON by default. */
   limits?: { maxKeyBytes?: number; maxValueBytes?: number }
   /**
@@ -174,7 +184,14 @@ export interface TenantMetrics extends TenantCounts {
    * `metrics().tenants.other` and read 0 here. The `memory` figures are always exact.
    */
   tracked: boolean
-  memory: { fallbackBytes: number; fallbackEntries: number; fallbackMaxBytes: number }
+  memory: {
+    fallbackBytes: number
+    fallbackEntries: number
+    fallbackMaxBytes: number
+    /** What the tenant holds in the near cache. */
+    nearCacheBytes: number
+    nearCacheEntries: number
+  }
 }
 
 /** `health()`: a live check. Never rejects. */
@@ -208,6 +225,18 @@ export interface CacheHealth {
   }
   /** The in-process store. */
   fallback: { entries: number; bytes: number; maxBytes: number }
+  /**
+   * The near cache and its tracking connection: `active` (invalidations arrive, entries are
+   * served), `connecting`, `lost` (nothing is served until tracking is back), `idle` (no connection
+   * yet), `off` (disabled, or `memory://`).
+   */
+  nearCache?: {
+    enabled: boolean
+    tracking: 'active' | 'connecting' | 'lost' | 'idle' | 'off'
+    entries: number
+    bytes: number
+    maxBytes: number
+  }
   /** Failover state (absent when the manager could not be created). */
   failover?: {
     breaker: 'closed' | 'open' | 'half-open'
@@ -255,6 +284,25 @@ export interface CacheMetrics {
   /** Redis round trips of successful calls, from a histogram (each within ~9 %); 0 before any. */
   latencyMs: { p50: number; p95: number; p99: number; max: number }
   memory: { fallbackBytes: number; fallbackEntries: number; fallbackMaxBytes: number }
+  /** The near cache (all 0 and `tracking: 'off'` when disabled). */
+  nearCache: {
+    enabled: boolean
+    /** Reads it answered (also counted in `hits`). */
+    hits: number
+    /** Reads that went to Redis. */
+    misses: number
+    hitRate: number
+    /** Keys Redis invalidated (changed by another client, expired), flushes included. */
+    invalidations: number
+    /** Reads answered during an outage from what it held when the outage began. */
+    failSafeHits: number
+    entries: number
+    bytes: number
+    maxBytes: number
+    tracking: 'active' | 'connecting' | 'lost' | 'idle' | 'off'
+    /** Tracking subscriptions made so far (one per connection). */
+    trackingEpochs: number
+  }
   /** invalidateCache/invalidateAll calls, and the entries they removed. */
   invalidations: number
   invalidatedEntries: number

@@ -39,6 +39,15 @@ pub const MIN_FALLBACK_MAX_BYTES: u64 = 64 * 1024;
 /// the largest allowed entry. A noisy tenant holds at most that; the rest stays
 /// for the others.
 pub const DEFAULT_TENANT_SHARE_DIVISOR: u64 = 8;
+/// Default byte budget of the near cache: the same as the fallback store's, enough for the
+/// 10,000 query results of 4 KB of a busy process, or ~45,000 sessions of 1 KB.
+pub const DEFAULT_NEAR_CACHE_MAX_BYTES: u64 = 64 * 1024 * 1024;
+/// Default fail-safe: covers Redis Sentinel's default failover (`down-after-milliseconds`
+/// 30 s, then the election) and a Cluster's (`cluster-node-timeout` 15 s), and a restart of a
+/// Redis that loads a few GB; past it, entries read before the outage are not served.
+pub const DEFAULT_FAIL_SAFE_MS: u64 = 60_000;
+/// The longest fail-safe: a day.
+pub const MAX_FAIL_SAFE_MS: u64 = 86_400_000;
 /// Default number of tenants with their own metrics; the rest are aggregated.
 pub const DEFAULT_TENANT_METRICS_LIMIT: usize = 1000;
 /// Largest `tenantMetricsLimit`.
@@ -150,6 +159,19 @@ pub struct FallbackConfig {
   pub max_bytes_per_tenant: u64,
 }
 
+/// Near cache (L1) settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NearConfig {
+  /// A per-process L1 over Redis client tracking.
+  pub enabled: bool,
+  /// Byte budget of the L1 (keys + values + a fixed per-entry overhead).
+  pub max_bytes: u64,
+  /// The most one tenant may hold in the L1 (1/8 of `max_bytes`).
+  pub max_bytes_per_tenant: u64,
+  /// How long L1 entries stay servable once Redis fails; zero: never.
+  pub fail_safe: Duration,
+}
+
 /// Size limits enforced before anything is written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
@@ -170,6 +192,7 @@ pub struct Config {
   pub(crate) connect_timeout: Duration,
   pub(crate) retry: RetryConfig,
   pub(crate) fallback: FallbackConfig,
+  pub(crate) near: NearConfig,
   pub(crate) limits: Limits,
   pub(crate) metrics_enabled: bool,
   pub(crate) query_index: bool,
@@ -209,6 +232,10 @@ impl Config {
   pub fn fallback(&self) -> FallbackConfig {
     self.fallback
   }
+  /// The near cache settings.
+  pub fn near(&self) -> NearConfig {
+    self.near
+  }
   /// The size limits.
   pub fn limits(&self) -> Limits {
     self.limits
@@ -240,6 +267,9 @@ pub struct ConfigBuilder {
   pub fallback_enabled: Option<bool>,
   pub fallback_max_bytes: Option<f64>,
   pub fallback_max_bytes_per_tenant: Option<f64>,
+  pub near_cache_enabled: Option<bool>,
+  pub near_cache_max_bytes: Option<f64>,
+  pub near_cache_fail_safe_ms: Option<f64>,
   pub max_key_bytes: Option<f64>,
   pub max_value_bytes: Option<f64>,
   pub metrics: Option<bool>,
@@ -383,6 +413,7 @@ impl ConfigBuilder {
         "fallback.maxBytesPerTenant ({max_bytes_per_tenant}) must hold at least one entry of limits.maxValueBytes ({max_value_bytes}) plus its key"
       )));
     }
+    let near = self.near(&backend)?;
     let tenant_metrics_limit = ms(
       self.tenant_metrics_limit,
       DEFAULT_TENANT_METRICS_LIMIT as u64,
@@ -407,6 +438,7 @@ impl ConfigBuilder {
         max_bytes,
         max_bytes_per_tenant,
       },
+      near,
       limits: Limits {
         max_key_bytes,
         max_value_bytes,
@@ -420,6 +452,37 @@ impl ConfigBuilder {
 }
 
 impl ConfigBuilder {
+  /// The near cache settings: on by default whenever Redis is configured.
+  fn near(&self, backend: &Backend) -> Result<NearConfig> {
+    let redis = *backend != Backend::Memory;
+    let enabled = self.near_cache_enabled.unwrap_or(redis);
+    if enabled && !redis {
+      return Err(Error::invalid(
+        "nearCache.enabled needs Redis (url, cluster or sentinel): memory:// is in-process already",
+      ));
+    }
+    let max_bytes = whole(
+      self.near_cache_max_bytes,
+      DEFAULT_NEAR_CACHE_MAX_BYTES,
+      "nearCache.maxBytes",
+      MIN_FALLBACK_MAX_BYTES,
+      1 << 50,
+    )?;
+    let fail_safe = whole(
+      self.near_cache_fail_safe_ms,
+      DEFAULT_FAIL_SAFE_MS,
+      "nearCache.failSafeMs",
+      0,
+      MAX_FAIL_SAFE_MS,
+    )?;
+    Ok(NearConfig {
+      enabled,
+      max_bytes,
+      max_bytes_per_tenant: (max_bytes / DEFAULT_TENANT_SHARE_DIVISOR).max(1),
+      fail_safe: Duration::from_millis(fail_safe),
+    })
+  }
+
   /// The Cluster or Sentinel backend, when one is configured (`None`: `url` decides).
   fn topology(&self) -> Result<Option<Backend>> {
     let given = [
@@ -746,6 +809,42 @@ mod tests {
       ..Default::default()
     };
     assert!(keys_too_long.build().is_err());
+  }
+
+  #[test]
+  fn near_cache_defaults_with_redis_and_refuses_memory() {
+    let redis = ConfigBuilder::default().build().unwrap();
+    assert!(redis.near.enabled);
+    assert_eq!(redis.near.max_bytes, DEFAULT_NEAR_CACHE_MAX_BYTES);
+    assert_eq!(redis.near.fail_safe, Duration::from_millis(DEFAULT_FAIL_SAFE_MS));
+    let memory = ConfigBuilder {
+      url: Some("memory://".into()),
+      ..Default::default()
+    };
+    assert!(!memory.build().unwrap().near.enabled);
+    let contradiction = ConfigBuilder {
+      near_cache_enabled: Some(true),
+      ..memory
+    };
+    assert!(contradiction.build().is_err());
+    for (bytes, ms) in [
+      (Some(100.0), None),
+      (None, Some(-1.0)),
+      (None, Some(1e12)),
+      (Some(65536.5), None),
+    ] {
+      let b = ConfigBuilder {
+        near_cache_max_bytes: bytes,
+        near_cache_fail_safe_ms: ms,
+        ..Default::default()
+      };
+      assert!(b.build().is_err(), "{bytes:?} {ms:?}");
+    }
+    let off = ConfigBuilder {
+      near_cache_fail_safe_ms: Some(0.0),
+      ..Default::default()
+    };
+    assert!(off.build().unwrap().near.fail_safe.is_zero());
   }
 
   #[test]

@@ -23,6 +23,7 @@ mod failover;
 mod keys;
 mod metrics;
 mod napi;
+mod near;
 mod report;
 mod runtime;
 mod store;

@@ -32,6 +32,8 @@ pub struct Health {
   pub redis: RedisHealth,
   /// The in-process store.
   pub fallback: FallbackSize,
+  /// The near cache and its tracking connection.
+  pub near_cache: NearHealth,
   /// Failover state (`memory://`: breaker closed, nothing journaled).
   pub failover: FailoverHealth,
 }
@@ -77,6 +79,42 @@ pub struct FallbackSize {
   pub bytes: u64,
   /// The budget.
   pub max_bytes: u64,
+}
+
+/// `health().nearCache`.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NearHealth {
+  /// The near cache is on.
+  pub enabled: bool,
+  /// `active` (invalidations arrive, entries are served), `connecting`, `lost` (nothing is
+  /// served until tracking is back), `idle` (no connection yet) or `off`.
+  pub tracking: &'static str,
+  /// Entries held.
+  pub entries: u64,
+  /// Bytes charged to its budget.
+  pub bytes: u64,
+  /// Its budget.
+  pub max_bytes: u64,
+}
+
+fn near_health(cache: &Cache) -> NearHealth {
+  match cache.near_stats() {
+    Some(n) => NearHealth {
+      enabled: true,
+      tracking: n.tracking.name(),
+      entries: n.memory.entries,
+      bytes: n.memory.bytes,
+      max_bytes: n.memory.max_bytes,
+    },
+    None => NearHealth {
+      enabled: false,
+      tracking: "off",
+      entries: 0,
+      bytes: 0,
+      max_bytes: 0,
+    },
+  }
 }
 
 /// `health().failover`.
@@ -213,6 +251,7 @@ pub async fn health(cache: &Cache) -> Health {
       topology: check.map(|c| topology_report(c.topology, false)),
     },
     fallback,
+    near_cache: near_health(cache),
     failover: match status {
       Some(s) => FailoverHealth {
         breaker: breaker_name(s.state),
@@ -247,6 +286,7 @@ pub struct MetricsReport {
   fallback_activations: u64,
   latency_ms: LatencyMs,
   memory: MemoryReport,
+  near_cache: NearReport,
   invalidations: u64,
   invalidated_entries: u64,
   memory_mode_ms: u64,
@@ -298,6 +338,58 @@ struct MemoryReport {
   fallback_bytes: u64,
   fallback_entries: u64,
   fallback_max_bytes: u64,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct NearReport {
+  enabled: bool,
+  /// Reads it answered.
+  hits: u64,
+  /// Reads that went to Redis.
+  misses: u64,
+  hit_rate: f64,
+  /// Keys Redis invalidated (another client changed them, or they expired), flushes included.
+  invalidations: u64,
+  /// Reads answered during an outage from what it held when the outage began.
+  fail_safe_hits: u64,
+  entries: u64,
+  bytes: u64,
+  max_bytes: u64,
+  tracking: &'static str,
+  /// Subscriptions made (one per connection).
+  tracking_epochs: u64,
+}
+
+fn near_report(cache: &Cache) -> NearReport {
+  let off = NearReport {
+    enabled: false,
+    hits: 0,
+    misses: 0,
+    hit_rate: 0.0,
+    invalidations: 0,
+    fail_safe_hits: 0,
+    entries: 0,
+    bytes: 0,
+    max_bytes: 0,
+    tracking: "off",
+    tracking_epochs: 0,
+  };
+  let Some(n) = cache.near_stats() else { return off };
+  let reads = n.hits + n.misses;
+  NearReport {
+    enabled: true,
+    hits: n.hits,
+    misses: n.misses,
+    hit_rate: if reads == 0 { 0.0 } else { n.hits as f64 / reads as f64 },
+    invalidations: n.invalidations,
+    fail_safe_hits: n.fail_safe_hits,
+    entries: n.memory.entries,
+    bytes: n.memory.bytes,
+    max_bytes: n.memory.max_bytes,
+    tracking: n.tracking.name(),
+    tracking_epochs: n.epochs,
+  }
 }
 
 #[derive(Debug, Serialize)]
@@ -359,9 +451,12 @@ struct TenantMemory {
   fallback_bytes: u64,
   fallback_entries: u64,
   fallback_max_bytes: u64,
+  near_cache_bytes: u64,
+  near_cache_entries: u64,
 }
 
 fn tenant_report(cache: &Cache, tenant: String, counts: Option<TenantCounts>, usage: TenantUsage) -> TenantReport {
+  let near = cache.near_tenant_usage(&tenant);
   TenantReport {
     tenant_id: tenant,
     tracked: counts.is_some(),
@@ -370,6 +465,8 @@ fn tenant_report(cache: &Cache, tenant: String, counts: Option<TenantCounts>, us
       fallback_bytes: usage.bytes,
       fallback_entries: usage.entries,
       fallback_max_bytes: cache.tenant_max_bytes(),
+      near_cache_bytes: near.bytes,
+      near_cache_entries: near.entries,
     },
   }
 }
@@ -413,6 +510,7 @@ pub fn metrics(cache: &Cache) -> MetricsReport {
       fallback_entries: memory.entries,
       fallback_max_bytes: memory.max_bytes,
     },
+    near_cache: near_report(cache),
     invalidations: m.invalidations,
     invalidated_entries: m.invalidated_entries,
     memory_mode_ms: status.as_ref().map_or(0, |s| s.memory_mode_ms),

@@ -35,7 +35,7 @@ use futures_util::future::join_all;
 use self::op::Work;
 pub use self::op::{Action, Answer, Op, Request, Text};
 use self::queue::Queue;
-pub use self::queue::{Chunk, Submitted};
+pub use self::queue::{Chunk, Flushed, Submitted};
 use crate::config::{ttl_ms, Backend, Config};
 use crate::error::{Error, Result};
 use crate::events::{EventSink, Events};
@@ -43,8 +43,9 @@ use crate::failover::journal::Lookup;
 use crate::failover::{Failover, FailoverStatus, Simulation};
 use crate::keys::{EntryType, KeyLayout, Scope, MAX_TENANT_BYTES};
 use crate::metrics::{Metrics, TenantCounts};
-use crate::store::memory::TenantUsage;
-use crate::store::redis::{KeyCommand, KeyReply, RedisTimeouts, Topology};
+use crate::near::{NearCache, NearStats};
+use crate::store::memory::{Stored, TenantUsage};
+use crate::store::redis::{KeyCommand, KeyReply, RedisTimeouts, Topology, Tracker};
 use crate::store::{MemoryStats, MemoryStore, RedisStore, Store};
 
 /// Which store serves calls.
@@ -57,18 +58,33 @@ pub enum Mode {
 }
 
 /// Where a call is answered.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 enum Route {
+  /// By the near cache: this value.
+  Near(Stored),
   /// By the in-process store (and the journal, in Redis mode).
   Local,
   /// By Redis.
   Redis,
 }
 
-/// A Redis deployment and its failover.
+/// A Redis deployment, its failover and its near cache.
 struct Remote {
   redis: Arc<RedisStore>,
   failover: Arc<Failover>,
+  near: Option<Arc<NearCache>>,
+}
+
+impl Remote {
+  /// `op` changes a key (or a prefix): the near cache stops serving what it held for it.
+  fn forget(&self, op: &Op) {
+    let Some(near) = &self.near else { return };
+    match op.work {
+      Work::Set { .. } | Work::Delete => near.forget(op.tenant.as_deref(), &op.full),
+      Work::Invalidate => near.forget_prefix(op.tenant.as_deref(), &op.full),
+      _ => {}
+    }
+  }
 }
 
 /// What Redis answered one call.
@@ -77,6 +93,9 @@ enum Reply {
   Count(u64),
   Keys(Vec<String>),
 }
+
+/// What a read or write sent to Redis may install in the near cache: taken before sending.
+type Install = Option<crate::near::Ticket>;
 
 /// The live check of `health()`.
 #[derive(Debug)]
@@ -120,13 +139,37 @@ impl Cache {
           command: config.command_timeout,
           connect: config.connect_timeout,
         };
-        let store = RedisStore::for_backend(backend, timeouts, &config.tls)?;
-        let redis = Arc::new(match config.query_index {
-          true => store.with_query_index(KeyLayout::new(config.key_prefix())),
-          false => store,
+        let mut store = RedisStore::for_backend(backend, timeouts, &config.tls)?;
+        if config.query_index {
+          store = store.with_query_index(KeyLayout::new(config.key_prefix()));
+        }
+        let near_config = config.near();
+        let near = near_config.enabled.then(|| {
+          Arc::new(NearCache::new(
+            near_config.max_bytes,
+            near_config.max_bytes_per_tenant,
+            config.largest_entry_bytes(),
+            near_config.fail_safe,
+            // a Cluster's writes go over the cluster connection, not the subscribed ones
+            !store.is_cluster(),
+          ))
         });
-        let failover = Failover::new(&config, redis.clone(), memory.clone(), metrics.clone(), events.clone());
-        Some(Remote { redis, failover })
+        if let Some(near) = &near {
+          store = store.with_tracking(Tracker {
+            prefix: config.key_prefix().to_string(),
+            sink: near.clone(),
+          });
+        }
+        let redis = Arc::new(store);
+        let failover = Failover::new(
+          &config,
+          redis.clone(),
+          memory.clone(),
+          near.clone(),
+          metrics.clone(),
+          events.clone(),
+        );
+        Some(Remote { redis, failover, near })
       }
     };
     Ok(Arc::new(Cache {
@@ -174,31 +217,38 @@ impl Cache {
       Ok(op) => op,
       Err(e) => return Submitted::Answered(Err(e)),
     };
-    if self.remote.is_none() {
+    let Some(remote) = &self.remote else {
       return Submitted::Answered(self.answer_now(&op));
-    }
+    };
+    // before it is queued: a read made after it in this turn no longer finds the old value
+    remote.forget(&op);
     let mut queue = self.queue.lock().unwrap_or_else(|p| p.into_inner());
     // behind a queued write of the same key, whatever the route: calls on one key run in order
-    if !queue.holds_write(&op.full) {
-      match self.route(&op) {
-        Ok(Route::Redis) => {}
-        Ok(Route::Local) => {
-          drop(queue);
-          return Submitted::Answered(self.answer_now(&op));
-        }
-        Err(e) => return Submitted::Answered(Err(e)),
-      }
+    if queue.holds_write(&op.full) {
+      queue.push(op);
+      return Submitted::Queued;
     }
-    queue.push(op);
+    match self.route(&op) {
+      Ok(Route::Redis) => queue.push(op),
+      Ok(Route::Near(stored)) => {
+        drop(queue);
+        let answer = Ok(Answer::Value(Some(Text::Shared(stored))));
+        self.count(&op, &answer);
+        return Submitted::Answered(answer);
+      }
+      // answered now, handed over from the flush
+      Ok(Route::Local) => queue.push_ready(self.answer_now(&op)),
+      Err(e) => queue.push_ready(Err(e)),
+    }
     Submitted::Queued
   }
 
-  /// Takes the calls queued by [`Cache::submit`], in chunks of about `size` calls to run
-  /// concurrently ([`Cache::run`]); empty when nothing is queued.
-  pub fn take_queued(&self, size: usize) -> Vec<Chunk> {
+  /// Takes what [`Cache::submit`] queued: the answers it gave, and the calls for Redis in
+  /// chunks of about `size` calls to run concurrently ([`Cache::run`]).
+  pub fn take_queued(&self, size: usize) -> Flushed {
     let mut queue = self.queue.lock().unwrap_or_else(|p| p.into_inner());
     if queue.is_empty() {
-      return Vec::new();
+      return Flushed::default();
     }
     queue.take(size)
   }
@@ -213,10 +263,15 @@ impl Cache {
   /// Redis answers share one pipeline (one round trip and one budget; per master on a
   /// Cluster), and each call Redis failed is settled on its own ([`Cache::settle`]).
   pub async fn run(&self, ops: Vec<Op>) -> Vec<Result<Answer>> {
+    if let Some(remote) = &self.remote {
+      // again when it runs: replies to reads sent meanwhile are not installed
+      ops.iter().for_each(|op| remote.forget(op));
+    }
     let mut answers: Vec<Option<Result<Answer>>> = Vec::with_capacity(ops.len());
     let (mut keyed, mut others) = (Vec::new(), Vec::new());
     for (i, op) in ops.iter().enumerate() {
       match self.route(op) {
+        Ok(Route::Near(stored)) => answers.push(Some(Ok(Answer::Value(Some(Text::Shared(stored)))))),
         Ok(Route::Local) => answers.push(Some(self.answer_locally(op, false))),
         Ok(Route::Redis) => {
           match op.work {
@@ -229,11 +284,17 @@ impl Cache {
       }
     }
     if let Some(remote) = &self.remote {
+      let near = remote.near.as_deref();
+      // taken before the commands are sent: what raced an invalidation is not installed
+      let tickets: Vec<Install> = keyed.iter().map(|&i| ticket(near, &ops[i])).collect();
+      if let Some(near) = near {
+        (keyed.iter().filter(|&&i| ops[i].work == Work::Get)).for_each(|_| near.count_miss());
+      }
       let keyed_replies = async {
         if keyed.is_empty() {
           return Vec::new();
         }
-        let commands: Vec<KeyCommand> = keyed.iter().map(|&i| key_command(&ops[i])).collect();
+        let commands: Vec<KeyCommand> = keyed.iter().map(|&i| key_command(&ops[i], near.is_some())).collect();
         match remote.failover.call(|| remote.redis.execute(&commands)).await {
           // per command: its reply, or its own error reply (not counted yet)
           Ok(replies) => replies.into_iter().map(|r| (r.map(Reply::Key), false)).collect(),
@@ -259,7 +320,13 @@ impl Cache {
           (reply, true)
         }
       }));
+      let sent = Instant::now();
       let (keyed_replies, other_replies) = tokio::join!(keyed_replies, other_replies);
+      if let Some(near) = near {
+        for ((&i, ticket), (reply, _)) in keyed.iter().zip(&tickets).zip(&keyed_replies) {
+          self.install(near, &ops[i], *ticket, reply, sent);
+        }
+      }
       for (i, (reply, counted)) in keyed
         .into_iter()
         .chain(others)
@@ -288,6 +355,14 @@ impl Cache {
     };
     let failover = &remote.failover;
     let unjournaled = || failover.lookup(&op.full) == Lookup::Unknown;
+    if let (Work::Get, Some(near)) = (&op.work, &remote.near) {
+      if failover.redis_serves() && unjournaled() {
+        return Ok(match near.get(&op.full) {
+          Some(stored) => Route::Near(stored),
+          None => Route::Redis,
+        });
+      }
+    }
     let to_redis = match op.work {
       Work::Get => failover.redis_serves() && unjournaled(),
       Work::ListKeys => failover.redis_serves(),
@@ -322,7 +397,7 @@ impl Cache {
     };
     let tenant = op.tenant.as_deref();
     Ok(match reply {
-      Reply::Key(KeyReply::Value(v)) => Answer::Value(v.map(Text::Owned)),
+      Reply::Key(KeyReply::Value(v) | KeyReply::Valued(v, _)) => Answer::Value(v.map(Text::Owned)),
       Reply::Key(KeyReply::Done) => {
         self.memory.delete_now(tenant, &op.full);
         Answer::Done
@@ -384,11 +459,42 @@ impl Cache {
 
   /// A read served during an outage: the journal, then the in-process store.
   fn read_outage(&self, key: &str) -> Option<Text> {
-    let failover = &self.remote.as_ref()?.failover;
-    match failover.lookup(key) {
+    let remote = self.remote.as_ref()?;
+    match remote.failover.lookup(key) {
       Lookup::Value(v) => Some(v.into()),
       Lookup::Gone => None,
-      Lookup::Unknown => self.memory.get_stored(key).map(Text::Shared),
+      Lookup::Unknown => self
+        .memory
+        .get_stored(key)
+        // the fail-safe: what the near cache held when the outage began
+        .or_else(|| remote.near.as_ref()?.get_fail_safe(key))
+        .map(Text::Shared),
+    }
+  }
+
+  /// Installs in the near cache what Redis answered a read or a write of `op`, sent at `sent`.
+  fn install(&self, near: &NearCache, op: &Op, ticket: Install, reply: &Result<Reply>, sent: Instant) {
+    let Some(ticket) = ticket else { return };
+    let tenant = op.tenant.as_deref();
+    match (&op.work, reply) {
+      (Work::Get, Ok(Reply::Key(KeyReply::Valued(Some(text), ttl)))) => {
+        // the Redis TTL counted from before the read was sent: never later than Redis's
+        let expires_at = match ttl {
+          Some(ms) => sent + Duration::from_millis(*ms),
+          None => sent + Duration::from_secs(crate::config::MAX_TTL_SECS as u64),
+        };
+        near.install(ticket, tenant, &op.full, text.as_str().into(), expires_at);
+      }
+      (Work::Set { value, ttl_ms }, Ok(Reply::Key(KeyReply::Done))) if near.installs_writes() => {
+        near.install(
+          ticket,
+          tenant,
+          &op.full,
+          value.clone(),
+          sent + Duration::from_millis(*ttl_ms),
+        );
+      }
+      _ => {}
     }
   }
 
@@ -574,6 +680,21 @@ impl Cache {
     &self.metrics
   }
 
+  /// The near cache's counters, size and tracking state (`None` when it is off).
+  pub fn near_stats(&self) -> Option<NearStats> {
+    Some(self.remote.as_ref()?.near.as_ref()?.stats())
+  }
+
+  /// What `tenant` holds in the near cache (zero when it is off).
+  pub fn near_tenant_usage(&self, tenant: &str) -> TenantUsage {
+    self
+      .remote
+      .as_ref()
+      .and_then(|r| r.near.as_ref())
+      .map(|n| n.tenant_usage(tenant))
+      .unwrap_or_default()
+  }
+
   /// The in-process store's size.
   pub fn memory_stats(&self) -> MemoryStats {
     self.memory.stats()
@@ -659,13 +780,17 @@ impl Cache {
       None => 0,
     };
     self.memory.clear();
+    if let Some(near) = self.remote.as_ref().and_then(|r| r.near.as_ref()) {
+      near.clear();
+    }
     self.events.clear();
     dropped
   }
 }
 
-/// The Redis command of a key call.
-fn key_command(op: &Op) -> KeyCommand<'_> {
+/// The Redis command of a key call; `near`: a read also asks the TTL (the near cache's entry
+/// must not outlive it).
+fn key_command(op: &Op, near: bool) -> KeyCommand<'_> {
   match &op.work {
     Work::Set { value, ttl_ms } => KeyCommand::Set {
       key: &op.full,
@@ -673,7 +798,16 @@ fn key_command(op: &Op) -> KeyCommand<'_> {
       ttl_ms: *ttl_ms,
     },
     Work::Delete => KeyCommand::Delete(&op.full),
+    _ if near => KeyCommand::GetWithTtl(&op.full),
     _ => KeyCommand::Get(&op.full),
+  }
+}
+
+/// A near-cache ticket for a read or write of `op` about to be sent.
+fn ticket(near: Option<&NearCache>, op: &Op) -> Install {
+  match op.work {
+    Work::Get | Work::Set { .. } => near?.ticket(&op.full),
+    _ => None,
   }
 }
 
@@ -881,15 +1015,18 @@ mod tests {
       c.submit(Request::get(Scope::Global, EntryType::Session, "k")),
       Submitted::Queued
     ));
+    // another key: answered now (the outage), handed over with the flush
     assert!(matches!(
       c.submit(Request::get(Scope::Global, EntryType::Session, "other")),
-      Submitted::Answered(Ok(Answer::Value(None)))
+      Submitted::Queued
     ));
-    let chunks = c.take_queued(64);
-    assert_eq!(chunks.len(), 1);
-    let answers = c.run(chunks.into_iter().next().unwrap().ops).await;
+    let flushed = c.take_queued(64);
+    let (ready, positions) = flushed.ready.unwrap();
+    assert_eq!((ready, positions), (vec![Ok(Answer::Value(None))], vec![2]));
+    assert_eq!(flushed.chunks.len(), 1);
+    let answers = c.run(flushed.chunks.into_iter().next().unwrap().ops).await;
     assert_eq!(answers[0], Ok(Answer::Done));
     assert_eq!(answers[1].as_ref().unwrap().text(), Some("2"), "the read saw the write");
-    assert!(c.take_queued(64).is_empty());
+    assert!(c.take_queued(64).chunks.is_empty());
   }
 }

@@ -1,34 +1,54 @@
-//! The calls of one event-loop tick that wait for Redis, and how they are split into chunks
-//! that run concurrently (one pipeline each).
+//! The calls of one event-loop turn that wait for the turn's flush: calls for Redis, split
+//! into chunks that run concurrently (one pipeline each), and calls a Redis-backed cache
+//! answered on the spot during an outage, handed over from the flush (never from the caller's
+//! own microtask, so that a loop of such calls keeps yielding to the event loop).
 
 use std::collections::{HashMap, HashSet};
 use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
 
 use super::op::{Op, Work};
+use super::Answer;
+use crate::error::Result;
 
 /// What [`crate::cache::Cache::submit`] did with a call.
 #[derive(Debug)]
 pub enum Submitted {
-  /// Answered on the spot (bad input, the in-process store, or an outage).
-  Answered(crate::error::Result<super::Answer>),
-  /// Queued for the tick's batch to Redis; its answer comes from the chunk that runs it.
+  /// Answered now, to be handed over at once (bad input, `memory://`, the near cache).
+  Answered(Result<Answer>),
+  /// Waiting for the turn's flush ([`crate::cache::Cache::take_queued`]): answered already
+  /// and handed over then, or sent to Redis then.
   Queued,
 }
 
-/// Some of a tick's queued calls, run together ([`crate::cache::Cache::run`]).
+/// Some of a turn's queued calls, run together ([`crate::cache::Cache::run`]).
 #[derive(Debug)]
 pub struct Chunk {
   /// The calls, in the order they were made.
   pub ops: Vec<Op>,
-  /// Each call's position among the tick's queued calls; `None` when the chunk holds them all
+  /// Each call's position among the turn's queued calls; `None` when the chunk holds them all
   /// in order.
   pub positions: Option<Vec<u32>>,
 }
 
-/// The queued calls of one tick.
+/// What a flush takes: the answers given during the turn, and the calls for Redis.
+#[derive(Debug, Default)]
+pub struct Flushed {
+  /// Answers given on the spot, with their positions among the turn's queued calls.
+  pub ready: Option<(Vec<Result<Answer>>, Vec<u32>)>,
+  /// The calls for Redis, in chunks.
+  pub chunks: Vec<Chunk>,
+}
+
+enum Entry {
+  Op(Op),
+  Ready(Result<Answer>),
+}
+
+/// The queued calls of one turn.
 #[derive(Default)]
 pub(crate) struct Queue {
-  ops: Vec<Op>,
+  entries: Vec<Entry>,
+  ready: usize,
   /// Hashes of the keys written or deleted by queued calls: a later call on such a key is
   /// queued behind it, whatever the route, so the calls on one key run in the order made.
   written: HashSet<u64, BuildHasherDefault<DefaultHasher>>,
@@ -44,27 +64,49 @@ impl Queue {
     !self.written.is_empty() && self.written.contains(&key_hash(key))
   }
 
-  /// Queues `op` after the others.
+  /// Queues `op` for Redis after the others.
   pub(crate) fn push(&mut self, op: Op) {
     if matches!(op.work, Work::Set { .. } | Work::Delete) {
       self.written.insert(key_hash(&op.full));
     }
-    self.ops.push(op);
+    self.entries.push(Entry::Op(op));
   }
 
-  /// Takes every queued call, in chunks of about `size`: calls on one key go to the chunk of
-  /// the first of them (chunks run concurrently, so this keeps them in order).
-  pub(crate) fn take(&mut self, size: usize) -> Vec<Chunk> {
+  /// Queues an answer given now, to hand over with the flush.
+  pub(crate) fn push_ready(&mut self, answer: Result<Answer>) {
+    self.ready += 1;
+    self.entries.push(Entry::Ready(answer));
+  }
+
+  /// Takes every queued call: the answers ready, and the calls for Redis in chunks of about
+  /// `size`; calls on one key go to the chunk of the first of them (chunks run concurrently,
+  /// so this keeps them in order).
+  pub(crate) fn take(&mut self, size: usize) -> Flushed {
     self.written.clear();
-    let ops = std::mem::take(&mut self.ops);
+    let entries = std::mem::take(&mut self.entries);
+    let ready = std::mem::take(&mut self.ready);
     let size = size.max(1);
-    if ops.len() <= size {
-      return vec![Chunk { ops, positions: None }];
+    let ops = entries.len() - ready;
+    let mut flushed = Flushed::default();
+    if ready > 0 {
+      flushed.ready = Some((Vec::with_capacity(ready), Vec::with_capacity(ready)));
     }
-    let mut chunks: Vec<Chunk> = Vec::new();
+    // one chunk in the order made, unless answers or several chunks are interleaved
+    let in_order = ready == 0 && ops <= size;
     let mut chunk_of: HashMap<u64, usize, BuildHasherDefault<DefaultHasher>> = HashMap::default();
     let mut open: Option<usize> = None;
-    for (position, op) in ops.into_iter().enumerate() {
+    for (position, entry) in entries.into_iter().enumerate() {
+      let op = match entry {
+        Entry::Ready(answer) => {
+          if let Some((answers, positions)) = &mut flushed.ready {
+            answers.push(answer);
+            positions.push(position as u32);
+          }
+          continue;
+        }
+        Entry::Op(op) => op,
+      };
+      let chunks = &mut flushed.chunks;
       let hash = key_hash(&op.full);
       let at = match chunk_of.get(&hash) {
         Some(&at) => at,
@@ -73,8 +115,8 @@ impl Queue {
             Some(at) if chunks[at].ops.len() < size => at,
             _ => {
               chunks.push(Chunk {
-                ops: Vec::with_capacity(size),
-                positions: Some(Vec::with_capacity(size)),
+                ops: Vec::with_capacity(size.min(ops)),
+                positions: (!in_order).then(|| Vec::with_capacity(size.min(ops))),
               });
               chunks.len() - 1
             }
@@ -89,12 +131,12 @@ impl Queue {
         p.push(position as u32);
       }
     }
-    chunks
+    flushed
   }
 
   /// Nothing queued.
   pub(crate) fn is_empty(&self) -> bool {
-    self.ops.is_empty()
+    self.entries.is_empty()
   }
 }
 
@@ -120,15 +162,16 @@ mod tests {
   }
 
   #[test]
-  fn a_small_tick_is_one_chunk_in_order() {
+  fn a_small_turn_is_one_chunk_in_order() {
     let mut q = Queue::default();
     q.push(op("a", true));
     q.push(op("b", false));
     assert!(q.holds_write("a") && !q.holds_write("b"));
-    let chunks = q.take(8);
-    assert_eq!(chunks.len(), 1);
-    assert!(chunks[0].positions.is_none());
-    assert_eq!(chunks[0].ops.len(), 2);
+    let flushed = q.take(8);
+    assert!(flushed.ready.is_none());
+    assert_eq!(flushed.chunks.len(), 1);
+    assert!(flushed.chunks[0].positions.is_none());
+    assert_eq!(flushed.chunks[0].ops.len(), 2);
     assert!(q.is_empty() && !q.holds_write("a"), "taken: nothing left");
   }
 
@@ -138,7 +181,7 @@ mod tests {
     for key in ["a", "b", "c", "a", "d", "b"] {
       q.push(op(key, key == "a"));
     }
-    let chunks = q.take(2);
+    let chunks = q.take(2).chunks;
     let keys: Vec<Vec<&str>> = chunks
       .iter()
       .map(|c| c.ops.iter().map(|o| o.full.as_str()).collect())
@@ -146,5 +189,18 @@ mod tests {
     assert_eq!(keys, vec![vec!["a", "b", "a", "b"], vec!["c", "d"]]);
     let positions: Vec<Vec<u32>> = chunks.iter().map(|c| c.positions.clone().unwrap()).collect();
     assert_eq!(positions, vec![vec![0, 1, 3, 5], vec![2, 4]]);
+  }
+
+  #[test]
+  fn ready_answers_keep_their_positions() {
+    let mut q = Queue::default();
+    q.push_ready(Ok(Answer::Done));
+    q.push(op("a", false));
+    q.push_ready(Ok(Answer::Existed(true)));
+    let flushed = q.take(8);
+    let (answers, positions) = flushed.ready.unwrap();
+    assert_eq!(answers, vec![Ok(Answer::Done), Ok(Answer::Existed(true))]);
+    assert_eq!(positions, vec![0, 2]);
+    assert_eq!(flushed.chunks[0].positions, Some(vec![1]));
   }
 }

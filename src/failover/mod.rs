@@ -35,6 +35,7 @@ use crate::config::{Config, RetryConfig};
 use crate::error::{Error, RedisFailure, Result};
 use crate::events::{Event, Events};
 use crate::metrics::{Metrics, PingWindow};
+use crate::near::NearCache;
 use crate::store::{MemoryStore, RedisStore, Store};
 
 /// A simulated outage (`simulateOutage` in JS): the same failure path without Redis.
@@ -78,6 +79,7 @@ pub struct Failover {
   fallback: bool,
   redis: Arc<RedisStore>,
   memory: Arc<MemoryStore>,
+  near: Option<Arc<NearCache>>,
   metrics: Arc<Metrics>,
   events: Arc<Events>,
   breaker: Breaker,
@@ -102,6 +104,7 @@ impl Failover {
     config: &Config,
     redis: Arc<RedisStore>,
     memory: Arc<MemoryStore>,
+    near: Option<Arc<NearCache>>,
     metrics: Arc<Metrics>,
     events: Arc<Events>,
   ) -> Arc<Self> {
@@ -112,6 +115,7 @@ impl Failover {
       fallback: fallback.enabled,
       redis,
       memory,
+      near,
       metrics,
       events,
       breaker: Breaker::new(DEFAULT_FAILURE_THRESHOLD, DEFAULT_PROBE_SUCCESSES),
@@ -320,6 +324,9 @@ impl Failover {
 
   fn on_opened(&self, cause: &Error, kind: &'static str) {
     self.mode_since_ms.store(self.now_ms(), Ordering::Relaxed);
+    if let Some(near) = &self.near {
+      near.outage_began();
+    }
     self.events.emit(Event::Fallback {
       cause: cause.to_string(),
       kind,
@@ -427,7 +434,7 @@ mod tests {
     let redis = Arc::new(RedisStore::new("redis://127.0.0.1:1", timeouts).unwrap());
     let memory = Arc::new(MemoryStore::new(1 << 20, 1 << 16));
     let metrics = Arc::new(Metrics::new(true, 10));
-    Failover::new(&config, redis, memory, metrics, Arc::new(Events::default()))
+    Failover::new(&config, redis, memory, None, metrics, Arc::new(Events::default()))
   }
 
   fn refused() -> Error {

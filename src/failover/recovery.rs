@@ -76,6 +76,9 @@ impl Failover {
             self.misconfiguration_reported.store(false, Ordering::Release);
             self.mode_since_ms.store(self.now_ms(), Ordering::Relaxed);
             self.memory.clear();
+            if let Some(near) = &self.near {
+              near.recovered();
+            }
             let replayed = self.replayed.swap(0, Ordering::Relaxed);
             self.events.emit(Event::Recovered { outage_ms, replayed });
           }

@@ -49,12 +49,6 @@ impl NativeCache {
     })
   }
 
-  /// True for `memory://`: every call is answered on the spot (no Redis at all).
-  #[napi(getter)]
-  pub fn memory_only(&self) -> bool {
-    self.inner.is_memory_only()
-  }
-
   /// `submit(call, key, tenant?, json?, ttlSeconds?)` bound to this cache: the answer, or
   /// `undefined` when the call is queued for `flush` (see `src/napi/calls.rs`).
   #[napi(

@@ -20,7 +20,7 @@ use napi_derive::napi;
 
 use super::error::{self, check};
 use super::text::{self, spent, Text};
-use crate::cache::{Action, Answer, Cache, Chunk, Request, Submitted, Text as Value};
+use crate::cache::{Action, Answer, Cache, Chunk, Flushed, Request, Submitted, Text as Value};
 use crate::keys::{EntryType, Scope};
 
 /// What a data call does, and to which type of entry.
@@ -234,17 +234,32 @@ pub fn submit_function(env: &Env, cache: &Arc<Cache>) -> Result<Raw> {
   function(env, "submit", submit, cache)
 }
 
-/// Takes the queued calls in chunks of about `size` and starts each on the runtime: the JS
-/// array `[answers promise, positions or null, ...]`, two elements per chunk.
+/// Takes the queued calls: the answers already given (an array, first) and the calls for Redis
+/// in chunks of about `size`, each started on the runtime (a promise of its answers): the JS
+/// array `[answers or promise, positions or null, ...]`, two elements per chunk.
 pub fn flush(env: &Env, cache: &Arc<Cache>, size: u32) -> Result<Raw> {
-  let chunks = cache.take_queued(size as usize);
+  let Flushed { ready, chunks } = cache.take_queued(size as usize);
   let raw_env = env.raw();
   let mut array = ptr::null_mut();
+  let count = chunks.len() + usize::from(ready.is_some());
   check(
-    unsafe { sys::napi_create_array_with_length(raw_env, chunks.len() * 2, &mut array) },
+    unsafe { sys::napi_create_array_with_length(raw_env, count * 2, &mut array) },
     "create the array of chunks",
   )?;
-  for (i, Chunk { ops, positions }) in chunks.into_iter().enumerate() {
+  let mut at = 0;
+  let mut set = |value: sys::napi_value| {
+    let done = check(
+      unsafe { sys::napi_set_element(raw_env, array, at, value) },
+      "fill the array of chunks",
+    );
+    at += 1;
+    done
+  };
+  if let Some((answers, positions)) = ready {
+    set(unsafe { Answers::to_napi_value(raw_env, Answers(answers)) }?)?;
+    set(unsafe { Uint32Array::to_napi_value(raw_env, Uint32Array::new(positions)) }?)?;
+  }
+  for Chunk { ops, positions } in chunks {
     let cache = cache.clone();
     let promise = env.spawn_future(async move {
       spent::free();
@@ -256,12 +271,8 @@ pub fn flush(env: &Env, cache: &Arc<Cache>, size: u32) -> Result<Raw> {
       Some(p) => unsafe { Uint32Array::to_napi_value(raw_env, Uint32Array::new(p)) }?,
       None => unsafe { Null::to_napi_value(raw_env, Null) }?,
     };
-    for (j, value) in [promise.raw(), positions].into_iter().enumerate() {
-      check(
-        unsafe { sys::napi_set_element(raw_env, array, (2 * i + j) as u32, value) },
-        "fill the array of chunks",
-      )?;
-    }
+    set(promise.raw())?;
+    set(positions)?;
   }
   Ok(Raw(array))
 }

@@ -43,6 +43,11 @@ const FALLBACK: &[Opt] = &[
   Opt("maxBytes", Num("bytes")),
   Opt("maxBytesPerTenant", Num("bytes")),
 ];
+const NEAR_CACHE: &[Opt] = &[
+  Opt("enabled", Bool),
+  Opt("maxBytes", Num("bytes")),
+  Opt("failSafeMs", Num("milliseconds")),
+];
 const LIMITS: &[Opt] = &[Opt("maxKeyBytes", Num("bytes")), Opt("maxValueBytes", Num("bytes"))];
 const TLS: &[Opt] = &[Opt("caFile", Str), Opt("certFile", Str), Opt("keyFile", Str)];
 const CLUSTER: &[Opt] = &[Opt("nodes", Strings)];
@@ -63,6 +68,7 @@ const OPTIONS: &[Opt] = &[
   Opt("connectTimeoutMs", Num("milliseconds")),
   Opt("retry", Obj(RETRY)),
   Opt("fallback", Obj(FALLBACK)),
+  Opt("nearCache", Obj(NEAR_CACHE)),
   Opt("limits", Obj(LIMITS)),
   Opt("tls", Obj(TLS)),
   Opt("metrics", Bool),
@@ -171,6 +177,9 @@ pub unsafe fn builder(env: sys::napi_env, value: sys::napi_value) -> CoreResult<
     fallback_enabled: read.bool("fallback.enabled"),
     fallback_max_bytes: read.num("fallback.maxBytes"),
     fallback_max_bytes_per_tenant: read.num("fallback.maxBytesPerTenant"),
+    near_cache_enabled: read.bool("nearCache.enabled"),
+    near_cache_max_bytes: read.num("nearCache.maxBytes"),
+    near_cache_fail_safe_ms: read.num("nearCache.failSafeMs"),
     max_key_bytes: read.num("limits.maxKeyBytes"),
     max_value_bytes: read.num("limits.maxValueBytes"),
     metrics: read.bool("metrics"),

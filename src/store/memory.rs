@@ -57,6 +57,8 @@ struct Entry {
   /// `value` is ASCII (known from the write, so a read need not scan it again).
   ascii: bool,
   expires_at: Instant,
+  /// What the owner tags an entry with (the near cache: the tracking epoch it was read in).
+  tag: u64,
   /// The tenant whose ledger tracks this entry.
   tenant: Option<Arc<str>>,
 }
@@ -244,13 +246,22 @@ impl MemoryStore {
 
   /// [`MemoryStore::get_now`], with whether the value is ASCII.
   pub fn get_stored(&self, key: &str) -> Option<Stored> {
+    self.get_tagged(key).map(|(stored, _)| stored)
+  }
+
+  /// [`MemoryStore::get_stored`], with the entry's tag ([`MemoryStore::set_tagged`]).
+  pub fn get_tagged(&self, key: &str) -> Option<(Stored, u64)> {
+    if !self.maybe_nonempty.load(Ordering::Acquire) {
+      return None;
+    }
     let entry = self.cache.get(key)?;
     let now = Instant::now();
     if entry.live(now) {
-      return Some(Stored {
+      let stored = Stored {
         text: entry.value,
         ascii: entry.ascii,
-      });
+      };
+      return Some((stored, entry.tag));
     }
     self.cache.remove_if(key, |e| !e.live(now));
     None
@@ -264,6 +275,18 @@ impl MemoryStore {
   /// Stores `value` until `expires_at`, charged to `tenant`'s budget if any;
   /// refuses an entry too heavy for a shard (of the store or of the tenant's budget).
   pub fn set_until(&self, tenant: Option<&str>, key: &str, value: Arc<str>, expires_at: Instant) -> Result<()> {
+    self.set_tagged(tenant, key, value, expires_at, 0)
+  }
+
+  /// [`MemoryStore::set_until`] with a tag the owner reads back with the value.
+  pub fn set_tagged(
+    &self,
+    tenant: Option<&str>,
+    key: &str,
+    value: Arc<str>,
+    expires_at: Instant,
+    tag: u64,
+  ) -> Result<()> {
     let weight = entry_weight(key.len(), value.len(), tenant.is_some());
     if weight > admissible_weight(self.cache.shard_capacity()) {
       return Err(Error::TooLarge(format!(
@@ -284,6 +307,7 @@ impl MemoryStore {
       ascii: value.is_ascii(), // just copied in, so still in cache: cheaper here than on every read
       value: value.clone(),
       expires_at,
+      tag,
       tenant: ledger.as_ref().map(|l| l.tenant.clone()),
     };
     let mut evicted = Vec::new();
@@ -321,6 +345,18 @@ impl MemoryStore {
       }
     }
     matches!(removed, Some((_, e)) if e.live(now))
+  }
+
+  /// Removes `key`, whichever tenant holds it (the key alone is known: an invalidation).
+  pub fn delete_any(&self, key: &str) {
+    if !self.maybe_nonempty.load(Ordering::Acquire) {
+      return;
+    }
+    if let Some((_, entry)) = self.cache.remove(key) {
+      if let Some(l) = entry.tenant.and_then(|t| self.existing_ledger(&t)) {
+        l.keys.remove(key);
+      }
+    }
   }
 
   /// Removes every key starting with `literal_prefix` (and any expired entry met),

@@ -11,9 +11,12 @@
 //!   background check at most every [`MASTER_CHECK_INTERVAL`] drops a connection to a server
 //!   that is no longer the master. With a Cluster, opening reads the slot map again.
 //! - Every command runs under the command deadline.
+//! - With a [`Tracker`] (the near cache), a single server's or Sentinel master's connection is
+//!   opened in RESP3 and subscribed to invalidations ([`super::tracking`]); its epoch ends
+//!   when it is dropped. A server without RESP3 gets a RESP2 connection and no tracking.
 
 use std::future::Future;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -23,8 +26,9 @@ use redis::cluster::ClusterClient;
 use redis::cluster_async::ClusterConnection;
 use redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo};
 use redis::sentinel::SentinelClient;
-use redis::{AsyncConnectionConfig, Client, Cmd, ConnectionAddr, ConnectionInfo, TlsCertificates};
+use redis::{AsyncConnectionConfig, Client, Cmd, ConnectionAddr, ConnectionInfo, ProtocolVersion, TlsCertificates};
 
+use super::tracking::Tracker;
 use super::RedisTimeouts;
 use crate::config::SentinelConfig;
 use crate::error::{Error, RedisFailure, Result};
@@ -71,6 +75,8 @@ pub(super) struct Current {
   pub(super) conn: Conn,
   /// `host:port` of the server a plain connection reached (the Sentinel master).
   pub(super) address: Option<String>,
+  /// The tracking epoch of a subscribed connection.
+  epoch: Option<u64>,
 }
 
 type Opening = Shared<BoxFuture<'static, Result<Arc<Current>>>>;
@@ -94,6 +100,10 @@ pub(super) struct Connection {
   /// Sentinel: when the master was last checked (ms since `epoch`).
   master_checked_ms: AtomicU64,
   epoch: Instant,
+  /// Subscribes single-server and Sentinel connections to invalidations (the near cache).
+  tracker: Option<Tracker>,
+  /// The server answered that it has no RESP3: connections are RESP2, untracked.
+  no_resp3: Arc<AtomicBool>,
 }
 
 impl Connection {
@@ -106,12 +116,28 @@ impl Connection {
       slot: Arc::new(Mutex::new(Slot::Empty)),
       master_checked_ms: AtomicU64::new(0),
       epoch: Instant::now(),
+      tracker: None,
+      no_resp3: Arc::new(AtomicBool::new(false)),
     }
+  }
+
+  /// Subscribes the connections this store opens to invalidations (not a Cluster's).
+  pub(super) fn track(&mut self, tracker: Tracker) {
+    self.tracker = Some(tracker);
   }
 
   /// Drops the connection (pending commands fail); the next call reconnects.
   pub(super) fn disconnect(&self) {
-    *lock(&self.slot) = Slot::Empty;
+    let old = std::mem::replace(&mut *lock(&self.slot), Slot::Empty);
+    if let Slot::Open(current) = old {
+      self.end_epoch(&current);
+    }
+  }
+
+  fn end_epoch(&self, current: &Current) {
+    if let (Some(t), Some(epoch)) = (&self.tracker, current.epoch) {
+      t.sink.lost(epoch);
+    }
   }
 
   /// The open connection, if any (no I/O).
@@ -150,34 +176,62 @@ impl Connection {
     let target = self.target.clone();
     let timeouts = self.timeouts;
     let slot = self.slot.clone();
+    let tracker = self.tracker.clone();
+    let tls = self.tls.clone();
+    let no_resp3 = self.no_resp3.clone();
     async move {
       let config = AsyncConnectionConfig::new()
         .set_connection_timeout(Some(timeouts.connect))
         .set_response_timeout(Some(timeouts.command));
       let ms = timeouts.connect.as_millis() as u64;
       let connect = async {
-        Ok::<_, Error>(match &*target {
-          Target::Single(client) => (
-            Conn::Plain(client.get_multiplexed_async_connection_with_config(&config).await?),
-            Some(client.get_connection_info().addr().to_string()),
-          ),
-          Target::Cluster { client, .. } => (Conn::Cluster(client.get_async_connection().await?), None),
-          Target::Sentinel { client, .. } => {
-            // asks the sentinels for the current master (and checks its ROLE) on every connect
-            let master = client.lock().await.async_get_client().await?;
-            let address = master.get_connection_info().addr().to_string();
-            let conn = master.get_multiplexed_async_connection_with_config(&config).await?;
-            (Conn::Plain(conn), Some(address))
+        let server = match &*target {
+          Target::Single(client) => client.clone(),
+          Target::Cluster { client, .. } => {
+            return Ok::<_, Error>((Conn::Cluster(client.get_async_connection().await?), None, None));
           }
-        })
+          // asks the sentinels for the current master (and checks its ROLE) on every connect
+          Target::Sentinel { client, .. } => client.lock().await.async_get_client().await?,
+        };
+        let address = Some(server.get_connection_info().addr().to_string());
+        if let Some(t) = tracker.as_ref().filter(|_| !no_resp3.load(Ordering::Relaxed)) {
+          let epoch = t.sink.starting();
+          let resp3 = with_protocol(&server, ProtocolVersion::RESP3, tls.as_ref())?;
+          match resp3
+            .get_multiplexed_async_connection_with_config(&config.clone().set_push_sender(t.handler(epoch)))
+            .await
+          {
+            Ok(mut conn) => {
+              // a refused subscription (an ACL without CLIENT, say) leaves the L1 unused
+              match t.command(true).query_async::<()>(&mut conn).await {
+                Ok(()) => t.sink.established(epoch),
+                Err(_) => t.sink.lost(epoch),
+              }
+              return Ok((Conn::Plain(conn), address, Some(epoch)));
+            }
+            Err(e) if e.kind() == redis::ErrorKind::RESP3NotSupported => {
+              no_resp3.store(true, Ordering::Relaxed);
+              t.sink.lost(epoch);
+            }
+            Err(e) => {
+              t.sink.lost(epoch);
+              return Err(e.into());
+            }
+          }
+        }
+        let conn = server.get_multiplexed_async_connection_with_config(&config).await?;
+        Ok((Conn::Plain(conn), address, None))
       };
-      let (conn, address) = tokio::time::timeout(timeouts.connect, connect)
+      let (conn, address, epoch) = tokio::time::timeout(timeouts.connect, connect)
         .await
         .map_err(|_| Error::timeout("connect", ms))??;
-      let fresh = Arc::new(Current { conn, address });
+      let fresh = Arc::new(Current { conn, address, epoch });
       let mut slot = lock(&slot);
       if matches!(&*slot, Slot::Opening(_)) {
         *slot = Slot::Open(fresh.clone());
+      } else if let (Some(t), Some(e)) = (&tracker, epoch) {
+        // emptied meanwhile (disconnect): this connection serves this call only
+        t.sink.lost(e);
       }
       Ok(fresh)
     }
@@ -203,12 +257,13 @@ impl Connection {
     let Ok(runtime) = tokio::runtime::Handle::try_current() else {
       return;
     };
-    let (target, slot, current, timeout, certs) = (
+    let (target, slot, current, timeout, certs, tracker) = (
       self.target.clone(),
       self.slot.clone(),
       current.clone(),
       self.timeouts.command,
       self.tls.clone(),
+      self.tracker.clone(),
     );
     runtime.spawn(async move {
       let Target::Sentinel { sentinels, config, .. } = &*target else {
@@ -229,8 +284,10 @@ impl Connection {
           ask.query_async::<Option<(String, String)>>(&mut conn).await
         };
         if let Ok(Ok(Some((host, port)))) = tokio::time::timeout(timeout, answer).await {
-          if format!("{host}:{port}") != address {
-            forget(&slot, &current);
+          if format!("{host}:{port}") != address && forget(&slot, &current) {
+            if let (Some(t), Some(e)) = (&tracker, current.epoch) {
+              t.sink.lost(e);
+            }
           }
           return;
         }
@@ -251,8 +308,8 @@ impl Connection {
       Err(_) => Err(Error::timeout("command", ms)),
     };
     if let Err(e) = &result {
-      if e.needs_new_connection() {
-        forget(&self.slot, &current);
+      if e.needs_new_connection() && forget(&self.slot, &current) {
+        self.end_epoch(&current);
       }
     }
     result
@@ -336,10 +393,24 @@ fn lock(slot: &Mutex<Slot>) -> std::sync::MutexGuard<'_, Slot> {
   slot.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// Drops `current` if it is still the connection in the slot.
-fn forget(slot: &Mutex<Slot>, current: &Arc<Current>) {
+/// Drops `current` if it is still the connection in the slot; true if it was.
+fn forget(slot: &Mutex<Slot>, current: &Arc<Current>) -> bool {
   let mut slot = lock(slot);
   if matches!(&*slot, Slot::Open(c) if Arc::ptr_eq(c, current)) {
     *slot = Slot::Empty;
+    return true;
   }
+  false
+}
+
+/// `client` speaking `protocol` (its address, credentials, database and TLS as they are).
+fn with_protocol(client: &Client, protocol: ProtocolVersion, tls: Option<&TlsCertificates>) -> Result<Client> {
+  let info = client.get_connection_info().clone();
+  let settings = info.redis_settings().clone().set_protocol(protocol);
+  let info = info.set_redis_settings(settings);
+  let tls_addr = matches!(info.addr(), ConnectionAddr::TcpTls { .. });
+  Ok(match (tls, tls_addr) {
+    (Some(certs), true) => Client::build_with_tls(info, certs.clone())?,
+    _ => Client::open(info)?,
+  })
 }

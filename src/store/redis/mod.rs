@@ -21,6 +21,7 @@ mod pipeline;
 pub mod query_index;
 pub mod slots;
 mod topology;
+pub mod tracking;
 
 use std::collections::HashMap;
 use std::sync::atomic::AtomicU64;
@@ -36,6 +37,7 @@ use redis::{
 use self::connection::{Connection, Target};
 use self::query_index::{is_noscript, Scripts};
 use self::slots::SlotTable;
+use self::tracking::ClusterTracking;
 use crate::config::{Backend, TlsFiles};
 use crate::error::{Error, RedisFailure, Result};
 use crate::keys::KeyLayout;
@@ -43,6 +45,7 @@ use crate::store::Store;
 
 pub use self::pipeline::{KeyCommand, KeyReply};
 pub use self::topology::{NodeRole, Topology};
+pub use self::tracking::{Tracker, TrackingSink};
 
 /// rustls needs one process-wide crypto provider; `ring` is the one compiled in.
 fn install_crypto_provider() {
@@ -83,6 +86,8 @@ pub struct RedisStore {
   index_lifetimes: Mutex<HashMap<String, u64>>,
   /// Cluster: which master serves each slot (`None` until read, or after a redirect).
   slot_table: RwLock<Option<Arc<SlotTable>>>,
+  /// Cluster with a near cache: the subscribed connections to every master.
+  cluster_tracking: Option<Arc<ClusterTracking>>,
 }
 
 fn read_tls(tls: &TlsFiles) -> Result<Option<TlsCertificates>> {
@@ -212,6 +217,7 @@ impl RedisStore {
       writes: AtomicU64::new(0),
       index_lifetimes: Mutex::new(HashMap::new()),
       slot_table: RwLock::new(None),
+      cluster_tracking: None,
     })
   }
 
@@ -222,6 +228,27 @@ impl RedisStore {
     self.tagged = self.is_cluster();
     self.index = Some(layout);
     self
+  }
+
+  /// Subscribes this store's connections to invalidations of every key under the tracker's
+  /// prefix (see [`tracking`]).
+  pub fn with_tracking(mut self, tracker: Tracker) -> Self {
+    match self.target() {
+      Target::Cluster { seed, .. } => {
+        let seed = (**seed).clone();
+        let tls = self.conn.tls.clone();
+        self.cluster_tracking = Some(ClusterTracking::new(tracker, seed, tls, self.conn.timeouts.command));
+      }
+      _ => self.conn.track(tracker),
+    }
+    self
+  }
+
+  /// Cluster: keeps the subscriptions to every master current (see [`tracking`]).
+  fn track_cluster(&self) {
+    if let Some(t) = &self.cluster_tracking {
+      t.check_soon();
+    }
   }
 
   /// True when query results are indexed.
@@ -239,6 +266,9 @@ impl RedisStore {
   /// Drops the connection (pending commands fail); the next call reconnects.
   pub fn disconnect(&self) {
     self.conn.disconnect();
+    if let Some(t) = &self.cluster_tracking {
+      t.stop();
+    }
   }
 
   /// `host:port` of the server the current connection reached (the master a Sentinel named

@@ -21,6 +21,8 @@ use crate::store::Store;
 pub enum KeyCommand<'a> {
   /// `GET key`.
   Get(&'a str),
+  /// `GET key` and `PTTL key`.
+  GetWithTtl(&'a str),
   /// Writes `value` under `key` for `ttl_ms` (a query result: listed in its index).
   Set { key: &'a str, value: &'a str, ttl_ms: u64 },
   /// `UNLINK key`.
@@ -31,7 +33,7 @@ impl<'a> KeyCommand<'a> {
   /// The key it works on.
   pub fn key(&self) -> &'a str {
     match *self {
-      KeyCommand::Get(key) | KeyCommand::Delete(key) | KeyCommand::Set { key, .. } => key,
+      KeyCommand::Get(key) | KeyCommand::GetWithTtl(key) | KeyCommand::Delete(key) | KeyCommand::Set { key, .. } => key,
     }
   }
 }
@@ -41,6 +43,8 @@ impl<'a> KeyCommand<'a> {
 pub enum KeyReply {
   /// A GET: the text, or `None` for a missing key.
   Value(Option<String>),
+  /// A GET with its key's remaining TTL in ms (`None`: the key does not expire).
+  Valued(Option<String>, Option<u64>),
   /// A write succeeded.
   Done,
   /// A delete: whether the key existed.
@@ -96,6 +100,7 @@ impl RedisStore {
   /// on one key one after the other in the order given. Per command, in order: its reply or
   /// the error reply of that one command; `Err` when the batch as a whole failed (outage).
   pub async fn execute(&self, batch: &[KeyCommand<'_>]) -> Result<Vec<Result<KeyReply>>> {
+    self.track_cluster();
     if !self.is_cluster() {
       return self
         .run_plan(batch, None, |replies, cmd, extends| self.outcome(replies, cmd, extends))
@@ -142,6 +147,10 @@ impl RedisStore {
   async fn one(&self, cmd: KeyCommand<'_>) -> Result<KeyReply> {
     match cmd {
       KeyCommand::Get(key) => self.get(key).await.map(KeyReply::Value),
+      KeyCommand::GetWithTtl(key) => {
+        let mut replies = self.conn.pipeline(get_with_ttl(&self.name(key)), None).await?;
+        value_with_ttl(&mut replies)
+      }
       KeyCommand::Set { key, value, ttl_ms } => self.set(key, value, ttl_ms).await.map(|()| KeyReply::Done),
       KeyCommand::Delete(key) => self.delete(key).await.map(KeyReply::Existed),
     }
@@ -237,6 +246,7 @@ impl RedisStore {
           get.arg(&*self.name(key));
           plan.cmds.push(get);
         }
+        KeyCommand::GetWithTtl(key) => plan.cmds.extend(get_with_ttl(&self.name(key))),
         KeyCommand::Delete(key) => {
           let mut unlink = redis::cmd("UNLINK");
           unlink.arg(&*self.name(key));
@@ -280,6 +290,7 @@ impl RedisStore {
         let text = bytes.map(String::from_utf8).transpose().map_err(|_| not_utf8())?;
         Ok(KeyReply::Value(text))
       }
+      KeyCommand::GetWithTtl(_) => value_with_ttl(replies),
     }
   }
 
@@ -415,6 +426,24 @@ impl RedisStore {
     *self.slot_table.write().unwrap_or_else(|p| p.into_inner()) = Some(table.clone());
     Ok(table)
   }
+}
+
+/// `GET name` and `PTTL name`.
+fn get_with_ttl(name: &str) -> Vec<Cmd> {
+  let mut get = redis::cmd("GET");
+  get.arg(name);
+  let mut ttl = redis::cmd("PTTL");
+  ttl.arg(name);
+  vec![get, ttl]
+}
+
+/// The value and remaining TTL of [`get_with_ttl`]'s replies.
+fn value_with_ttl(replies: &mut [redis::RedisResult<redis::Value>]) -> Result<KeyReply> {
+  let bytes: Option<Vec<u8>> = take_reply(&mut replies[..1])?;
+  let text = bytes.map(String::from_utf8).transpose().map_err(|_| not_utf8())?;
+  let ttl: i64 = take_reply(&mut replies[1..])?;
+  // -1: no expiry; -2: gone meanwhile (the value is then not kept either)
+  Ok(KeyReply::Valued(text, u64::try_from(ttl).ok()))
 }
 
 /// The single reply of a command, converted; an error reply is the command's error.

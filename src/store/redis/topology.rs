@@ -315,16 +315,7 @@ impl RedisStore {
     let Some((host, port)) = split_address(address) else {
       return false;
     };
-    let addr = match seed.addr() {
-      ConnectionAddr::TcpTls { insecure, .. } => ConnectionAddr::TcpTls {
-        host,
-        port,
-        insecure: *insecure,
-        tls_params: None,
-      },
-      _ => ConnectionAddr::Tcp(host, port),
-    };
-    self.ping_info(seed.clone().set_addr(addr)).await
+    self.ping_info(node_info(seed, host, port)).await
   }
 
   /// A client for one node, with the `tls` files when its address is TLS.
@@ -347,6 +338,20 @@ impl RedisStore {
     };
     matches!(tokio::time::timeout(self.conn.timeouts.command, ping).await, Ok(Ok(_)))
   }
+}
+
+/// The Cluster node at `host:port`, with the seed's credentials and TLS mode.
+pub(super) fn node_info(seed: &ConnectionInfo, host: String, port: u16) -> ConnectionInfo {
+  let addr = match seed.addr() {
+    ConnectionAddr::TcpTls { insecure, .. } => ConnectionAddr::TcpTls {
+      host,
+      port,
+      insecure: *insecure,
+      tls_params: None,
+    },
+    _ => ConnectionAddr::Tcp(host, port),
+  };
+  seed.clone().set_addr(addr)
 }
 
 /// Credentials of Sentinel data nodes, to check them directly.
