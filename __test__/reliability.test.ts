@@ -10,6 +10,7 @@
 import { createCacheManager, CacheManager, CacheOptions, codes, ErrorEvent } from '..'
 import { FerrocacheStore } from '../lib/session'
 import { KeyvFerrocache } from '../lib/keyv'
+import { waitFor } from './helpers/traffic'
 import { RawRedis, RedisServer, sleep, startRedis, killAllRedis, uniquePrefix } from './helpers/redis-server'
 
 const TIMEOUT = 250 // commandTimeoutMs of the managers here
@@ -51,14 +52,8 @@ async function existing(r: RawRedis, keys: string[]): Promise<number> {
   return replies.reduce((n, [err, v]) => n + (err === null && v === 1 ? 1 : 0), 0)
 }
 
-async function waitUntil(what: string, check: () => Promise<boolean> | boolean, ms = 10_000): Promise<number> {
-  const started = Date.now()
-  while (!(await check())) {
-    if (Date.now() - started > ms) throw new Error(`timed out after ${ms} ms waiting for ${what}`)
-    await sleep(20)
-  }
-  return Date.now() - started
-}
+const waitUntil = (what: string, check: () => Promise<boolean> | boolean, ms = 10_000): Promise<number> =>
+  waitFor(what, check, ms)
 
 afterEach(async () => {
   await Promise.all(managers.splice(0).map((m) => m.close()))

@@ -463,12 +463,19 @@ describe('FerrocacheStore during a Redis outage', () => {
     expect(await rr.exists(`${prefix}s:${adaLogin.body.sid}`)).toBe(1)
     await rr.close()
 
+    // ada's login (this manager's first call) is held by the near cache; cid logged in on
+    // another process (another manager) and never reached this one
+    const other = makeApp(new FerrocacheStore({ manager: manager({ url: proc.url, keyPrefix: prefix }) }))
+    const cidCookie = sessionCookie(await request(other.app).post('/login?user=cid').expect(200))
+
     await proc.kill() // SIGKILL by pid
 
-    // requests keep working. Documented limit: sessions written before the outage are not
-    // available on this process during it (ada looks logged out, with no error).
+    // requests keep working; ada stays logged in (the near cache's fail-safe); cid looks logged
+    // out on this process during the outage (documented), with no error
     const adaDuring = await ada.get('/me').expect(200)
-    expect(adaDuring.body.user).toBeNull()
+    expect(adaDuring.body).toMatchObject({ sid: adaLogin.body.sid, user: 'ada' })
+    expect(m.metrics().nearCache.failSafeHits).toBeGreaterThan(0)
+    expect((await request(app).get('/me').set('Cookie', cidCookie).expect(200)).body.user).toBeNull()
 
     const bobLogin = await bob.post('/login?user=bob').expect(200)
     const bobSid = bobLogin.body.sid
@@ -512,9 +519,10 @@ describe('FerrocacheStore during a Redis outage', () => {
     const bob = request.agent(app)
 
     const adaSid = (await ada.post('/login?user=ada').expect(200)).body.sid
+    expect((await ada.get('/me').expect(200)).body.user).toBe('ada') // read: held by the near cache
 
     m.simulateOutage({ mode: 'refuse' })
-    expect((await ada.get('/me').expect(200)).body.user).toBeNull() // pre-outage session: not available
+    expect((await ada.get('/me').expect(200)).body.user).toBe('ada') // pre-outage session: fail-safe
     const bobSid = (await bob.post('/login?user=bob').expect(200)).body.sid
     expect((await bob.get('/me').expect(200)).body).toMatchObject({ sid: bobSid, user: 'bob' })
     expect(await rr.exists(`${prefix}s:${bobSid}`)).toBe(0) // not in Redis yet
@@ -565,10 +573,30 @@ describe('FerrocacheStore during a Redis outage', () => {
     m.endSimulatedOutage()
   })
 
-  it('documented limit: a logout during an outage cannot reach a session created before it', async () => {
+  it('a logout during an outage reaches a session from before it that the near cache held', async () => {
+    const r = await redis()
+    const prefix = uniquePrefix('nearout')
+    const m = manager({ url: r.url, keyPrefix: prefix, commandTimeoutMs: 250 })
+    const w = watch(m)
+    const { app } = makeApp(new FerrocacheStore({ manager: m }))
+    const rr = raw(r.port)
+    const ada = request.agent(app)
+    const adaSid = (await ada.post('/login?user=ada').expect(200)).body.sid
+    expect((await ada.get('/me').expect(200)).body.user).toBe('ada')
+
+    m.simulateOutage({ mode: 'refuse' })
+    await ada.post('/logout').expect(200)
+    expect((await ada.get('/me').expect(200)).body.user).toBeNull()
+    m.endSimulatedOutage()
+    await waitFor('recovered', () => w.recovered.length > 0, 10_000)
+    expect(await rr.exists(`${prefix}s:${adaSid}`)).toBe(0)
+    expect((await ada.get('/me').expect(200)).body.user).toBeNull()
+  })
+
+  it('documented limit: without the near cache, a logout during an outage cannot reach a session created before it', async () => {
     const r = await redis()
     const prefix = uniquePrefix('limit')
-    const m = manager({ url: r.url, keyPrefix: prefix, commandTimeoutMs: 250 })
+    const m = manager({ url: r.url, keyPrefix: prefix, commandTimeoutMs: 250, nearCache: { enabled: false } })
     const w = watch(m)
     const { app } = makeApp(new FerrocacheStore({ manager: m }))
     const rr = raw(r.port)

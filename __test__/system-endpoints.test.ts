@@ -77,6 +77,11 @@ const SCALAR_COUNTERS: Record<string, (m: CacheMetrics) => number> = {
   ferrocache_untracked_tenant_hits_total: (m) => m.tenants.other.hits,
   ferrocache_untracked_tenant_misses_total: (m) => m.tenants.other.misses,
   ferrocache_untracked_tenant_invalidated_entries_total: (m) => m.tenants.other.invalidated,
+  ferrocache_near_cache_hits_total: (m) => m.nearCache.hits,
+  ferrocache_near_cache_misses_total: (m) => m.nearCache.misses,
+  ferrocache_near_cache_invalidations_total: (m) => m.nearCache.invalidations,
+  ferrocache_near_cache_fail_safe_hits_total: (m) => m.nearCache.failSafeHits,
+  ferrocache_near_cache_tracking_epochs_total: (m) => m.nearCache.trackingEpochs,
 }
 const SCALAR_GAUGES: Record<string, (m: CacheMetrics) => number> = {
   ferrocache_journal_depth: (m) => m.journalDepth,
@@ -84,6 +89,10 @@ const SCALAR_GAUGES: Record<string, (m: CacheMetrics) => number> = {
   ferrocache_fallback_entries: (m) => m.memory.fallbackEntries,
   ferrocache_fallback_max_bytes: (m) => m.memory.fallbackMaxBytes,
   ferrocache_tenants_tracked: (m) => m.tenants.tracked,
+  ferrocache_near_cache_tracking_active: (m) => Number(m.nearCache.tracking === 'active'),
+  ferrocache_near_cache_bytes: (m) => m.nearCache.bytes,
+  ferrocache_near_cache_entries: (m) => m.nearCache.entries,
+  ferrocache_near_cache_max_bytes: (m) => m.nearCache.maxBytes,
 }
 /** Per-tenant families: present only while some tenant is tracked (tenant-metrics.test.ts checks their values). */
 const TENANT_FAMILIES = [
@@ -91,6 +100,7 @@ const TENANT_FAMILIES = [
   'ferrocache_tenant_misses_total',
   'ferrocache_tenant_invalidated_entries_total',
   'ferrocache_tenant_fallback_bytes',
+  'ferrocache_tenant_near_cache_bytes',
 ]
 const HISTOGRAM = 'ferrocache_redis_latency_seconds'
 const FAMILY_TYPES: Record<string, PromFamily['type']> = {

@@ -2,7 +2,7 @@
 // Every contender behind the same tiny interface, each used the way its users
 // use it: set(key, value, ttlSeconds) and get(key) -> value | null | undefined.
 // JSON is done where a user would do it (ioredis/node-redis: JSON.stringify on
-// write, JSON.parse on read; cache-manager/Keyv: its own serializer; lru-cache:
+// write, JSON.parse on read; cache-manager/Keyv, bentocache: their own serializer; lru-cache:
 // JSON text stored, so reads are fresh copies like ferrocache's).
 
 const path = require('node:path')
@@ -50,13 +50,17 @@ async function ioredis(port, ns) {
 }
 
 /** node-redis (`redis` v5): SET key json {EX} / GET + JSON.parse. */
-async function nodeRedis(url, ns, onError = (e) => console.error(`node-redis: ${e.message}`)) {
+function nodeRedis(url, ns, onError = (e) => console.error(`node-redis: ${e.message}`)) {
+  return nodeRedisClient('node-redis', { url }, ns, onError)
+}
+
+async function nodeRedisClient(name, options, ns, onError) {
   const { createClient } = require('redis')
-  const client = createClient({ url })
+  const client = createClient(options)
   client.on('error', onError)
   await client.connect()
   return {
-    name: 'node-redis',
+    name,
     client,
     set: (k, v, ttl) => client.set(ns + k, JSON.stringify(v), { EX: ttl }),
     get: async (k) => {
@@ -64,6 +68,49 @@ async function nodeRedis(url, ns, onError = (e) => console.error(`node-redis: ${
       return s === null ? null : JSON.parse(s)
     },
     close: () => client.quit(),
+  }
+}
+
+/**
+ * node-redis v5 with its client-side cache (RESP3, server-assisted tracking in the default mode:
+ * the server sends an invalidation for every key this connection read once it changes):
+ * SET key json {EX} / GET (answered from the cache when it holds the key) + JSON.parse.
+ */
+function nodeRedisCsc(url, ns, onError = (e) => console.error(`node-redis CSC: ${e.message}`)) {
+  return nodeRedisClient('node-redis CSC', { url, RESP: 3, clientSideCache: { maxEntries: 100_000 } }, ns, onError)
+}
+
+/**
+ * bentocache as its docs set up a multi-tier cache: memory L1 (the memory driver's defaults:
+ * an LRU of 1,000 entries), redis L2, and the redis bus that keeps other instances' L1s coherent.
+ * Values are plain objects (bentocache serializes them); TTL in ms. get -> value | undefined.
+ * Its get, on an L1 miss, stores the L2 reply in L1 whatever happened meanwhile: a set of the
+ * same key made in this process while that GET was in flight is overwritten in L1 by the older
+ * value, which is then served until evicted or expired (its own bus messages are ignored).
+ * The harness's read check catches that when reads and writes of one key overlap (concurrency > 1).
+ */
+async function bentocache(port, prefix) {
+  const { BentoCache, bentostore } = require('bentocache')
+  const { memoryDriver } = require('bentocache/drivers/memory')
+  const { redisDriver, redisBusDriver } = require('bentocache/drivers/redis')
+  const connection = { host: '127.0.0.1', port }
+  const bento = new BentoCache({
+    default: 'multitier',
+    prefix,
+    stores: {
+      multitier: bentostore()
+        .useL1Layer(memoryDriver())
+        .useL2Layer(redisDriver({ connection }))
+        .useBus(redisBusDriver({ connection })),
+    },
+  })
+  await bento.set({ key: '__warm__', value: 1, ttl: 1000 }) // creates the store, opens its connections
+  return {
+    name: 'bentocache',
+    bento,
+    set: (k, v, ttl) => bento.set({ key: k, value: v, ttl: ttl * 1000 }),
+    get: (k) => bento.get({ key: k }),
+    close: () => bento.disconnectAll(),
   }
 }
 
@@ -150,6 +197,8 @@ module.exports = {
   ferrocache,
   ioredis,
   nodeRedis,
+  nodeRedisCsc,
+  bentocache,
   cacheManager,
   lruCache,
   cacheableMemory,

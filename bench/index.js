@@ -7,8 +7,9 @@
 //   BENCH_WARMUP_MS    unmeasured warm-up per contender run (default max(250, duration/5))
 //   BENCH_ROUNDS       split each measurement into this many rounds, contender order reversed on odd rounds (default 3);
 //                      ops/s and CPU per op are the median of the rounds (bench/workloads.js, combine)
-//   BENCH_ONLY         comma list of workloads to run, e.g. "W1,W3" (default all: W1-W5)
-//   BENCH_CONTENDERS   comma list of contender names to keep in W1/W2/W4/W5, e.g. "ferrocache,ioredis" (default all)
+//   BENCH_ONLY         comma list of workloads to run, e.g. "W1,W3" (default all: W1-W6 and NC);
+//                      NC = the near cache's staleness and Redis CPU (bench/staleness.js, its STALENESS_* env apply)
+//   BENCH_CONTENDERS   comma list of contender names to keep in W1/W2/W4/W5/W6, e.g. "ferrocache,ioredis" (default all)
 //   BENCH_RESULTS      where to write the markdown (default bench/RESULTS.md; "-" = don't write)
 //   NAPI_RS_NATIVE_LIBRARY_PATH  load this .node instead of the one next to index.js
 
@@ -22,6 +23,7 @@ const C = require('./contenders')
 const { kvGroup, w3, W3, sessionValue, queryValue, sessionIds, queryKeys, zipf } = require('./workloads')
 const { CheckError, median } = require('./lib')
 const { w5, W5_WORKERS, W5_SETTLE_MS } = require('./w5')
+const { measureNearCache } = require('./staleness')
 
 const durationMs = Number(process.env.BENCH_DURATION_MS || 3000)
 const env = {
@@ -147,8 +149,13 @@ function kvTables(groups) {
   const main = []
   const ratios = []
   for (const g of groups) {
-    const ferro = g.rows.find((r) => r.contender === 'ferrocache')
+    const ferro = g.rows.find((r) => r.contender === 'ferrocache' && !r.checkFailed)
     for (const r of g.rows) {
+      if (r.checkFailed) {
+        // not measured: see "Check failures"
+        main.push([g.id, r.contender, String(r.concurrency), '**check failed**', ...Array(8).fill('–')])
+        continue
+      }
       main.push([
         g.id,
         r.contender,
@@ -210,6 +217,10 @@ function kvTables(groups) {
     ),
   ]
 }
+
+/** The rows of contenders whose reads failed the harness's check (kvGroup with recordCheckFailures). */
+const checkFailures = (groups) =>
+  groups.flatMap((g) => g.rows.filter((r) => r.checkFailed).map((r) => ({ id: g.id, ...r })))
 
 /** W5 rows, and per outage ferrocache's completed calls/s over each peer's. */
 function w5Table(rows) {
@@ -283,6 +294,83 @@ function w3Table(runs) {
     ),
     ratios,
   }
+}
+
+/** The NC section: bench/staleness.js's numbers (measureNearCache) as markdown lines. */
+function ncSection({ staleness: st, redisCpu: cpu }) {
+  const lines = ['## Near cache: staleness and Redis CPU', '']
+  lines.push(
+    `Staleness: a plain ioredis client (worker thread) writes a new version of one ~1 KB session every ~${st.intervalMs} ms while one ferrocache reader ` +
+      '(near cache on, defaults) calls `getSession` on it in a tight loop; lag = from the moment the `set` resolved to the end of the first read ' +
+      'returning that version or a newer one (0 when read first). ' +
+      `Redis CPU: a W1-like load (${100 - cpu.writeRatio * 100}% getSession / ${cpu.writeRatio * 100}% setSession, ~1 KB, ${fInt(cpu.keys)} keys, ` +
+      `${cpu.concurrency} concurrent callers) with \`nearCache: { enabled: false }\` and with the near cache on (default); redis-server CPU per op ` +
+      `from INFO cpu (used_cpu_sys + used_cpu_user) over ${fInt(cpu.loadMs)} ms per run, median of the runs in the order ${cpu.order.join(', ')}.`,
+  )
+  lines.push('')
+  lines.push(
+    table(
+      ['Measure', 'Value'],
+      [
+        ['writes observed', fInt(st.writes)],
+        [
+          'reads of the replaced version inside the window',
+          `${fInt(st.staleReads)} (after ${st.staleBehindWrites} of the ${st.writes} writes)`,
+        ],
+        ['lag p50 µs', f1(st.p50Us)],
+        ['lag p99 µs', f1(st.p99Us)],
+        ['lag max µs', f1(st.maxUs)],
+        ['redis-server CPU µs/op, nearCache off', f2(cpu.off.usPerOp)],
+        ['redis-server CPU µs/op, nearCache on (default)', f2(cpu.on.usPerOp)],
+        ['ratio on / off', ratio(cpu.on.usPerOp, cpu.off.usPerOp)],
+      ],
+    ),
+  )
+  lines.push('')
+  lines.push(
+    `Reader: ${fInt(st.reads)} reads in ${f2(st.elapsedS)} s, near cache ${fInt(st.hits)} hits / ${fInt(st.nearMisses)} misses, ` +
+      `${fInt(st.invalidations)} invalidations, ${fInt(st.emptyReads)} reads that found nothing; ${st.seenBeforeAck} of ${st.writes} versions ` +
+      `were read before their \`set\` resolved (lag 0). Load: ${fInt(cpu.off.opsPerSec)} ops/s with the near cache off, ` +
+      `${fInt(cpu.on.opsPerSec)} ops/s on (near-cache hit rate of the reads ${f3(cpu.on.nearHitRate)}).`,
+  )
+  lines.push(
+    '',
+    'A read inside the window (it started after the `set` resolved and returned the version before) is what the lag ' +
+      'bounds: Redis acknowledges the write to its client before its invalidation reaches the reader. Within one process, ' +
+      'once its own write resolves, the value it replaced is never read (`__test__/near-cache.test.ts`).',
+  )
+  return lines
+}
+
+// ---------------------------------------------------------------- W6 helpers
+
+const W6 = { sessions: 20_000, hot: 1_000, writeRatio: 0.05 }
+
+/** Logs, on close, how many reads ferrocache's near cache answered over the contender's whole run. */
+function withNearCacheLog(c) {
+  const close = c.close
+  c.close = () => {
+    const n = c.cache.metrics().nearCache
+    env.log(
+      `    ferrocache near cache, whole run (prefill, warm-up, measurement, read-back): ${fInt(n.hits)} hits, ${fInt(n.misses)} misses (hit rate ${f3(n.hitRate)}), ${fInt(n.invalidations)} invalidations, tracking ${n.tracking}`,
+    )
+    return close()
+  }
+  return c
+}
+
+/** Logs, on close, what node-redis's client-side cache answered over the contender's whole run. */
+function withCscLog(c) {
+  const close = c.close
+  c.close = () => {
+    const st = c.client.clientSideCache?.stats()
+    if (st)
+      env.log(
+        `    node-redis CSC cache, whole run (prefill, warm-up, measurement, read-back): ${fInt(st.hitCount)} hits, ${fInt(st.missCount)} misses (hit rate ${f3(st.hitRate())}), ${fInt(st.evictionCount)} evictions`,
+      )
+    return close()
+  }
+  return c
 }
 
 // ---------------------------------------------------------------- main
@@ -364,12 +452,53 @@ async function main() {
             'ferrocache queryIndex:false',
             async () => ({ ...C.ferrocache(url, 'query', { queryIndex: false }), name: 'ferrocache queryIndex:false' }),
           ],
+          // the same without the near cache: every get goes to Redis
+          [
+            'ferrocache nearCache:false',
+            async () => ({
+              ...C.ferrocache(url, 'query', { nearCache: { enabled: false } }),
+              name: 'ferrocache nearCache:false',
+            }),
+          ],
         ]),
       ],
       redis: true,
       prefillConcurrency: 128,
     })
     groups.push({ id: 'W2', rows })
+  }
+
+  if (want('W6')) {
+    // hot sessions: a small working set read far more often than it is written, where an
+    // in-process L1 (ferrocache's near cache, node-redis's client-side cache, bentocache's L1) pays off
+    const keys = sessionIds(W6.sessions)
+    const stride = W6.sessions / W6.hot
+    const pick = (rng) => Math.floor(rng() * W6.hot) * stride
+    const contenders = keep([
+      ['ferrocache', async () => withNearCacheLog(C.ferrocache(url, 'session'))],
+      ['ioredis', () => C.ioredis(redis.port, 'ior:w6:')],
+      ['node-redis', () => C.nodeRedis(url, 'nr:w6:')],
+      ['node-redis CSC', async () => withCscLog(await C.nodeRedisCsc(url, 'nrc:w6:'))],
+      ['bentocache', () => C.bentocache(redis.port, 'bcw6')],
+    ])
+    for (const concurrency of [1, 64]) {
+      env.log(
+        `W6 hot sessions, 1 KB, ${fInt(W6.hot)} hot of ${fInt(W6.sessions)}, ${100 - W6.writeRatio * 100}/${W6.writeRatio * 100}, concurrency ${concurrency}`,
+      )
+      const rows = await kvGroup(env, {
+        id: 'W6',
+        concurrency,
+        keys,
+        pick,
+        writeRatio: W6.writeRatio,
+        ttl: 3600,
+        makeValue: sessionValue,
+        contenders,
+        redis: true,
+        recordCheckFailures: true,
+      })
+      groups.push({ id: 'W6', rows })
+    }
   }
 
   let w3res = null
@@ -413,6 +542,12 @@ async function main() {
     ].filter(([name]) => !keepNames || keepNames.has(name))
     w5rows = await w5(env, makers, sessionValue('w5', 1))
   }
+  let nc = null
+  if (want('NC')) {
+    env.log('NC near cache: staleness after an external write, redis-server CPU per op with the near cache off and on')
+    await env.flush()
+    nc = await measureNearCache({ url, port: redis.port, log: (s) => env.log(s && `  ${s}`) })
+  }
   const elapsedS = (Date.now() - t0) / 1000
 
   // ---- report
@@ -444,6 +579,9 @@ async function main() {
       'W1: sessions, ~1 KB JSON, 50% set (TTL 3600 s) / 50% get over 10,000 ids, uniform. ' +
         'W2: query results, ~4 KB JSON, 10,000 keys, Zipf(0.99) key choice, 90% get / 10% set, concurrency 128. ' +
         'W4: in-process only (ferrocache `memory://` vs lru-cache and @cacheable/memory holding JSON text), 1 KB, 50/50, concurrency 64. ' +
+        `W6: hot sessions, ~1 KB JSON, ${fInt(W6.sessions)} ids prefilled, every op on one of ${fInt(W6.hot)} hot ids (uniform), ` +
+        `${100 - W6.writeRatio * 100}% get / ${W6.writeRatio * 100}% set (TTL 3600 s); ferrocache with its near cache (default), ` +
+        'node-redis CSC = node-redis v5 with `clientSideCache` (RESP3, maxEntries 100,000), bentocache = memory L1 (its default 1,000-entry LRU) + redis L2 + redis bus. ' +
         'Concurrency = async workers in a closed loop. Latency = per op, from call to resumption after `await`. ' +
         "CPU = process.cpuUsage (all threads, incl. ferrocache's tokio workers) per op; JS-thread CPU = the main thread alone; " +
         'redis-server CPU = the server process. ELU = event-loop utilization over the window.',
@@ -492,15 +630,37 @@ async function main() {
     out.push(w5Table(w5rows))
     out.push('')
   }
-  out.push('## Checks (all passed, or the run would have aborted)')
-  out.push('')
+  if (nc) {
+    out.push(...ncSection(nc))
+    out.push('')
+  }
+  const failures = checkFailures(groups)
   out.push(
-    '- Every read returned the key it asked for with a version no older than the last acknowledged write before the read started ' +
+    failures.length
+      ? '## Checks (all passed except the check failures listed below; any other failure would have aborted the run)'
+      : '## Checks (all passed, or the run would have aborted)',
+  )
+  out.push('')
+  if (failures.length) {
+    out.push(
+      'Check failures (W6 records them instead of aborting; the contender is left out of the tables from then on, its numbers are not reported):',
+    )
+    out.push('')
+    for (const f of failures) out.push(`- ${f.checkFailed}`) // the message starts with "<workload> <contender> c=<n>:"
+    out.push('')
+  }
+  out.push(
+    `- Every read${failures.length ? ' (by the contenders not listed above)' : ''} returned the key it asked for with a version no older than the last acknowledged write before the read started ` +
       'and no newer than the last write issued, or a miss; after every run each key was read back and had to be exactly its last acknowledged version.',
   )
   out.push(
     `- W3: ferrocache invalidateCache returned ${W3.matching}; the SCAN peer deleted ${W3.matching}; DBSIZE dropped by exactly ${W3.matching}; all near-miss keys survived.`,
   )
+  if (nc)
+    out.push(
+      `- NC: the staleness probe counts the reads inside the window instead of aborting (${fInt(nc.staleness.staleReads)} in this run, see its section); ` +
+        "the Redis CPU load's reads were checked as above.",
+    )
   out.push(
     '- "misses" counts reads that found nothing; a miss after an acknowledged write is flagged in the table (none expected: TTLs are far away and every store has room).',
   )

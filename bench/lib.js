@@ -185,34 +185,49 @@ class Versions {
 async function runLoad({ concurrency, durationMs, prepare, lat, seed = 1 }) {
   const deadline = hr() + BigInt(Math.round(durationMs * 1e6))
   let ops = 0
+  let failed = null // the first error (a failed check, a failed call): every worker stops after its current op
   async function worker(w) {
     const rng = prng(seed * 7919 + w)
     const buf = lat ? lat.buf : null
     const cap = buf ? buf.length : Infinity
-    for (;;) {
-      const job = prepare(rng, w)
-      const t0 = hr()
-      const result = await job.run()
-      const t1 = hr()
-      if (job.after) job.after(result)
-      ops++
-      if (buf && lat.n < cap) buf[lat.n++] = Number(t1 - t0)
-      if (t1 >= deadline || (buf && lat.n >= cap)) return
+    try {
+      while (!failed) {
+        const job = prepare(rng, w)
+        const t0 = hr()
+        const result = await job.run()
+        const t1 = hr()
+        if (job.after) job.after(result)
+        ops++
+        if (buf && lat.n < cap) buf[lat.n++] = Number(t1 - t0)
+        if (t1 >= deadline || (buf && lat.n >= cap)) return
+      }
+    } catch (err) {
+      failed ??= err
     }
   }
   const workers = []
   for (let w = 0; w < concurrency; w++) workers.push(worker(w))
   await Promise.all(workers)
+  if (failed) throw failed
   return ops
 }
 
-/** Runs `items` through `fn` with at most `concurrency` in flight. */
+/**
+ * Runs `items` through `fn` with at most `concurrency` in flight. On the first error no new
+ * item starts; it is thrown once the ones in flight have finished (so none outlives the call).
+ */
 async function pool(items, concurrency, fn) {
   let i = 0
+  let failed = null
   async function w() {
-    while (i < items) await fn(i++)
+    try {
+      while (i < items && !failed) await fn(i++)
+    } catch (err) {
+      failed ??= err
+    }
   }
   await Promise.all(Array.from({ length: Math.min(concurrency, items) }, w))
+  if (failed) throw failed
 }
 
 /** The middle value (the mean of the two middle ones for an even count). */

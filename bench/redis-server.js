@@ -171,4 +171,41 @@ async function startCluster() {
   }
 }
 
-module.exports = { startRedis, startRedisOn, startCluster, redisVersion, freePort, ping }
+/**
+ * The main of a standalone script: starts a redis-server, prints its version and port, runs
+ * `fn(redis)`, and stops the server by pid whatever happens (an error, SIGINT, SIGTERM, exit).
+ * Sets process.exitCode to 1 if `fn` throws.
+ */
+async function runWithRedis(fn) {
+  let redis = null
+  const stopNow = () => {
+    if (redis) redis.stopSync()
+    redis = null
+  }
+  const onSignal = (sig) => {
+    console.error(`\n${sig}: stopping redis-server and exiting`)
+    stopNow()
+    process.exit(130)
+  }
+  process.once('SIGINT', onSignal)
+  process.once('SIGTERM', onSignal)
+  process.on('exit', stopNow)
+  try {
+    redis = await startRedis()
+    console.log(`redis-server ${redisVersion()} pid ${redis.pid} on 127.0.0.1:${redis.port}; Node ${process.version}`)
+    await fn(redis)
+  } catch (err) {
+    console.error(err)
+    process.exitCode = 1
+  } finally {
+    if (redis) {
+      const r = redis
+      redis = null
+      await r.stop()
+    }
+    process.removeListener('SIGINT', onSignal)
+    process.removeListener('SIGTERM', onSignal)
+  }
+}
+
+module.exports = { startRedis, startRedisOn, startCluster, redisVersion, freePort, ping, runWithRedis }

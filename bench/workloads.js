@@ -155,13 +155,20 @@ async function kvRun({
 /**
  * Runs every contender through one workload (`rounds` times, order reversed on
  * odd rounds, results merged) and returns one row per contender.
+ *
+ * A failed check (CheckError) aborts the whole benchmark, unless `spec.recordCheckFailures`:
+ * then that contender's row is `{ contender, concurrency, checkFailed: message }` (no numbers:
+ * a contender that served a wrong value is not measured), it sits out the remaining rounds,
+ * and the others carry on.
  */
 async function kvGroup(env, spec) {
   const rows = new Map()
   const lats = new Map()
+  const failures = new Map() // make -> { contender, concurrency, checkFailed }
   for (let round = 0; round < env.rounds; round++) {
     const order = round % 2 === 0 ? spec.contenders : [...spec.contenders].reverse()
     for (const make of order) {
+      if (failures.has(make)) continue
       await env.flush()
       const contender = await make()
       const label = `${spec.id} ${contender.name} c=${spec.concurrency}`
@@ -187,6 +194,11 @@ async function kvGroup(env, spec) {
           redisPid: spec.redis ? env.redisPid : 0,
           prefillConcurrency: spec.prefillConcurrency ?? 64,
         })
+      } catch (err) {
+        if (!(spec.recordCheckFailures && err instanceof CheckError)) throw err
+        failures.set(make, { contender: contender.name, concurrency: spec.concurrency, checkFailed: err.message })
+        env.log(`  ${label}: CHECK FAILED: ${err.message}`)
+        continue
       } finally {
         await contender.close()
       }
@@ -196,8 +208,11 @@ async function kvGroup(env, spec) {
       rows.get(contender.name).push(row)
     }
   }
-  return [...rows].map(([name, rounds]) => {
-    const row = combine(rounds)
+  const failed = new Map([...failures.values()].map((f) => [f.contender, f]))
+  const names = [...new Set([...rows.keys(), ...failed.keys()])]
+  return names.map((name) => {
+    if (failed.has(name)) return failed.get(name)
+    const row = combine(rows.get(name))
     // percentiles over every round's latencies
     ;[row.p50, row.p99] = lats.get(name).percentiles([50, 99])
     return row

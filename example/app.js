@@ -14,6 +14,13 @@
 // `createApp(manager)` takes any ferrocache CacheManager (Redis, memory://, or a
 // Redis that is down: the manager then serves from its in-process store by itself,
 // and this code does not change).
+//
+// With Redis, `GET /me` and `GET /api/orders` are mostly answered by the manager's near
+// cache (a per-process copy of what it read or wrote) without a Redis round trip. Another
+// process's logout or order reaches this process within a few milliseconds (Redis tells it
+// which keys changed; README, "Near cache"); this process's own writes are seen at once. If
+// Redis dies, users whose session this process had read stay logged in for
+// `nearCache.failSafeMs` (60 s by default) instead of reading `null`.
 
 const crypto = require('node:crypto')
 const { setTimeout: sleep } = require('node:timers/promises')

@@ -50,7 +50,8 @@ export interface CacheOptions {
   /**
    * The near cache: a per-process L1 of the entries this process read or wrote, answered on the
    * calling thread, kept coherent by Redis client tracking (a change by any client removes the
-   * entry within about a millisecond), and served through an outage for `failSafeMs`.
+   * entry within a few milliseconds; once this process's own write resolves, the value it
+   * replaced is never served), and served through an outage for `failSafeMs`. README: "Near cache".
    * - `enabled`: default true whenever Redis is configured (`memory://` is in-process already).
    * - `maxBytes`: byte budget (keys + values + 320 bytes per entry); default 64 MiB. One tenant holds
    *   at most 1/8 of it.

@@ -57,6 +57,10 @@ function perTenant(read) {
   }
 }
 
+function nearCache(field) {
+  return scalar((m) => num(obj(m.nearCache) && m.nearCache[field]))
+}
+
 function untracked(field) {
   return scalar((m) => num(obj(m.tenants) && obj(m.tenants.other) && m.tenants.other[field]))
 }
@@ -167,6 +171,64 @@ const FAMILIES = [
     samples: scalar((m) => num(obj(m.memory) && m.memory.fallbackMaxBytes)),
   },
   {
+    name: 'ferrocache_near_cache_hits_total',
+    type: 'counter',
+    help: 'Reads the near cache (the in-process L1 over Redis) answered.',
+    samples: nearCache('hits'),
+  },
+  {
+    name: 'ferrocache_near_cache_misses_total',
+    type: 'counter',
+    help: 'Reads the near cache could not answer (they went to Redis).',
+    samples: nearCache('misses'),
+  },
+  {
+    name: 'ferrocache_near_cache_invalidations_total',
+    type: 'counter',
+    help: 'Keys Redis told the near cache changed (a write, delete or expiry by any client; a flush counts once).',
+    samples: nearCache('invalidations'),
+  },
+  {
+    name: 'ferrocache_near_cache_fail_safe_hits_total',
+    type: 'counter',
+    help: 'Reads answered from the near cache during an outage (within nearCache.failSafeMs).',
+    samples: nearCache('failSafeHits'),
+  },
+  {
+    name: 'ferrocache_near_cache_tracking_epochs_total',
+    type: 'counter',
+    help: 'Times the near cache subscribed to Redis invalidations (once per connection, and per master on a Cluster).',
+    samples: nearCache('trackingEpochs'),
+  },
+  {
+    name: 'ferrocache_near_cache_tracking_active',
+    type: 'gauge',
+    help: 'Whether the near cache receives invalidations and serves its entries: 1 or 0.',
+    samples: scalar((m) =>
+      obj(m.nearCache) && typeof m.nearCache.tracking === 'string'
+        ? Number(m.nearCache.tracking === 'active')
+        : undefined,
+    ),
+  },
+  {
+    name: 'ferrocache_near_cache_bytes',
+    type: 'gauge',
+    help: 'Bytes held by the near cache.',
+    samples: nearCache('bytes'),
+  },
+  {
+    name: 'ferrocache_near_cache_entries',
+    type: 'gauge',
+    help: 'Entries held by the near cache.',
+    samples: nearCache('entries'),
+  },
+  {
+    name: 'ferrocache_near_cache_max_bytes',
+    type: 'gauge',
+    help: 'Capacity of the near cache in bytes (nearCache.maxBytes; 0 when it is off).',
+    samples: nearCache('maxBytes'),
+  },
+  {
     name: 'ferrocache_hit_ratio',
     type: 'gauge',
     help: 'hits / (hits + misses) since the cache was created, by entry type; 0 without reads.',
@@ -205,6 +267,14 @@ const FAMILIES = [
     labelNames: ['tenant'],
     perTenant: true,
     samples: perTenant((t) => obj(t.memory) && t.memory.fallbackBytes),
+  },
+  {
+    name: 'ferrocache_tenant_near_cache_bytes',
+    type: 'gauge',
+    help: 'Bytes one tenant holds in the near cache (tenants within tenantMetricsLimit).',
+    labelNames: ['tenant'],
+    perTenant: true,
+    samples: perTenant((t) => obj(t.memory) && t.memory.nearCacheBytes),
   },
   {
     name: 'ferrocache_tenants_tracked',

@@ -121,8 +121,9 @@ impl Op {
   }
 }
 
-/// A value as read: text of a Redis reply, or shared with the in-process store.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A value as read: text of a Redis reply, or shared with the in-process store (or the near
+/// cache). Two texts are equal when their contents are, wherever they are held.
+#[derive(Debug, Clone)]
 pub enum Text {
   /// Read from Redis.
   Owned(String),
@@ -140,6 +141,14 @@ impl std::ops::Deref for Text {
     }
   }
 }
+
+impl PartialEq for Text {
+  fn eq(&self, other: &Self) -> bool {
+    **self == **other
+  }
+}
+
+impl Eq for Text {}
 
 impl Text {
   /// Every byte is ASCII (then also Latin-1, the cheapest form for a JavaScript string).

@@ -103,6 +103,9 @@ pub struct NearCache {
   /// Writes of this process may be installed (they are not broadcast back to it: `NOLOOP`).
   installs_writes: bool,
   epoch: AtomicU64,
+  /// The last epoch whose tracking was established: the one whose entries an outage serves
+  /// (a reconnect attempt may have started a newer one that never subscribed).
+  served: AtomicU64,
   active: AtomicBool,
   connecting: AtomicBool,
   buckets: Box<[AtomicU32]>,
@@ -136,6 +139,7 @@ impl NearCache {
       fail_safe,
       installs_writes,
       epoch: AtomicU64::new(0),
+      served: AtomicU64::new(0),
       active: AtomicBool::new(false),
       connecting: AtomicBool::new(false),
       buckets: (0..BUCKETS).map(|_| AtomicU32::new(0)).collect(),
@@ -169,8 +173,8 @@ impl NearCache {
     let epoch = match *self.outage.lock().unwrap_or_else(|p| p.into_inner()) {
       Some(o) if o.began.elapsed() > self.fail_safe => return None,
       Some(o) => o.epoch,
-      // a call failed before the breaker opened: the current epoch's entries
-      None => self.epoch.load(Ordering::Acquire),
+      // a call failed before the breaker opened: the last established epoch's entries
+      None => self.served.load(Ordering::Acquire),
     };
     let (stored, tag) = self.store.get_tagged(key)?;
     if tag != epoch {
@@ -185,15 +189,24 @@ impl NearCache {
     self.counters.misses.fetch_add(1, Ordering::Relaxed);
   }
 
-  /// A ticket for a command on `key` about to be sent; `None` when nothing could be installed
-  /// (tracking not established).
+  /// A ticket for a command on `key` about to be sent; `None` when nothing could be installed.
+  /// With tracking on the data connection (single server, Sentinel), a command made before the
+  /// first connection or while one is opened goes out on that connection after its
+  /// subscription: its ticket is for that connection's epoch, valid once it is established.
   pub fn ticket(&self, key: &str) -> Option<Ticket> {
-    if !self.active.load(Ordering::Acquire) {
+    let epoch = self.epoch.load(Ordering::Acquire);
+    let on_data_connection = self.installs_writes && self.connecting.load(Ordering::Acquire);
+    let epoch = if self.active.load(Ordering::Acquire) || on_data_connection {
+      epoch
+    } else if self.installs_writes && epoch == 0 {
+      // nothing opened yet: the first connection's
+      1
+    } else {
       return None;
-    }
+    };
     let bucket = bucket_of(key);
     Some(Ticket {
-      epoch: self.epoch.load(Ordering::Acquire),
+      epoch,
       bucket,
       count: self.buckets[bucket].load(Ordering::Acquire),
       flushes: self.flushes.load(Ordering::Acquire),
@@ -258,6 +271,7 @@ impl NearCache {
     if self.outage.lock().unwrap_or_else(|p| p.into_inner()).is_none() {
       self.store.clear();
     }
+    self.served.store(epoch, Ordering::Release);
     self.connecting.store(false, Ordering::Release);
     self.active.store(true, Ordering::Release);
   }
@@ -296,7 +310,7 @@ impl NearCache {
     if outage.is_none() {
       *outage = Some(Outage {
         began: Instant::now(),
-        epoch: self.epoch.load(Ordering::Acquire),
+        epoch: self.served.load(Ordering::Acquire),
       });
     }
   }
@@ -382,14 +396,56 @@ mod tests {
   #[test]
   fn nothing_is_served_before_tracking_is_established() {
     let n = near();
-    assert!(n.ticket("k").is_none(), "no ticket without tracking");
     let e = n.tracking_starting();
     assert_eq!(n.stats().tracking, Tracking::Connecting);
+    n.install(n.ticket("k").unwrap(), None, "k", text("0"), later());
+    assert!(
+      n.get("k").is_none(),
+      "not installed before the subscription is answered"
+    );
     n.tracking_established(e);
     let t = n.ticket("k").unwrap();
     n.install(t, None, "k", text("1"), later());
     assert_eq!(n.get("k").map(|s| s.text), Some(text("1")));
     assert_eq!(n.stats().hits, 1);
+  }
+
+  #[test]
+  fn a_command_made_while_the_first_connection_opens_may_be_installed_once_it_subscribed() {
+    let n = near();
+    let before = n
+      .ticket("a")
+      .expect("tracking on the data connection: a ticket for the first epoch");
+    let e = n.tracking_starting();
+    let during = n.ticket("b").unwrap();
+    n.tracking_established(e);
+    n.install(before, None, "a", text("1"), later());
+    n.install(during, None, "b", text("2"), later());
+    assert_eq!(n.get("a").map(|s| s.text), Some(text("1")));
+    assert_eq!(n.get("b").map(|s| s.text), Some(text("2")));
+    // a connection lost: nothing is ticketed until the next one opens
+    n.tracking_lost(e);
+    assert!(n.ticket("c").is_none());
+    // an attempt that fails voids the tickets taken during it
+    let e2 = n.tracking_starting();
+    let t = n.ticket("d").unwrap();
+    n.tracking_lost(e2);
+    n.tracking_established(n.tracking_starting());
+    n.install(t, None, "d", text("3"), later());
+    assert!(n.get("d").is_none());
+  }
+
+  #[test]
+  fn without_tracking_on_the_data_connection_only_an_established_epoch_tickets() {
+    let n = NearCache::new(1 << 20, 1 << 20, 1 << 16, Duration::from_millis(200), false);
+    assert!(n.ticket("a").is_none());
+    let e = n.tracking_starting();
+    assert!(
+      n.ticket("a").is_none(),
+      "a Cluster's subscription is not ordered with its reads"
+    );
+    n.tracking_established(e);
+    assert!(n.ticket("a").is_some());
   }
 
   #[test]
@@ -454,6 +510,51 @@ mod tests {
     n.recovered();
     assert_eq!(n.stats().memory.entries, 0);
     assert_eq!(n.stats().fail_safe_hits, 1);
+  }
+
+  #[test]
+  fn a_reconnect_attempt_before_the_outage_opens_does_not_hide_the_entries() {
+    let n = near();
+    let e1 = n.tracking_starting();
+    n.tracking_established(e1);
+    n.install(n.ticket("k").unwrap(), None, "k", text("v"), later());
+    n.tracking_lost(e1);
+    // the connection retries (a new epoch that never subscribes), then the breaker opens
+    let _attempt = n.tracking_starting();
+    assert_eq!(
+      n.get_fail_safe("k").map(|s| s.text),
+      Some(text("v")),
+      "before the breaker opened"
+    );
+    n.outage_began();
+    assert_eq!(n.get_fail_safe("k").map(|s| s.text), Some(text("v")));
+  }
+
+  #[test]
+  fn the_budget_holds_under_a_million_distinct_keys() {
+    const MAX: u64 = 4 << 20;
+    const TENANT_MAX: u64 = MAX / 8;
+    let n = NearCache::new(MAX, TENANT_MAX, 1 << 16, Duration::from_secs(60), true);
+    n.tracking_established(n.tracking_starting());
+    let value = text(&"v".repeat(200));
+    for i in 0..1_000_000u32 {
+      let key = format!("k:{i}");
+      // every fourth key belongs to a tenant, which has its own, smaller budget
+      let tenant = (i % 4 == 0).then_some("t1");
+      n.install(n.ticket(&key).unwrap(), tenant, &key, value.clone(), later());
+      if i % 50_000 == 0 {
+        let stats = n.stats();
+        assert!(stats.memory.bytes <= MAX, "over the budget after {i} keys: {stats:?}");
+        assert!(
+          n.tenant_usage("t1").bytes <= TENANT_MAX,
+          "tenant over its share after {i} keys"
+        );
+      }
+    }
+    let stats = n.stats();
+    assert!(stats.memory.bytes <= MAX, "{stats:?}");
+    assert!(stats.memory.bytes > MAX / 2, "the budget is used: {stats:?}");
+    assert!(n.get("k:999999").is_some(), "recent keys are held");
   }
 
   #[test]
