@@ -15,9 +15,10 @@ export declare class NativeCache {
   constructor(options?: object | null)
   /**
    * `submit(call, key, tenant?, json?, ttlSeconds?)` bound to this cache: the answer, or
-   * `undefined` when the call is queued for `flush` (see `src/napi/calls.rs`).
+   * `undefined` when the call is queued for `flush`; a rate-limit decision answered on the spot
+   * is written into `decisionSlot` and answered `true` (see `src/napi/calls.rs`).
    */
-  submitFunction(): (call: Call, key?: string, tenant?: string, json?: string, ttlSeconds?: number) => unknown
+  submitFunction(decisionSlot: Float64Array): (call: Call, key?: string, tenant?: string, ...args: Array<string | number | undefined>) => unknown
   /**
    * Sends the queued calls in chunks of about `chunkSize`: `[answers promise, positions |
    * null, ...]`, two elements per chunk (empty when nothing is queued).
@@ -79,6 +80,8 @@ export declare const enum Call {
   DeleteAllSessions = 8,
   /** `listSessionIds()`. */
   ListSessions = 9,
+  /** `rateLimit(key, { limit, windowMs, burst?, cost? })`. */
+  RateLimit = 10,
 }
 
 /** A simulated outage's mode. */

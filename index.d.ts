@@ -1,6 +1,12 @@
 // ferrocache: the public API. The declarations live next to their code in lib/.
 export * from './lib/manager'
-export { cacheHealthHandler, cacheMetricsHandler } from './lib/express'
-export type { CacheRequestHandler, CacheHealthHandlerOptions, CacheMetricsHandlerOptions } from './lib/express'
+export { cacheHealthHandler, cacheMetricsHandler, rateLimitMiddleware } from './lib/express'
+export type {
+  CacheRequestHandler,
+  CacheHealthHandlerOptions,
+  CacheMetricsHandlerOptions,
+  RateLimitMiddleware,
+  RateLimitMiddlewareOptions,
+} from './lib/express'
 export { toPrometheusText, registerPrometheus, PROMETHEUS_CONTENT_TYPE } from './lib/prometheus'
 export type { PrometheusLabels, PrometheusOptions, PrometheusRegistry, PrometheusRegistration } from './lib/prometheus'

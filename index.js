@@ -4,7 +4,7 @@
 // them by name (`import { cacheHealthHandler } from 'ferrocache'`).
 
 const { cacheManager, createCacheManager, CacheManager, TenantCache, codes } = require('./lib/manager.js')
-const { cacheHealthHandler, cacheMetricsHandler } = require('./lib/express.js')
+const { cacheHealthHandler, cacheMetricsHandler, rateLimitMiddleware } = require('./lib/express.js')
 const { toPrometheusText, registerPrometheus, PROMETHEUS_CONTENT_TYPE } = require('./lib/prometheus.js')
 
 module.exports = {
@@ -15,6 +15,7 @@ module.exports = {
   codes,
   cacheHealthHandler,
   cacheMetricsHandler,
+  rateLimitMiddleware,
   toPrometheusText,
   registerPrometheus,
   PROMETHEUS_CONTENT_TYPE,

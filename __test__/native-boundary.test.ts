@@ -63,8 +63,10 @@ describe('native boundary', () => {
 
   it('submit answers arguments of the wrong type with a coded error, and the cache goes on', async () => {
     const m = createCacheManager({ url: 'memory://' })
-    const native = (m as unknown as { _native(): { submitFunction(): (...args: unknown[]) => unknown } })._native()
-    const submit = native.submitFunction()
+    const native = (
+      m as unknown as { _native(): { submitFunction(slot: Float64Array): (...args: unknown[]) => unknown } }
+    )._native()
+    const submit = native.submitFunction(new Float64Array(5))
     // eslint-disable-next-line @typescript-eslint/no-require-imports
     const { Call } = require('../binding.js')
     expect(submit(99, 'k')).toMatchObject({ code: 'InvalidArg' })

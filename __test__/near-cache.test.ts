@@ -5,33 +5,15 @@
 
 import Redis, { Cluster as IoCluster } from 'ioredis'
 import { createCacheManager, CacheManager, CacheOptions, toPrometheusText } from '..'
-import { RedisServer, sleep, startRedis, startRedisOn, killAllRedis, uniquePrefix } from './helpers/redis-server'
+import { sleep, startRedisOn, uniquePrefix } from './helpers/redis-server'
 import { waitFor } from './helpers/traffic'
+import { fixtures } from './helpers/fixtures'
 import { startCluster, ClusterSetup } from './helpers/topology'
 
-const managers: CacheManager[] = []
-const servers: RedisServer[] = []
-
-function manager(options: CacheOptions): CacheManager {
-  const m = createCacheManager({ commandTimeoutMs: 250, ...options })
-  managers.push(m)
-  return m
-}
-
-async function server(args: string[] = []): Promise<RedisServer> {
-  const s = await startRedis(args)
-  servers.push(s)
-  return s
-}
+const { managers, servers, manager, server } = fixtures()
 
 const waitUntil = (what: string, check: () => Promise<boolean> | boolean, ms = 15_000): Promise<number> =>
   waitFor(what, check, ms)
-
-afterEach(async () => {
-  await Promise.all(managers.splice(0).map((m) => m.close()))
-  await Promise.all(servers.splice(0).map((s) => s.stop()))
-})
-afterAll(killAllRedis)
 
 const pct = (sorted: number[], p: number) => sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]
 

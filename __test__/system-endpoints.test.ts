@@ -82,6 +82,10 @@ const SCALAR_COUNTERS: Record<string, (m: CacheMetrics) => number> = {
   ferrocache_near_cache_invalidations_total: (m) => m.nearCache.invalidations,
   ferrocache_near_cache_fail_safe_hits_total: (m) => m.nearCache.failSafeHits,
   ferrocache_near_cache_tracking_epochs_total: (m) => m.nearCache.trackingEpochs,
+  ferrocache_rate_limit_allowed_total: (m) => m.rateLimit.allowed,
+  ferrocache_rate_limit_limited_total: (m) => m.rateLimit.limited,
+  ferrocache_rate_limit_refused_locally_total: (m) => m.rateLimit.refusedLocally,
+  ferrocache_rate_limit_local_decisions_total: (m) => m.rateLimit.localDecisions,
 }
 const SCALAR_GAUGES: Record<string, (m: CacheMetrics) => number> = {
   ferrocache_journal_depth: (m) => m.journalDepth,
@@ -93,6 +97,8 @@ const SCALAR_GAUGES: Record<string, (m: CacheMetrics) => number> = {
   ferrocache_near_cache_bytes: (m) => m.nearCache.bytes,
   ferrocache_near_cache_entries: (m) => m.nearCache.entries,
   ferrocache_near_cache_max_bytes: (m) => m.nearCache.maxBytes,
+  ferrocache_rate_limit_processes: (m) => m.rateLimit.processes,
+  ferrocache_rate_limit_pending_sync: (m) => m.rateLimit.pendingSync,
 }
 /** Per-tenant families: present only while some tenant is tracked (tenant-metrics.test.ts checks their values). */
 const TENANT_FAMILIES = [
@@ -101,6 +107,8 @@ const TENANT_FAMILIES = [
   'ferrocache_tenant_invalidated_entries_total',
   'ferrocache_tenant_fallback_bytes',
   'ferrocache_tenant_near_cache_bytes',
+  'ferrocache_tenant_rate_limit_allowed_total',
+  'ferrocache_tenant_rate_limit_limited_total',
 ]
 const HISTOGRAM = 'ferrocache_redis_latency_seconds'
 const FAMILY_TYPES: Record<string, PromFamily['type']> = {

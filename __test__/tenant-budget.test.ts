@@ -200,7 +200,14 @@ describe.each(modes())('per-tenant metrics ($name mode)', (mode) => {
     expect(all.tenants.tracked).toBe(2)
     expect(all.tenants.limit).toBe(1000)
     expect(all.tenants.list.map((t) => t.tenantId)).toEqual(['a', 'b'])
-    expect(all.tenants.other).toEqual({ hits: 0, misses: 0, hitRate: 0, invalidated: 0 })
+    expect(all.tenants.other).toEqual({
+      hits: 0,
+      misses: 0,
+      hitRate: 0,
+      invalidated: 0,
+      rateLimitAllowed: 0,
+      rateLimitLimited: 0,
+    })
     expect(all.hits).toBe(2)
     expect(all.misses).toBe(3) // the manager's own miss too
     if (mode.name === 'memory') expect(a.metrics().memory.fallbackEntries).toBe(1)
@@ -219,7 +226,7 @@ describe.each(modes())('per-tenant metrics ($name mode)', (mode) => {
     expect(all.tenants).toMatchObject({
       tracked: 3,
       limit: 3,
-      other: { hits: 3, misses: 3, hitRate: 0.5, invalidated: 0 },
+      other: { hits: 3, misses: 3, hitRate: 0.5, invalidated: 0, rateLimitAllowed: 0, rateLimitLimited: 0 },
     })
     expect(all.tenants.list.map((t) => t.tenantId)).toEqual(['t0', 't1', 't2'])
     expect(m.tenant('t5').metrics()).toMatchObject({ tenantId: 't5', tracked: false, hits: 0, misses: 0 })

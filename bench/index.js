@@ -7,7 +7,7 @@
 //   BENCH_WARMUP_MS    unmeasured warm-up per contender run (default max(250, duration/5))
 //   BENCH_ROUNDS       split each measurement into this many rounds, contender order reversed on odd rounds (default 3);
 //                      ops/s and CPU per op are the median of the rounds (bench/workloads.js, combine)
-//   BENCH_ONLY         comma list of workloads to run, e.g. "W1,W3" (default all: W1-W6 and NC);
+//   BENCH_ONLY         comma list of workloads to run, e.g. "W1,W3" (default all: W1-W6, NC and RL);
 //                      NC = the near cache's staleness and Redis CPU (bench/staleness.js, its STALENESS_* env apply)
 //   BENCH_CONTENDERS   comma list of contender names to keep in W1/W2/W4/W5/W6, e.g. "ferrocache,ioredis" (default all)
 //   BENCH_RESULTS      where to write the markdown (default bench/RESULTS.md; "-" = don't write)
@@ -24,6 +24,7 @@ const { kvGroup, w3, W3, sessionValue, queryValue, sessionIds, queryKeys, zipf }
 const { CheckError, median } = require('./lib')
 const { w5, W5_WORKERS, W5_SETTLE_MS } = require('./w5')
 const { measureNearCache } = require('./staleness')
+const { measureRateLimits } = require('./ratelimit')
 
 const durationMs = Number(process.env.BENCH_DURATION_MS || 3000)
 const env = {
@@ -548,6 +549,13 @@ async function main() {
     await env.flush()
     nc = await measureNearCache({ url, port: redis.port, log: (s) => env.log(s && `  ${s}`) })
   }
+  let rl = null
+  if (want('RL')) {
+    env.log('RL rate limiting: ferrocache vs rate-limiter-flexible and express-rate-limit + rate-limit-redis')
+    await env.flush()
+    rl = []
+    await measureRateLimits(redis, { out: (s) => rl.push(s), progress: (s) => env.log(`  ${s}`) })
+  }
   const elapsedS = (Date.now() - t0) / 1000
 
   // ---- report
@@ -633,6 +641,9 @@ async function main() {
   if (nc) {
     out.push(...ncSection(nc))
     out.push('')
+  }
+  if (rl) {
+    out.push('## Rate limiting (bench/ratelimit.js)', '', ...rl, '')
   }
   const failures = checkFailures(groups)
   out.push(

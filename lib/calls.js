@@ -19,6 +19,7 @@
 // concurrent callers; 16 with setImmediate). Node's own setImmediate, taken from
 // node:timers, so that fake timers in tests (jest.useFakeTimers) do not hold calls back.
 const { setImmediate } = require('node:timers')
+const { Call } = require('../binding.js')
 
 // A turn's calls go out in chunks that run concurrently, and the calls made while a chunk's
 // answers are handed over are sent right then (#deliver), not at the next check phase: new
@@ -39,7 +40,11 @@ const Result = Object.freeze({
   NONE: 2,
   /** The answer as it is (a boolean, a number, an array). */
   PLAIN: 3,
+  /** A rate-limit check: [allowed (1 or 0), limit, remaining, resetMs, retryAfterMs] as an object. */
+  DECISION: 4,
 })
+
+const decision = (a) => ({ allowed: a[0] === 1, limit: a[1], remaining: a[2], resetMs: a[3], retryAfterMs: a[4] })
 
 const isError = (answer) => typeof answer === 'object' && answer !== null && !Array.isArray(answer)
 
@@ -53,6 +58,7 @@ class Calls {
   #scheduled = false
   #inFlight = 0 // calls sent and not answered yet
   #chunks = new Set() // the promises of the chunks sent and not answered yet (for drain)
+  #slot = new Float64Array(5) // where submit writes a rate-limit decision it answers on the spot
 
   /**
    * `decode(json)` parses a get's text (a throw rejects that call); `error(err)` maps an
@@ -60,7 +66,7 @@ class Calls {
    */
   constructor(native, { decode, error }) {
     this.#native = native
-    this.#submit = native.submitFunction()
+    this.#submit = native.submitFunction(this.#slot)
     this.#decode = decode
     this.#error = error
   }
@@ -79,6 +85,22 @@ class Calls {
     } catch (err) {
       return Promise.reject(this.#error(err))
     }
+    return this.#answer(answer, result)
+  }
+
+  /** A rate-limit check (numbers checked by the caller); resolves with the decision. */
+  rateLimit(key, tenant, limit, windowMs, burst, cost) {
+    let answer
+    try {
+      answer = this.#submit(Call.RateLimit, key, tenant, limit, windowMs, burst, cost)
+    } catch (err) {
+      return Promise.reject(this.#error(err))
+    }
+    return this.#answer(answer, Result.DECISION)
+  }
+
+  // What `submit` answered: a result now, or a promise settled by the flush.
+  #answer(answer, result) {
     if (answer !== undefined) return this.#now(result, answer)
     if (!this.#scheduled) {
       this.#scheduled = true
@@ -98,6 +120,8 @@ class Calls {
         return Promise.reject(err)
       }
     }
+    // a decision answered on the spot is in the slot
+    if (result === Result.DECISION) return Promise.resolve(decision(answer === true ? this.#slot : answer))
     return Promise.resolve(result === Result.NONE ? undefined : answer)
   }
 
@@ -113,6 +137,7 @@ class Calls {
       }
       resolve(value)
     } else if (result === Result.NONE) resolve(undefined)
+    else if (result === Result.DECISION) resolve(decision(answer))
     else resolve(answer)
   }
 

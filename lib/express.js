@@ -202,4 +202,7 @@ function cacheMetricsHandler(manager, options) {
   }
 }
 
-module.exports = { cacheHealthHandler, cacheMetricsHandler }
+// the rate-limit middleware is served from here too (`ferrocache/express`)
+const { rateLimitMiddleware } = require('./ratelimit.js')
+
+module.exports = { cacheHealthHandler, cacheMetricsHandler, rateLimitMiddleware }

@@ -120,6 +120,32 @@ export interface CacheTopology {
   nodes: CacheNode[]
 }
 
+/** A rate limit: `limit` per `windowMs` sustained, at most `burst` at once. */
+export interface RateLimitOptions {
+  /** Units admitted per window (whole, 1 to 1e9). */
+  limit: number
+  /** The window in ms (whole, 1 ms to one year). */
+  windowMs: number
+  /** Units admitted at once (whole, 1 to 1e9); default `limit`. */
+  burst?: number
+  /** Units this check spends (whole, at most `burst`); default 1. */
+  cost?: number
+}
+
+/** The outcome of one rate-limit check. */
+export interface RateLimitResult {
+  /** The check's cost was admitted (and counted). */
+  allowed: boolean
+  /** The policy's `limit`. */
+  limit: number
+  /** Units that could be admitted at once after this check. */
+  remaining: number
+  /** ms until the full `burst` is available again. */
+  resetMs: number
+  /** ms until a check of the same cost would be allowed; 0 when allowed. */
+  retryAfterMs: number
+}
+
 /** The data methods; on a manager they use its own keys, on a TenantCache the tenant's. */
 export interface CacheScope {
   /** Stores session data for `ttlSeconds` (default `ttl.session`). */
@@ -155,6 +181,17 @@ export interface CacheScope {
    * fresh copy. A loader that throws (or returns undefined) caches nothing and rejects every waiter.
    */
   getOrSet<T>(key: string, loader: () => T | Promise<T>, ttlSeconds?: number): Promise<T>
+  /**
+   * Checks `key` against a rate limit and counts `cost` if allowed (GCRA): across every process
+   * sharing Redis, never more than `burst` at once nor `limit` per `windowMs` sustained, one atomic
+   * script per check; the checks of one event-loop turn share a pipeline. Checks of one key under
+   * two policies count separately; a tenant's keys never meet another's. A key known to be over its
+   * limit is refused in-process without a Redis call. While Redis is down each process limits
+   * locally with its share (1/n for n live processes) from the state Redis last reported, and counts
+   * what it admitted into Redis on recovery; with `fallback.enabled: false` the check rejects with
+   * `ERR_REDIS_UNAVAILABLE`. Invalid options reject with `ERR_INVALID_ARG`; nothing is counted.
+   */
+  rateLimit(key: string, options: RateLimitOptions): Promise<RateLimitResult>
 }
 
 /** The data methods isolated to one tenant's keys. */
@@ -175,6 +212,10 @@ export interface TenantCounts {
   hitRate: number
   /** Entries removed by the tenant's invalidateCache/invalidateAll. */
   invalidated: number
+  /** Rate-limit checks allowed. */
+  rateLimitAllowed: number
+  /** Rate-limit checks refused. */
+  rateLimitLimited: number
 }
 
 /** `tenant(id).metrics()`: one tenant's counters and what it holds in the in-process store. */
@@ -303,6 +344,20 @@ export interface CacheMetrics {
     tracking: 'active' | 'connecting' | 'lost' | 'idle' | 'off'
     /** Tracking subscriptions made so far (one per connection). */
     trackingEpochs: number
+  }
+  /** Rate-limit checks (`rateLimit`, the middleware). */
+  rateLimit: {
+    allowed: number
+    /** Refused, by Redis, in-process or by the local limiter. */
+    limited: number
+    /** Refused in-process without a Redis call (a key known to be over its limit). */
+    refusedLocally: number
+    /** Decided by the local limiter (Redis down, or `memory://`). */
+    localDecisions: number
+    /** Live processes sharing the limits as Redis last counted them (0 before the first check). */
+    processes: number
+    /** Keys whose local consumption waits to be counted into Redis. */
+    pendingSync: number
   }
   /** invalidateCache/invalidateAll calls, and the entries they removed. */
   invalidations: number

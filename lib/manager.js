@@ -9,7 +9,7 @@
 const { NativeCache, Call } = require('../binding.js')
 const { codes, invalid, closedError, fromNative } = require('./errors.js')
 const { Calls, Result } = require('./calls.js')
-const { describe, checkString, checkTtl, encode, decode } = require('./validate.js')
+const { describe, checkString, checkTtl, checkRateLimit, encode, decode } = require('./validate.js')
 
 const DEFAULT_URL = 'redis://127.0.0.1:6379'
 
@@ -106,6 +106,24 @@ class Scope {
   /** Removes every session of this scope (SCAN + UNLINK); returns how many. */
   deleteAllSessions() {
     return this.#call(Call.DeleteAllSessions, undefined, undefined, undefined, Result.PLAIN)
+  }
+
+  /**
+   * Checks `key` against a rate limit of `limit` per `windowMs` (at most `burst`, default
+   * `limit`, at once) and counts `cost` (default 1) if allowed: one atomic step in Redis across
+   * every process, refused in-process without a Redis call while the key is known to be over
+   * its limit, limited locally with this process's share while Redis is down. Resolves with
+   * `{ allowed, limit, remaining, resetMs, retryAfterMs }`.
+   */
+  rateLimit(key, options) {
+    let policy
+    try {
+      checkString('key', key)
+      policy = checkRateLimit(options)
+      return this.#owner._calls().rateLimit(key, this.#tenant, policy.limit, policy.windowMs, policy.burst, policy.cost)
+    } catch (err) {
+      return Promise.reject(err)
+    }
   }
 
   /**

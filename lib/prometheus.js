@@ -61,6 +61,10 @@ function nearCache(field) {
   return scalar((m) => num(obj(m.nearCache) && m.nearCache[field]))
 }
 
+function rateLimit(field) {
+  return scalar((m) => num(obj(m.rateLimit) && m.rateLimit[field]))
+}
+
 function untracked(field) {
   return scalar((m) => num(obj(m.tenants) && obj(m.tenants.other) && m.tenants.other[field]))
 }
@@ -229,6 +233,42 @@ const FAMILIES = [
     samples: nearCache('maxBytes'),
   },
   {
+    name: 'ferrocache_rate_limit_allowed_total',
+    type: 'counter',
+    help: 'Rate-limit checks allowed.',
+    samples: rateLimit('allowed'),
+  },
+  {
+    name: 'ferrocache_rate_limit_limited_total',
+    type: 'counter',
+    help: 'Rate-limit checks refused (by Redis, in-process or by the local limiter).',
+    samples: rateLimit('limited'),
+  },
+  {
+    name: 'ferrocache_rate_limit_refused_locally_total',
+    type: 'counter',
+    help: 'Rate-limit checks refused in-process without a Redis call (a key known to be over its limit).',
+    samples: rateLimit('refusedLocally'),
+  },
+  {
+    name: 'ferrocache_rate_limit_local_decisions_total',
+    type: 'counter',
+    help: "Rate-limit checks decided by the local limiter with this process's share (Redis down, or memory://).",
+    samples: rateLimit('localDecisions'),
+  },
+  {
+    name: 'ferrocache_rate_limit_processes',
+    type: 'gauge',
+    help: 'Live processes sharing the rate limits, as Redis last counted them (0 before the first check).',
+    samples: rateLimit('processes'),
+  },
+  {
+    name: 'ferrocache_rate_limit_pending_sync',
+    type: 'gauge',
+    help: 'Rate-limited keys whose local consumption waits to be counted into Redis.',
+    samples: rateLimit('pendingSync'),
+  },
+  {
     name: 'ferrocache_hit_ratio',
     type: 'gauge',
     help: 'hits / (hits + misses) since the cache was created, by entry type; 0 without reads.',
@@ -275,6 +315,22 @@ const FAMILIES = [
     labelNames: ['tenant'],
     perTenant: true,
     samples: perTenant((t) => obj(t.memory) && t.memory.nearCacheBytes),
+  },
+  {
+    name: 'ferrocache_tenant_rate_limit_allowed_total',
+    type: 'counter',
+    help: 'Rate-limit checks of one tenant allowed (tenants within tenantMetricsLimit).',
+    labelNames: ['tenant'],
+    perTenant: true,
+    samples: perTenant((t) => t.rateLimitAllowed),
+  },
+  {
+    name: 'ferrocache_tenant_rate_limit_limited_total',
+    type: 'counter',
+    help: 'Rate-limit checks of one tenant refused (tenants within tenantMetricsLimit).',
+    labelNames: ['tenant'],
+    perTenant: true,
+    samples: perTenant((t) => t.rateLimitLimited),
   },
   {
     name: 'ferrocache_tenants_tracked',

@@ -38,6 +38,42 @@ function checkTtl(name, value) {
   return value
 }
 
+/** The largest `limit`, `burst` and `cost` of a rate limit. */
+const MAX_RATE_COUNT = 1e9
+/** The longest `windowMs` of a rate limit: one year. */
+const MAX_WINDOW_MS = 365 * 24 * 3600 * 1000
+const RATE_OPTIONS = ['limit', 'windowMs', 'burst', 'cost']
+
+function wholeNumber(name, value, max, optional) {
+  if (value === undefined && optional) return undefined
+  if (typeof value !== 'number') throw invalid(`${name} must be a number, got ${describe(value)}`)
+  if (!Number.isInteger(value) || value < 1 || value > max) {
+    throw outOfRange(`${name} must be a whole number from 1 to ${max}, got ${value}`)
+  }
+  return value
+}
+
+/**
+ * The policy of a rate-limit check from `options` ({ limit, windowMs, burst?, cost? }): whole
+ * positive numbers within bounds, `cost` (default 1) at most `burst` (default `limit`), no
+ * unknown names; else a coded TypeError/RangeError.
+ */
+function checkRateLimit(options) {
+  if (!isPlainObject(options)) throw invalid(`rateLimit options must be an object, got ${describe(options)}`)
+  for (const name of Object.keys(options)) {
+    if (!RATE_OPTIONS.includes(name))
+      throw invalid(`unknown rateLimit option '${name}' (known: ${RATE_OPTIONS.join(', ')})`)
+  }
+  const limit = wholeNumber('limit', options.limit, MAX_RATE_COUNT, false)
+  const windowMs = wholeNumber('windowMs', options.windowMs, MAX_WINDOW_MS, false)
+  const burst = wholeNumber('burst', options.burst, MAX_RATE_COUNT, true)
+  const cost = wholeNumber('cost', options.cost, MAX_RATE_COUNT, true) ?? 1
+  if (cost > (burst ?? limit)) {
+    throw outOfRange(`cost ${cost} is more than burst ${burst ?? limit}: such a check could never be allowed`)
+  }
+  return { limit, windowMs, burst, cost }
+}
+
 /** The JSON text of `value` (V8's JSON.stringify), or a coded error. */
 function encode(value) {
   if (value === undefined) throw invalid('data must not be undefined (use null, or delete the entry)')
@@ -107,4 +143,5 @@ module.exports = {
   decode,
   checkManager,
   checkOptionsObject,
+  checkRateLimit,
 }

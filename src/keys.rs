@@ -7,11 +7,17 @@
 //! <keyPrefix>q:<queryKey>                         query result, manager scope
 //! <keyPrefix>t:<byteLen(tenant)>:<tenant>:s:<id>  session of a tenant
 //! <keyPrefix>t:<byteLen(tenant)>:<tenant>:q:<key> query result of a tenant
+//! <keyPrefix>r:g:<limit>:<windowMs>:<burst>:<key>  rate limiter, manager scope
+//! <keyPrefix>r:t:<byteLen(tenant)>:<tenant>:<limit>:<windowMs>:<burst>:<key>
+//!                                                 rate limiter of a tenant
+//! <keyPrefix>r:p                                  the processes checking rate limits
 //! ```
-//! The character after `<keyPrefix>` (`s`, `q` or `t`) separates the manager
-//! scope from tenant scopes, and the byte length before a tenant id makes the
-//! tenant part self-delimiting, so two distinct (scope, entry type, key) triples never
-//! produce the same Redis key, whatever characters they contain.
+//! The character after `<keyPrefix>` (`s`, `q`, `t` or `r`) separates the manager
+//! scope from tenant scopes and rate limiters from entries, and the byte length before a
+//! tenant id makes the tenant part self-delimiting, so two distinct (scope, entry type, key)
+//! triples never produce the same Redis key, whatever characters they contain. Rate limiters
+//! live outside `s:`, `q:` and `t:`, the prefixes the near cache subscribes to: a check (a
+//! write) is not broadcast to every process.
 
 use std::borrow::Cow;
 
@@ -114,6 +120,40 @@ impl KeyLayout {
     }
     out.push_str(entry.tag());
     out
+  }
+}
+
+impl KeyLayout {
+  /// The prefixes under which entries live (the near cache subscribes to their changes).
+  pub fn entry_prefixes(&self) -> Vec<String> {
+    ["s:", "q:", "t:"]
+      .iter()
+      .map(|tag| format!("{}{tag}", self.prefix))
+      .collect()
+  }
+
+  /// The Redis key of the rate limiter of `key` under the policy named `policy` in `scope`.
+  pub fn rate_limit_key(&self, scope: Scope<'_>, policy: &str, key: &str) -> String {
+    let mut out = String::with_capacity(self.prefix.len() + 16 + policy.len() + key.len());
+    out.push_str(&self.prefix);
+    match scope {
+      Scope::Global => out.push_str("r:g:"),
+      Scope::Tenant(t) => {
+        out.push_str("r:t:");
+        out.push_str(&t.len().to_string());
+        out.push(':');
+        out.push_str(t);
+        out.push(':');
+      }
+    }
+    out.push_str(policy);
+    out.push_str(key);
+    out
+  }
+
+  /// The sorted set of the processes checking rate limits (their last heartbeat).
+  pub fn processes_key(&self) -> String {
+    format!("{}r:p", self.prefix)
   }
 }
 
@@ -316,6 +356,36 @@ mod tests {
         }
       }
     }
+  }
+
+  #[test]
+  fn rate_limiters_never_meet_entries_or_other_scopes() {
+    let l = layout();
+    assert_eq!(
+      l.rate_limit_key(Scope::Global, "10:1000:10:", "ip"),
+      "fc:r:g:10:1000:10:ip"
+    );
+    assert_eq!(
+      l.rate_limit_key(Scope::Tenant("acme"), "10:1000:10:", "ip"),
+      "fc:r:t:4:acme:10:1000:10:ip"
+    );
+    let tenants = ["a", "a:", "g", "4:acme", "r:g:", "é"];
+    let keys = ["", "k", "g:k", "t:1:a:k", "10:1000:10:k"];
+    let mut seen = std::collections::HashSet::new();
+    let mut scopes = vec![Scope::Global];
+    scopes.extend(tenants.iter().map(|t| Scope::Tenant(t)));
+    for scope in &scopes {
+      for key in keys {
+        let full = l.rate_limit_key(*scope, "10:1000:10:", key);
+        assert!(seen.insert(full.clone()), "{full} twice");
+        assert!(
+          !l.entry_prefixes().iter().any(|p| full.starts_with(p)),
+          "{full} is tracked"
+        );
+        assert_ne!(full, l.processes_key());
+      }
+    }
+    assert_eq!(l.entry_prefixes(), ["fc:s:", "fc:q:", "fc:t:"]);
   }
 
   #[test]

@@ -6,7 +6,8 @@
 //! - [`napi`] is the boundary: JS values into core types, answers and errors back.
 //! - The core never touches napi and is tested by `cargo test` without Node: [`cache`] (every
 //!   call takes one route), [`failover`] (breaker, journal, probe, replay), [`store`] (the
-//!   in-process store, Redis), [`config`], [`keys`], [`metrics`], [`report`], [`events`].
+//!   in-process store, Redis), [`near`] (the near cache), [`ratelimit`], [`config`], [`keys`],
+//!   [`metrics`], [`report`], [`events`].
 //! - Values cross the boundary as JSON text: the JS layer runs V8's `JSON.stringify` /
 //!   `JSON.parse` once per value, so every read is a fresh copy and Redis holds plain UTF-8
 //!   JSON any client can read.
@@ -24,12 +25,13 @@ mod keys;
 mod metrics;
 mod napi;
 mod near;
+mod ratelimit;
 mod report;
 mod runtime;
 mod store;
 
 // What the integration tests (`tests/`) and the fuzz targets (`fuzz/`) use of the core.
-pub use crate::cache::{Action, Answer, Cache, Chunk, Mode, Request, Submitted, Text};
+pub use crate::cache::{Action, Answer, Cache, Chunk, Mode, RateArgs, Request, Submitted, Text};
 pub use crate::config::{
   redact_url, Backend, ConfigBuilder, SentinelConfig, SentinelOptions, TlsFiles, DEFAULT_MAX_KEY_BYTES,
   DEFAULT_MAX_VALUE_BYTES,
@@ -40,5 +42,6 @@ pub use crate::failover::Simulation;
 pub use crate::keys::{
   glob_escape, match_pattern, untag, EntryType, KeyLayout, Scope, CLUSTER_BUCKETS, MAX_TENANT_BYTES,
 };
+pub use crate::ratelimit::{Decision, Policy, RateStats};
 pub use crate::store::redis::{KeyCommand, KeyReply, NodeRole, RedisStore, RedisTimeouts};
 pub use crate::store::{MemoryStore, Store};

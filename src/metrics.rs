@@ -165,6 +165,8 @@ struct TenantCounters {
   hits: AtomicU64,
   misses: AtomicU64,
   invalidated: AtomicU64,
+  rate_allowed: AtomicU64,
+  rate_limited: AtomicU64,
 }
 
 impl TenantCounters {
@@ -173,6 +175,8 @@ impl TenantCounters {
       hits: self.hits.load(Relaxed),
       misses: self.misses.load(Relaxed),
       invalidated: self.invalidated.load(Relaxed),
+      rate_allowed: self.rate_allowed.load(Relaxed),
+      rate_limited: self.rate_limited.load(Relaxed),
     }
   }
 }
@@ -186,6 +190,10 @@ pub struct TenantCounts {
   pub misses: u64,
   /// Entries removed by the tenant's invalidateCache/invalidateAll.
   pub invalidated: u64,
+  /// Rate-limit checks allowed.
+  pub rate_allowed: u64,
+  /// Rate-limit checks refused.
+  pub rate_limited: u64,
 }
 
 impl TenantCounts {
@@ -218,6 +226,8 @@ pub struct Metrics {
   errors: AtomicU64,
   timeouts: AtomicU64,
   write_refusals: AtomicU64,
+  rate_allowed: AtomicU64,
+  rate_limited: AtomicU64,
   latency: Histogram,
   tenants: RwLock<HashMap<Box<str>, TenantCounters>>,
   tenant_limit: usize,
@@ -241,6 +251,10 @@ pub struct MetricsSnapshot {
   pub timeouts: u64,
   /// Writes Redis refused for capacity or role (kept in memory and journaled instead).
   pub write_refusals: u64,
+  /// Rate-limit checks allowed.
+  pub rate_allowed: u64,
+  /// Rate-limit checks refused.
+  pub rate_limited: u64,
   /// Successful Redis round trips measured.
   pub latency_count: u64,
   /// Redis round-trip percentiles and maximum, in ms.
@@ -384,6 +398,29 @@ impl Metrics {
     }
   }
 
+  /// Counts a rate-limit check.
+  pub fn rate_check(&self, allowed: bool) {
+    if self.disabled {
+      return;
+    }
+    if allowed {
+      &self.rate_allowed
+    } else {
+      &self.rate_limited
+    }
+    .fetch_add(1, Relaxed);
+  }
+
+  /// Counts a rate-limit check of `tenant`.
+  pub fn tenant_rate_check(&self, tenant: &str, allowed: bool) {
+    if self.disabled {
+      return;
+    }
+    self.with_tenant(tenant, |c| {
+      if allowed { &c.rate_allowed } else { &c.rate_limited }.fetch_add(1, Relaxed);
+    });
+  }
+
   /// Counts a write Redis refused for capacity or role.
   pub fn write_refused(&self) {
     if self.disabled {
@@ -422,6 +459,8 @@ impl Metrics {
       errors: self.errors.load(Relaxed),
       timeouts: self.timeouts.load(Relaxed),
       write_refusals: self.write_refusals.load(Relaxed),
+      rate_allowed: self.rate_allowed.load(Relaxed),
+      rate_limited: self.rate_limited.load(Relaxed),
       latency_count: self.latency.count(),
       latency_ms: [
         ms(self.latency.quantile_us(0.50)),
@@ -564,12 +603,16 @@ mod tests {
     m.tenant_read("d", false);
     m.tenant_invalidated("a", 5);
     m.tenant_invalidated("d", 3);
+    m.tenant_rate_check("a", true);
+    m.tenant_rate_check("d", false);
     assert_eq!(
       m.tenant_counts("a"),
       Some(TenantCounts {
         hits: 1,
         misses: 1,
-        invalidated: 5
+        invalidated: 5,
+        rate_allowed: 1,
+        rate_limited: 0,
       })
     );
     assert_eq!(m.tenant_counts("a").unwrap().hit_rate(), 0.5);
@@ -584,7 +627,9 @@ mod tests {
       TenantCounts {
         hits: 1,
         misses: 1,
-        invalidated: 3
+        invalidated: 3,
+        rate_allowed: 0,
+        rate_limited: 1,
       }
     );
     assert_eq!(all.limit, 2);

@@ -287,6 +287,7 @@ pub struct MetricsReport {
   latency_ms: LatencyMs,
   memory: MemoryReport,
   near_cache: NearReport,
+  rate_limit: RateLimitReport,
   invalidations: u64,
   invalidated_entries: u64,
   memory_mode_ms: u64,
@@ -361,6 +362,24 @@ struct NearReport {
   tracking_epochs: u64,
 }
 
+/// `metrics().rateLimit`.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct RateLimitReport {
+  /// Checks allowed.
+  allowed: u64,
+  /// Checks refused (by Redis, in-process or locally).
+  limited: u64,
+  /// Checks refused in-process without a Redis call (a key known to be over its limit).
+  refused_locally: u64,
+  /// Checks decided by the local limiter (Redis down, or `memory://`).
+  local_decisions: u64,
+  /// Live processes sharing the limits, as Redis last counted them (0: not counted yet).
+  processes: u64,
+  /// Keys whose local consumption waits to be counted into Redis.
+  pending_sync: u64,
+}
+
 fn near_report(cache: &Cache) -> NearReport {
   let off = NearReport {
     enabled: false,
@@ -421,6 +440,8 @@ struct CountsReport {
   misses: u64,
   hit_rate: f64,
   invalidated: u64,
+  rate_limit_allowed: u64,
+  rate_limit_limited: u64,
 }
 
 impl From<TenantCounts> for CountsReport {
@@ -430,6 +451,8 @@ impl From<TenantCounts> for CountsReport {
       misses: c.misses,
       hit_rate: c.hit_rate(),
       invalidated: c.invalidated,
+      rate_limit_allowed: c.rate_allowed,
+      rate_limit_limited: c.rate_limited,
     }
   }
 }
@@ -511,6 +534,17 @@ pub fn metrics(cache: &Cache) -> MetricsReport {
       fallback_max_bytes: memory.max_bytes,
     },
     near_cache: near_report(cache),
+    rate_limit: {
+      let r = cache.rate_stats();
+      RateLimitReport {
+        allowed: m.rate_allowed,
+        limited: m.rate_limited,
+        refused_locally: r.refused_locally,
+        local_decisions: r.local_decisions,
+        processes: r.processes,
+        pending_sync: r.unsynced_keys,
+      }
+    },
     invalidations: m.invalidations,
     invalidated_entries: m.invalidated_entries,
     memory_mode_ms: status.as_ref().map_or(0, |s| s.memory_mode_ms),

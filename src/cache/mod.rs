@@ -33,7 +33,7 @@ use std::time::{Duration, Instant};
 use futures_util::future::join_all;
 
 use self::op::Work;
-pub use self::op::{Action, Answer, Op, Request, Text};
+pub use self::op::{Action, Answer, Op, RateArgs, Request, Text};
 use self::queue::Queue;
 pub use self::queue::{Chunk, Flushed, Submitted};
 use crate::config::{ttl_ms, Backend, Config};
@@ -44,6 +44,7 @@ use crate::failover::{Failover, FailoverStatus, Simulation};
 use crate::keys::{EntryType, KeyLayout, Scope, MAX_TENANT_BYTES};
 use crate::metrics::{Metrics, TenantCounts};
 use crate::near::{NearCache, NearStats};
+use crate::ratelimit::{Decision, Limits, Policy, RateStats, HEARTBEAT_INTERVAL, LIVE_MS};
 use crate::store::memory::{Stored, TenantUsage};
 use crate::store::redis::{KeyCommand, KeyReply, RedisTimeouts, Topology, Tracker};
 use crate::store::{MemoryStats, MemoryStore, RedisStore, Store};
@@ -62,6 +63,8 @@ pub enum Mode {
 enum Route {
   /// By the near cache: this value.
   Near(Stored),
+  /// A rate-limit check refused in-process (its key is known to be over its limit).
+  Refused(Decision),
   /// By the in-process store (and the journal, in Redis mode).
   Local,
   /// By Redis.
@@ -114,6 +117,7 @@ pub struct Cache {
   layout: KeyLayout,
   memory: Arc<MemoryStore>,
   remote: Option<Remote>,
+  limits: Arc<Limits>,
   metrics: Arc<Metrics>,
   events: Arc<Events>,
   queue: Mutex<Queue>,
@@ -132,6 +136,7 @@ impl Cache {
     ));
     let metrics = Arc::new(Metrics::new(config.metrics_enabled, config.tenant_metrics_limit));
     let events = Arc::new(Events::default());
+    let limits = Arc::new(Limits::new());
     let remote = match config.backend() {
       Backend::Memory => None,
       backend => {
@@ -156,7 +161,7 @@ impl Cache {
         });
         if let Some(near) = &near {
           store = store.with_tracking(Tracker {
-            prefix: config.key_prefix().to_string(),
+            prefixes: KeyLayout::new(config.key_prefix()).entry_prefixes(),
             sink: near.clone(),
           });
         }
@@ -166,6 +171,7 @@ impl Cache {
           redis.clone(),
           memory.clone(),
           near.clone(),
+          limits.clone(),
           metrics.clone(),
           events.clone(),
         );
@@ -177,6 +183,7 @@ impl Cache {
       config,
       memory,
       remote,
+      limits,
       metrics,
       events,
       queue: Mutex::new(Queue::default()),
@@ -218,7 +225,12 @@ impl Cache {
       Err(e) => return Submitted::Answered(Err(e)),
     };
     let Some(remote) = &self.remote else {
-      return Submitted::Answered(self.answer_now(&op));
+      let answer = match self.route(&op) {
+        Ok(Route::Refused(decision)) => Ok(Answer::Limit(decision)),
+        _ => self.answer_locally(&op, false),
+      };
+      self.count(&op, &answer);
+      return Submitted::Answered(answer);
     };
     // before it is queued: a read made after it in this turn no longer finds the old value
     remote.forget(&op);
@@ -233,6 +245,12 @@ impl Cache {
       Ok(Route::Near(stored)) => {
         drop(queue);
         let answer = Ok(Answer::Value(Some(Text::Shared(stored))));
+        self.count(&op, &answer);
+        return Submitted::Answered(answer);
+      }
+      Ok(Route::Refused(decision)) => {
+        drop(queue);
+        let answer = Ok(Answer::Limit(decision));
         self.count(&op, &answer);
         return Submitted::Answered(answer);
       }
@@ -272,6 +290,7 @@ impl Cache {
     for (i, op) in ops.iter().enumerate() {
       match self.route(op) {
         Ok(Route::Near(stored)) => answers.push(Some(Ok(Answer::Value(Some(Text::Shared(stored)))))),
+        Ok(Route::Refused(decision)) => answers.push(Some(Ok(Answer::Limit(decision)))),
         Ok(Route::Local) => answers.push(Some(self.answer_locally(op, false))),
         Ok(Route::Redis) => {
           match op.work {
@@ -332,7 +351,7 @@ impl Cache {
         .chain(others)
         .zip(keyed_replies.into_iter().chain(other_replies))
       {
-        answers[i] = Some(self.settle(&ops[i], reply, counted));
+        answers[i] = Some(self.settle(&ops[i], reply, counted, sent));
       }
     }
     ops
@@ -350,6 +369,15 @@ impl Cache {
   /// an outage, a pending journal entry, Redis refusing writes) or by Redis. An outage
   /// without fallback is an error.
   fn route(&self, op: &Op) -> Result<Route> {
+    if let Work::RateLimit { policy, cost } = &op.work {
+      // a key over its limit is refused without a Redis call
+      if let Some(decision) = self.limits.refuse_locally(&op.full, policy, *cost) {
+        return Ok(Route::Refused(decision));
+      }
+      if let Some(remote) = &self.remote {
+        self.ensure_heartbeat(remote);
+      }
+    }
     let Some(remote) = &self.remote else {
       return Ok(Route::Local);
     };
@@ -369,6 +397,7 @@ impl Cache {
       Work::Set { .. } | Work::Delete => failover.takes_writes() && unjournaled(),
       // an invalidation must not reach Redis before the journaled writes it follows
       Work::Invalidate => failover.takes_writes() && failover.journal_is_empty(),
+      Work::RateLimit { .. } => failover.takes_writes(),
     };
     if to_redis {
       return Ok(Route::Redis);
@@ -381,8 +410,9 @@ impl Cache {
 
   /// The answer of a call Redis failed or answered: a success drops what the in-process
   /// store held for the key; a failure is served by the in-process store, or is the
-  /// caller's error, as the failover says. `counted`: the failure is in the metrics already.
-  fn settle(&self, op: &Op, reply: Result<Reply>, counted: bool) -> Result<Answer> {
+  /// caller's error, as the failover says. `counted`: the failure is in the metrics already;
+  /// `sent`: when the command went out.
+  fn settle(&self, op: &Op, reply: Result<Reply>, counted: bool, sent: Instant) -> Result<Answer> {
     let remote = self.remote.as_ref().ok_or_else(unanswered)?;
     let reply = match reply {
       Ok(reply) => reply,
@@ -411,6 +441,12 @@ impl Cache {
         Answer::Count(n)
       }
       Reply::Keys(keys) => Answer::Keys(self.listing(&op.full, keys)),
+      Reply::Key(KeyReply::Limited { allowed, debt_us }) => match &op.work {
+        Work::RateLimit { policy, cost } => {
+          Answer::Limit(self.limits.observe(&op.full, policy, *cost, allowed, debt_us, sent))
+        }
+        _ => return Err(unanswered()),
+      },
     })
   }
 
@@ -454,6 +490,17 @@ impl Cache {
         Answer::Count(removed)
       }
       (Work::ListKeys, _) => Answer::Keys(self.listing(&op.full, Vec::new())),
+      (Work::RateLimit { policy, cost }, None) => {
+        Answer::Limit(self.limits.decide_locally(&op.full, policy, *cost, 1, false))
+      }
+      (Work::RateLimit { policy, cost }, Some(f)) => {
+        // this process's share, counted into Redis on recovery
+        let decision = self
+          .limits
+          .decide_locally(&op.full, policy, *cost, self.limits.share(), true);
+        f.ensure_recovery();
+        Answer::Limit(decision)
+      }
     })
   }
 
@@ -529,6 +576,12 @@ impl Cache {
           self.metrics.tenant_invalidated(t, *n);
         }
       }
+      (Ok(Answer::Limit(d)), _) => {
+        self.metrics.rate_check(d.allowed);
+        if let Some(t) = tenant {
+          self.metrics.tenant_rate_check(t, d.allowed);
+        }
+      }
       _ => {}
     }
   }
@@ -573,6 +626,20 @@ impl Cache {
       Action::Invalidate => (Work::Invalidate, self.check_key("prefix", r.key)?),
       Action::InvalidateAll => (Work::Invalidate, ""),
       Action::ListKeys => (Work::ListKeys, ""),
+      Action::RateLimit => {
+        let key = self.check_key("key", r.key)?;
+        let rate = r
+          .rate
+          .ok_or_else(|| Error::invalid("a rate-limit check needs its policy"))?;
+        let policy = Policy::new(rate.limit, rate.window_ms, rate.burst)?;
+        let cost = policy.cost(rate.cost)?;
+        return Ok(Op {
+          full: self.layout.rate_limit_key(r.scope, &policy.key_part(), key),
+          work: Work::RateLimit { policy, cost },
+          entry: r.entry,
+          tenant: r.scope.tenant().map(Arc::from),
+        });
+      }
     };
     Ok(Op {
       work,
@@ -651,6 +718,14 @@ impl Cache {
     }
   }
 
+  /// Checks the rate limit of `key` in `scope`: the decision.
+  pub async fn rate_limit(&self, scope: Scope<'_>, key: &str, rate: RateArgs) -> Result<Decision> {
+    match self.call(Request::rate_limit(scope, key, rate)).await? {
+      Answer::Limit(d) => Ok(d),
+      _ => Err(unanswered()),
+    }
+  }
+
   /// The keys of every live entry of (`scope`, `entry`): from Redis by `SCAN` (never blocking
   /// it), plus what the journal and the in-process store hold. Sorted.
   pub async fn keys(&self, scope: Scope<'_>, entry: EntryType) -> Result<Vec<String>> {
@@ -678,6 +753,49 @@ impl Cache {
   /// The counters.
   pub fn metrics(&self) -> &Metrics {
     &self.metrics
+  }
+
+  /// The rate limits' in-process counters and the live processes sharing them.
+  pub fn rate_stats(&self) -> RateStats {
+    self.limits.stats()
+  }
+
+  /// Starts the heartbeat that counts this process among those sharing the rate limits (at
+  /// the first check): every [`HEARTBEAT_INTERVAL`] while Redis serves, until the cache is
+  /// closed or dropped; never keeps the process alive.
+  fn ensure_heartbeat(&self, remote: &Remote) {
+    let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+      return;
+    };
+    if !self.limits.start_heartbeat() {
+      return;
+    }
+    let (limits, redis, failover) = (
+      Arc::downgrade(&self.limits),
+      Arc::downgrade(&remote.redis),
+      Arc::downgrade(&remote.failover),
+    );
+    let (key, timeout) = (self.layout.processes_key(), self.config.command_timeout);
+    runtime.spawn(async move {
+      loop {
+        {
+          let (Some(limits), Some(redis), Some(failover)) = (limits.upgrade(), redis.upgrade(), failover.upgrade())
+          else {
+            return;
+          };
+          if failover.is_closed() {
+            return;
+          }
+          // during an outage the count from before it stands
+          if failover.redis_serves() && failover.simulation() == Simulation::None {
+            if let Ok(Ok(n)) = tokio::time::timeout(timeout, redis.heartbeat(&key, limits.instance(), LIVE_MS)).await {
+              limits.set_processes(n);
+            }
+          }
+        }
+        tokio::time::sleep(HEARTBEAT_INTERVAL).await;
+      }
+    });
   }
 
   /// The near cache's counters, size and tracking state (`None` when it is off).
@@ -774,6 +892,12 @@ impl Cache {
     let dropped = match &self.remote {
       Some(remote) => {
         let dropped = remote.failover.close().await;
+        if self.limits.heartbeat_started() && remote.failover.redis_serves() {
+          // the others' share grows at once, not after LIVE_MS
+          let key = self.layout.processes_key();
+          let leave = remote.redis.leave(&key, self.limits.instance());
+          let _ = tokio::time::timeout(self.config.command_timeout, leave).await;
+        }
         remote.redis.disconnect();
         dropped
       }
@@ -798,6 +922,13 @@ fn key_command(op: &Op, near: bool) -> KeyCommand<'_> {
       ttl_ms: *ttl_ms,
     },
     Work::Delete => KeyCommand::Delete(&op.full),
+    Work::RateLimit { policy, cost } => KeyCommand::RateLimit {
+      key: &op.full,
+      interval_us: policy.interval_us(),
+      tolerance_us: policy.tolerance_us(),
+      cost: *cost,
+      force: false,
+    },
     _ if near => KeyCommand::GetWithTtl(&op.full),
     _ => KeyCommand::Get(&op.full),
   }

@@ -4,6 +4,7 @@
 use std::sync::Arc;
 
 use crate::keys::{EntryType, Scope};
+use crate::ratelimit::{Decision, Policy};
 use crate::store::memory::Stored;
 
 /// What a call does.
@@ -21,6 +22,22 @@ pub enum Action {
   InvalidateAll,
   /// List the keys of the type in the scope.
   ListKeys,
+  /// Check a rate limit (the request's `rate`).
+  RateLimit,
+}
+
+/// The numbers of a rate-limit check, as the caller gave them (validated by
+/// [`crate::cache::Cache::prepare`]).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RateArgs {
+  /// Units per window.
+  pub limit: f64,
+  /// The window in ms.
+  pub window_ms: f64,
+  /// Units at once; `None` = `limit`.
+  pub burst: Option<f64>,
+  /// Units this check spends.
+  pub cost: f64,
 }
 
 /// One call as the caller made it, borrowed from its arguments.
@@ -38,6 +55,8 @@ pub struct Request<'a> {
   pub value: Option<&'a str>,
   /// The TTL of a `Set` in seconds; `None` = the type's default.
   pub ttl_secs: Option<f64>,
+  /// The policy and cost of a `RateLimit`.
+  pub rate: Option<RateArgs>,
 }
 
 impl<'a> Request<'a> {
@@ -49,6 +68,7 @@ impl<'a> Request<'a> {
       key,
       value: None,
       ttl_secs: None,
+      rate: None,
     }
   }
 
@@ -85,6 +105,14 @@ impl<'a> Request<'a> {
   pub fn list_keys(scope: Scope<'a>, entry: EntryType) -> Self {
     Self::new(Action::ListKeys, entry, scope, "")
   }
+
+  /// Checks the rate limit of `key` in `scope` (the entry type plays no part).
+  pub fn rate_limit(scope: Scope<'a>, key: &'a str, rate: RateArgs) -> Self {
+    Request {
+      rate: Some(rate),
+      ..Self::new(Action::RateLimit, EntryType::Query, scope, key)
+    }
+  }
 }
 
 /// What a validated call does, with what it needs.
@@ -99,6 +127,11 @@ pub(crate) enum Work {
   /// Removes what starts with the op's (literal) full prefix.
   Invalidate,
   ListKeys,
+  /// A rate-limit check of the limiter at the op's full key.
+  RateLimit {
+    policy: Policy,
+    cost: u64,
+  },
 }
 
 /// A validated call, owning what it needs: it may wait in the queue for the tick's batch.
@@ -180,6 +213,8 @@ pub enum Answer {
   Count(u64),
   /// A listing: the keys as the caller wrote them, sorted.
   Keys(Vec<String>),
+  /// A rate-limit check.
+  Limit(Decision),
 }
 
 impl Answer {

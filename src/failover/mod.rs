@@ -36,6 +36,7 @@ use crate::error::{Error, RedisFailure, Result};
 use crate::events::{Event, Events};
 use crate::metrics::{Metrics, PingWindow};
 use crate::near::NearCache;
+use crate::ratelimit::Limits;
 use crate::store::{MemoryStore, RedisStore, Store};
 
 /// A simulated outage (`simulateOutage` in JS): the same failure path without Redis.
@@ -80,6 +81,8 @@ pub struct Failover {
   redis: Arc<RedisStore>,
   memory: Arc<MemoryStore>,
   near: Option<Arc<NearCache>>,
+  /// What rate-limit checks admitted locally waits here to be counted into Redis.
+  limits: Arc<Limits>,
   metrics: Arc<Metrics>,
   events: Arc<Events>,
   breaker: Breaker,
@@ -105,6 +108,7 @@ impl Failover {
     redis: Arc<RedisStore>,
     memory: Arc<MemoryStore>,
     near: Option<Arc<NearCache>>,
+    limits: Arc<Limits>,
     metrics: Arc<Metrics>,
     events: Arc<Events>,
   ) -> Arc<Self> {
@@ -116,6 +120,7 @@ impl Failover {
       redis,
       memory,
       near,
+      limits,
       metrics,
       events,
       breaker: Breaker::new(DEFAULT_FAILURE_THRESHOLD, DEFAULT_PROBE_SUCCESSES),
@@ -340,6 +345,11 @@ impl Failover {
 
   // ----- simulation, status, close ------------------------------------------------
 
+  /// The cache was closed.
+  pub fn is_closed(&self) -> bool {
+    self.closed.load(Ordering::Acquire)
+  }
+
   /// The simulated outage in force.
   pub fn simulation(&self) -> Simulation {
     match self.simulation.load(Ordering::Relaxed) {
@@ -434,7 +444,16 @@ mod tests {
     let redis = Arc::new(RedisStore::new("redis://127.0.0.1:1", timeouts).unwrap());
     let memory = Arc::new(MemoryStore::new(1 << 20, 1 << 16));
     let metrics = Arc::new(Metrics::new(true, 10));
-    Failover::new(&config, redis, memory, None, metrics, Arc::new(Events::default()))
+    let limits = Arc::new(crate::ratelimit::Limits::new());
+    Failover::new(
+      &config,
+      redis,
+      memory,
+      None,
+      limits,
+      metrics,
+      Arc::new(Events::default()),
+    )
   }
 
   fn refused() -> Error {

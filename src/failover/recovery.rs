@@ -13,6 +13,7 @@ use super::retry::{backoff, jitter};
 use super::Failover;
 use crate::error::Result;
 use crate::events::Event;
+use crate::store::redis::KeyCommand;
 use crate::store::Store;
 
 /// Fastest probe interval while the breaker is open.
@@ -24,6 +25,8 @@ pub const PROBE_MAX_DELAY: Duration = Duration::from_millis(500);
 pub const REPLAY_MAX_DELAY: Duration = Duration::from_secs(30);
 /// Journal operations applied to Redis concurrently during replay.
 pub const REPLAY_CONCURRENCY: usize = 64;
+/// Rate-limit keys counted into Redis per pipeline on recovery.
+const SYNC_CHUNK: usize = 256;
 
 enum Step {
   /// Nothing left to do: the task ends.
@@ -48,7 +51,8 @@ impl Failover {
   }
 
   fn needs_recovery(&self) -> bool {
-    !self.closed.load(Ordering::Acquire) && (!self.journal.is_empty() || self.breaker.state() != State::Closed)
+    !self.closed.load(Ordering::Acquire)
+      && (!self.journal.is_empty() || self.limits.has_unsynced() || self.breaker.state() != State::Closed)
   }
 
   async fn recovery_step(&self) -> Step {
@@ -90,7 +94,7 @@ impl Failover {
           Step::Wait
         }
       },
-      State::Closed if self.journal.is_empty() => {
+      State::Closed if self.journal.is_empty() && !self.limits.has_unsynced() => {
         // everything written while Redis refused writes is in Redis now
         self.writes_refused.store(false, Ordering::Release);
         Step::Done
@@ -143,11 +147,39 @@ impl Failover {
   /// [`Failover::close`]).
   pub(super) async fn replay_quietly(&self) -> Result<()> {
     let batch = self.journal.snapshot(Instant::now());
-    if batch.is_empty() {
-      return Ok(());
+    if !batch.is_empty() {
+      self.apply(&batch).await?;
+      self.replayed.fetch_add(batch.len() as u64, Ordering::Relaxed);
     }
-    self.apply(&batch).await?;
-    self.replayed.fetch_add(batch.len() as u64, Ordering::Relaxed);
+    self.count_local_consumption().await
+  }
+
+  /// Counts into Redis what rate-limit checks admitted locally (an outage, a failed check),
+  /// forcing each key's cost in: the window that spans the outage is not exceeded. What a
+  /// failure interrupts waits for the next replay.
+  async fn count_local_consumption(&self) -> Result<()> {
+    let mut pending = self.limits.take_unsynced();
+    while !pending.is_empty() {
+      let rest = pending.split_off(pending.len().min(SYNC_CHUNK));
+      let cmds: Vec<KeyCommand> = pending
+        .iter()
+        .map(|(key, policy, units)| KeyCommand::RateLimit {
+          key,
+          interval_us: policy.interval_us(),
+          tolerance_us: policy.tolerance_us(),
+          cost: *units,
+          force: true,
+        })
+        .collect();
+      if let Err(e) = self.once("replay", self.redis.execute(&cmds)).await {
+        // an error reply of one key (another client's value there) is not retried
+        pending.extend(rest);
+        self.limits.restore_unsynced(pending);
+        return Err(e);
+      }
+      self.replayed.fetch_add(cmds.len() as u64, Ordering::Relaxed);
+      pending = rest;
+    }
     Ok(())
   }
 

@@ -50,13 +50,15 @@ impl NativeCache {
   }
 
   /// `submit(call, key, tenant?, json?, ttlSeconds?)` bound to this cache: the answer, or
-  /// `undefined` when the call is queued for `flush` (see `src/napi/calls.rs`).
+  /// `undefined` when the call is queued for `flush`; a rate-limit decision answered on the spot
+  /// is written into `decisionSlot` and answered `true` (see `src/napi/calls.rs`).
   #[napi(
     catch_unwind,
-    ts_return_type = "(call: Call, key?: string, tenant?: string, json?: string, ttlSeconds?: number) => unknown"
+    ts_args_type = "decisionSlot: Float64Array",
+    ts_return_type = "(call: Call, key?: string, tenant?: string, ...args: Array<string | number | undefined>) => unknown"
   )]
-  pub fn submit_function(&self, env: Env) -> Result<Raw> {
-    calls::submit_function(&env, &self.inner)
+  pub fn submit_function(&self, env: Env, decision_slot: Unknown) -> Result<Raw> {
+    calls::submit_function(&env, &self.inner, decision_slot.raw())
   }
 
   /// Sends the queued calls in chunks of about `chunkSize`: `[answers promise, positions |

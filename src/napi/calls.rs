@@ -6,8 +6,11 @@
 //! - `flush(chunkSize)` takes the queued calls and returns, per chunk, the promise of its
 //!   answers and the positions of its calls among those queued (`null`: all, in order).
 //! - An answer is the value (JSON text or `null` of a get, `null` of a set, a boolean, a
-//!   number, an array of keys) or an `Error` with `code` ([`super::error::value`]); a Rust
-//!   panic becomes such an `Error` too.
+//!   number, an array of keys, a rate-limit decision as `[allowed, limit, remaining, resetMs,
+//!   retryAfterMs]`) or an `Error` with `code` ([`super::error::value`]); a Rust panic becomes
+//!   such an `Error` too. A decision `submit` answers on the spot is written into the caller's
+//!   `Float64Array(5)` instead (bound with the function), and `submit` answers `true`: a flood
+//!   of refusals makes no array per call.
 
 use std::ffi::c_void;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -20,7 +23,7 @@ use napi_derive::napi;
 
 use super::error::{self, check};
 use super::text::{self, spent, Text};
-use crate::cache::{Action, Answer, Cache, Chunk, Flushed, Request, Submitted, Text as Value};
+use crate::cache::{Action, Answer, Cache, Chunk, Flushed, RateArgs, Request, Submitted, Text as Value};
 use crate::keys::{EntryType, Scope};
 
 /// What a data call does, and to which type of entry.
@@ -47,6 +50,8 @@ pub enum Call {
   DeleteAllSessions,
   /// `listSessionIds()`.
   ListSessions,
+  /// `rateLimit(key, { limit, windowMs, burst?, cost? })`.
+  RateLimit,
 }
 
 impl Call {
@@ -63,6 +68,8 @@ impl Call {
       Call::InvalidateAllQueries => (Action::InvalidateAll, Query),
       Call::DeleteAllSessions => (Action::InvalidateAll, Session),
       Call::ListSessions => (Action::ListKeys, Session),
+      // the entry type plays no part in a rate-limit check
+      Call::RateLimit => (Action::RateLimit, Query),
     }
   }
 }
@@ -117,6 +124,28 @@ unsafe fn answer_value(env: sys::napi_env, answer: &crate::error::Result<Answer>
       Ok(Answer::Existed(b)) => bool::to_napi_value(env, *b),
       Ok(Answer::Count(n)) => f64::to_napi_value(env, *n as f64),
       Ok(Answer::Keys(keys)) => Vec::<String>::to_napi_value(env, keys.clone()),
+      Ok(Answer::Limit(d)) => {
+        // [allowed (1 or 0), limit, remaining, resetMs, retryAfterMs]
+        let fields = [
+          d.allowed as u8 as f64,
+          d.limit as f64,
+          d.remaining as f64,
+          d.reset_ms as f64,
+          d.retry_after_ms as f64,
+        ];
+        let mut array = ptr::null_mut();
+        check(
+          sys::napi_create_array_with_length(env, fields.len(), &mut array),
+          "create a decision",
+        )?;
+        for (i, field) in fields.into_iter().enumerate() {
+          check(
+            sys::napi_set_element(env, array, i as u32, f64::to_napi_value(env, field)?),
+            "fill a decision",
+          )?;
+        }
+        Ok(array)
+      }
       Err(e) => error::value(env, e),
     }
   }
@@ -141,20 +170,22 @@ unsafe fn is_missing(env: sys::napi_env, value: sys::napi_value) -> Result<bool>
   Ok(kind == sys::ValueType::napi_undefined || kind == sys::ValueType::napi_null)
 }
 
-/// `submit(call, key, tenant?, json?, ttlSeconds?)`: see the module documentation.
+/// `submit(call, key, tenant?, json?, ttlSeconds?)`, or for a rate-limit check
+/// `submit(call, key, tenant?, limit, windowMs, burst?, cost)`: see the module documentation.
 unsafe extern "C" fn submit(env: sys::napi_env, info: sys::napi_callback_info) -> sys::napi_value {
   unsafe {
     guarded(env, || {
-      let mut argc = 5;
-      let mut argv = [ptr::null_mut(); 5];
+      let mut argc = 7;
+      let mut argv = [ptr::null_mut(); 7];
       let mut data = ptr::null_mut();
       check(
         sys::napi_get_cb_info(env, info, &mut argc, argv.as_mut_ptr(), ptr::null_mut(), &mut data),
         "read the arguments",
       )?;
-      // SAFETY: `data` is the `Arc<Cache>` the function was made with; its finalizer releases
-      // it only once the function is collected, so not during a call of it.
-      let cache = &*(data as *const Cache);
+      // SAFETY: `data` is the `Bound` the function was made with; its finalizer releases it
+      // only once the function is collected, so not during a call of it.
+      let bound = &*(data as *const Bound);
+      let cache = &*bound.cache;
       let present = |i: usize| -> Result<bool> { Ok(i < argc && !is_missing(env, argv[i])?) };
       let (action, entry) = Call::from_napi_value(env, argv[0])?.parts();
       let key = match action {
@@ -176,6 +207,21 @@ unsafe extern "C" fn submit(env: sys::napi_env, info: sys::napi_callback_info) -
       } else {
         None
       };
+      let number = |i: usize| -> Result<f64> {
+        match present(i)? {
+          true => f64::from_napi_value(env, argv[i]),
+          false => Ok(f64::NAN),
+        }
+      };
+      let rate = match action {
+        Action::RateLimit => Some(RateArgs {
+          limit: number(3)?,
+          window_ms: number(4)?,
+          burst: present(5)?.then(|| number(5)).transpose()?,
+          cost: number(6)?,
+        }),
+        _ => None,
+      };
       let request = Request {
         action,
         entry,
@@ -186,6 +232,7 @@ unsafe extern "C" fn submit(env: sys::napi_env, info: sys::napi_callback_info) -
         key: key.as_deref().unwrap_or(""),
         value: json.as_deref(),
         ttl_secs,
+        rate,
       };
       // in the runtime: a call served during an outage may start the recovery task
       let submitted = match cache.is_memory_only() {
@@ -194,24 +241,79 @@ unsafe extern "C" fn submit(env: sys::napi_env, info: sys::napi_callback_info) -
       };
       match submitted {
         Submitted::Queued => <()>::to_napi_value(env, ()),
+        Submitted::Answered(Ok(Answer::Limit(d))) if !bound.slot.is_null() => {
+          // SAFETY: the slot is a live Float64Array of 5 (held by `slot_ref`), on the JS thread
+          let slot = std::slice::from_raw_parts_mut(bound.slot, 5);
+          slot.copy_from_slice(&[
+            d.allowed as u8 as f64,
+            d.limit as f64,
+            d.remaining as f64,
+            d.reset_ms as f64,
+            d.retry_after_ms as f64,
+          ]);
+          bool::to_napi_value(env, true)
+        }
         Submitted::Answered(answer) => answer_value(env, &answer),
       }
     })
   }
 }
 
-unsafe extern "C" fn release(_env: sys::napi_env, data: *mut c_void, _hint: *mut c_void) {
-  // SAFETY: the pointer `function` made with `Arc::into_raw`, released once
-  drop(unsafe { Arc::from_raw(data as *const Cache) });
+/// What a `submit` function is bound to.
+struct Bound {
+  cache: Arc<Cache>,
+  /// The data of the caller's `Float64Array(5)` for decisions answered on the spot, or null.
+  slot: *mut f64,
+  /// Keeps that array alive as long as the function.
+  slot_ref: sys::napi_ref,
+}
+
+unsafe extern "C" fn release(env: sys::napi_env, data: *mut c_void, _hint: *mut c_void) {
+  // SAFETY: the pointer `function` made with `Box::into_raw`, released once
+  let bound = unsafe { Box::from_raw(data as *mut Bound) };
+  if !bound.slot_ref.is_null() {
+    unsafe { sys::napi_delete_reference(env, bound.slot_ref) };
+  }
 }
 
 /// A plain N-API function.
 pub type Callback = unsafe extern "C" fn(sys::napi_env, sys::napi_callback_info) -> sys::napi_value;
 
-/// A JS function named `name` running `cb` with `cache` as its data.
-pub fn function(env: &Env, name: &str, cb: Callback, cache: &Arc<Cache>) -> Result<Raw> {
+/// The data of a `Float64Array` of at least 5 elements, and a reference holding it.
+unsafe fn decision_slot(env: sys::napi_env, array: sys::napi_value) -> Result<(*mut f64, sys::napi_ref)> {
+  let (mut kind, mut length, mut data) = (0, 0usize, ptr::null_mut());
+  let (mut buffer, mut offset) = (ptr::null_mut(), 0usize);
+  check(
+    unsafe { sys::napi_get_typedarray_info(env, array, &mut kind, &mut length, &mut data, &mut buffer, &mut offset) },
+    "read the decision slot",
+  )?;
+  if kind != sys::TypedarrayType::float64_array || length < 5 {
+    return Err(Error::new(
+      Status::InvalidArg,
+      "the decision slot must be a Float64Array(5)",
+    ));
+  }
+  let mut reference = ptr::null_mut();
+  check(
+    unsafe { sys::napi_create_reference(env, array, 1, &mut reference) },
+    "hold the decision slot",
+  )?;
+  Ok((data as *mut f64, reference))
+}
+
+/// A JS function named `name` running `cb` bound to `cache` (and, when given, the decision
+/// slot `slot`, a `Float64Array(5)`).
+pub fn function(env: &Env, name: &str, cb: Callback, cache: &Arc<Cache>, slot: Option<sys::napi_value>) -> Result<Raw> {
   let env = env.raw();
-  let data = Arc::into_raw(cache.clone()) as *mut c_void;
+  let (slot, slot_ref) = match slot {
+    Some(array) => unsafe { decision_slot(env, array) }?,
+    None => (ptr::null_mut(), ptr::null_mut()),
+  };
+  let data = Box::into_raw(Box::new(Bound {
+    cache: cache.clone(),
+    slot,
+    slot_ref,
+  })) as *mut c_void;
   let mut f = ptr::null_mut();
   let made = check(
     unsafe { sys::napi_create_function(env, name.as_ptr().cast(), name.len() as isize, Some(cb), data, &mut f) },
@@ -229,9 +331,9 @@ pub fn function(env: &Env, name: &str, cb: Callback, cache: &Arc<Cache>) -> Resu
   made.map(|()| Raw(f))
 }
 
-/// The `submit` function of `cache`.
-pub fn submit_function(env: &Env, cache: &Arc<Cache>) -> Result<Raw> {
-  function(env, "submit", submit, cache)
+/// The `submit` function of `cache`, writing the decisions it answers on the spot into `slot`.
+pub fn submit_function(env: &Env, cache: &Arc<Cache>, slot: sys::napi_value) -> Result<Raw> {
+  function(env, "submit", submit, cache, Some(slot))
 }
 
 /// Takes the queued calls: the answers already given (an array, first) and the calls for Redis
@@ -284,5 +386,5 @@ pub fn panicking_function(env: &Env, cache: &Arc<Cache>) -> Result<Raw> {
   unsafe extern "C" fn panics(env: sys::napi_env, _info: sys::napi_callback_info) -> sys::napi_value {
     unsafe { guarded(env, || panic!("ferrocache test panic (submit)")) }
   }
-  function(env, "panic", panics, cache)
+  function(env, "panic", panics, cache, None)
 }

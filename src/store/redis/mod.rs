@@ -306,6 +306,22 @@ impl RedisStore {
     self.conn.pipeline(cmds, node).await
   }
 
+  /// This process's heartbeat in the set `key` of processes checking rate limits: the number
+  /// of live processes.
+  pub async fn heartbeat(&self, key: &str, instance: &str, live_ms: u64) -> Result<u64> {
+    let n: i64 = self
+      .query_script(&self.scripts.heartbeat(key, instance, live_ms))
+      .await?;
+    Ok(n.max(0) as u64)
+  }
+
+  /// Takes this process out of the set `key` (it stops checking rate limits).
+  pub async fn leave(&self, key: &str, instance: &str) -> Result<()> {
+    let mut cmd = redis::cmd("ZREM");
+    cmd.arg(key).arg(instance);
+    self.conn.query::<i64>(&cmd).await.map(|_| ())
+  }
+
   /// One `EVALSHA`: a server that lost the scripts (restarted, `SCRIPT FLUSH`) is given them
   /// again and the command re-sent once.
   async fn query_script<T: redis::FromRedisValue>(&self, cmd: &Cmd) -> Result<T> {

@@ -17,7 +17,7 @@ use crate::keys::QueryIndex;
 use crate::store::Store;
 
 /// One key command of a batch.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub enum KeyCommand<'a> {
   /// `GET key`.
   Get(&'a str),
@@ -27,19 +27,32 @@ pub enum KeyCommand<'a> {
   Set { key: &'a str, value: &'a str, ttl_ms: u64 },
   /// `UNLINK key`.
   Delete(&'a str),
+  /// A rate-limit check of the limiter `key` (see [`crate::ratelimit::CHECK_SCRIPT`]).
+  RateLimit {
+    key: &'a str,
+    interval_us: f64,
+    tolerance_us: f64,
+    cost: u64,
+    /// Count the cost whatever the debt (local consumption counted on recovery).
+    force: bool,
+  },
 }
 
 impl<'a> KeyCommand<'a> {
   /// The key it works on.
   pub fn key(&self) -> &'a str {
     match *self {
-      KeyCommand::Get(key) | KeyCommand::GetWithTtl(key) | KeyCommand::Delete(key) | KeyCommand::Set { key, .. } => key,
+      KeyCommand::Get(key)
+      | KeyCommand::GetWithTtl(key)
+      | KeyCommand::Delete(key)
+      | KeyCommand::Set { key, .. }
+      | KeyCommand::RateLimit { key, .. } => key,
     }
   }
 }
 
 /// What one key command answered.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum KeyReply {
   /// A GET: the text, or `None` for a missing key.
   Value(Option<String>),
@@ -49,6 +62,8 @@ pub enum KeyReply {
   Done,
   /// A delete: whether the key existed.
   Existed(bool),
+  /// A rate-limit check: whether its cost was counted, and the limiter's debt (µs) after it.
+  Limited { allowed: bool, debt_us: f64 },
 }
 
 /// The commands of one write, and what to remember once it succeeded.
@@ -97,9 +112,22 @@ impl RedisStore {
   /// server or the Sentinel master); on a Cluster one pipeline per master (by the slot table,
   /// see [`super::slots`]), all masters at once, and a command its master redirected (or that
   /// is alone on its master, or whose master's pipeline failed) sent on its own, the commands
-  /// on one key one after the other in the order given. Per command, in order: its reply or
-  /// the error reply of that one command; `Err` when the batch as a whole failed (outage).
+  /// on one key one after the other in the order given. A script command the server did not
+  /// know (restarted, flushed, a promoted replica) is sent again on its own, which loads it.
+  /// Per command, in order: its reply or the error reply of that one command; `Err` when the
+  /// batch as a whole failed (outage).
   pub async fn execute(&self, batch: &[KeyCommand<'_>]) -> Result<Vec<Result<KeyReply>>> {
+    let mut out = self.execute_once(batch).await?;
+    // a server that lost the scripts: those commands again, on their own (which loads them)
+    for (i, reply) in out.iter_mut().enumerate() {
+      if is_lost_script(reply) {
+        *reply = self.one(batch[i]).await;
+      }
+    }
+    Ok(out)
+  }
+
+  async fn execute_once(&self, batch: &[KeyCommand<'_>]) -> Result<Vec<Result<KeyReply>>> {
     self.track_cluster();
     if !self.is_cluster() {
       return self
@@ -153,6 +181,24 @@ impl RedisStore {
       }
       KeyCommand::Set { key, value, ttl_ms } => self.set(key, value, ttl_ms).await.map(|()| KeyReply::Done),
       KeyCommand::Delete(key) => self.delete(key).await.map(KeyReply::Existed),
+      KeyCommand::RateLimit { .. } => {
+        let reply: Vec<i64> = self.query_script(&self.rate_check_cmd(&cmd)).await?;
+        limited(&reply)
+      }
+    }
+  }
+
+  /// The `EVALSHA` of a [`KeyCommand::RateLimit`].
+  fn rate_check_cmd(&self, cmd: &KeyCommand<'_>) -> Cmd {
+    match *cmd {
+      KeyCommand::RateLimit {
+        key,
+        interval_us,
+        tolerance_us,
+        cost,
+        force,
+      } => self.scripts.rate_check(key, interval_us, tolerance_us, cost, force),
+      _ => unreachable!("not a rate-limit check"),
     }
   }
 
@@ -258,6 +304,7 @@ impl RedisStore {
           extends = write.extends;
           plan.sweeps.extend(write.sweep);
         }
+        KeyCommand::RateLimit { .. } => plan.cmds.push(self.rate_check_cmd(cmd)),
       }
       plan.spans.push(start..plan.cmds.len());
       plan.lifetimes.push(extends);
@@ -291,6 +338,16 @@ impl RedisStore {
         Ok(KeyReply::Value(text))
       }
       KeyCommand::GetWithTtl(_) => value_with_ttl(replies),
+      KeyCommand::RateLimit { .. } => {
+        if matches!(&replies[0], Err(e) if is_noscript(e)) {
+          return Err(Error::Redis {
+            kind: RedisFailure::Reply,
+            message: NOSCRIPT.into(),
+          });
+        }
+        let reply: Vec<i64> = take_reply(replies)?;
+        limited(&reply)
+      }
     }
   }
 
@@ -444,6 +501,28 @@ fn value_with_ttl(replies: &mut [redis::RedisResult<redis::Value>]) -> Result<Ke
   let ttl: i64 = take_reply(&mut replies[1..])?;
   // -1: no expiry; -2: gone meanwhile (the value is then not kept either)
   Ok(KeyReply::Valued(text, u64::try_from(ttl).ok()))
+}
+
+/// What a pipelined script command answers on a server that lost the scripts (restarted,
+/// flushed, or a promoted replica): sent again on its own ([`RedisStore::execute`]).
+const NOSCRIPT: &str = "NOSCRIPT in a pipeline";
+
+fn is_lost_script(reply: &Result<KeyReply>) -> bool {
+  matches!(reply, Err(Error::Redis { message, .. }) if message == NOSCRIPT)
+}
+
+/// The reply `{allowed, debt µs}` of a rate-limit check.
+fn limited(reply: &[i64]) -> Result<KeyReply> {
+  match reply {
+    [allowed, debt] => Ok(KeyReply::Limited {
+      allowed: *allowed == 1,
+      debt_us: *debt as f64,
+    }),
+    _ => Err(Error::Redis {
+      kind: RedisFailure::Reply,
+      message: format!("unexpected reply to a rate-limit check: {reply:?}"),
+    }),
+  }
 }
 
 /// The single reply of a command, converted; an error reply is the command's error.

@@ -28,6 +28,7 @@
 use redis::{Cmd, Script};
 
 use crate::keys::QueryIndex;
+use crate::ratelimit::{CHECK_SCRIPT, HEARTBEAT_SCRIPT};
 
 /// Members one invalidation script step handles (Redis answers other clients between steps).
 pub const INVALIDATE_CHUNK: usize = 1000;
@@ -100,11 +101,13 @@ end
 return 1
 ";
 
-/// The index's scripts, hashed once.
+/// The store's scripts (the index's and the rate limiter's), hashed once.
 pub struct Scripts {
   invalidate: Script,
   sweep: Script,
   write_if_later: Script,
+  rate_check: Script,
+  heartbeat: Script,
 }
 
 impl Default for Scripts {
@@ -113,6 +116,8 @@ impl Default for Scripts {
       invalidate: Script::new(INVALIDATE),
       sweep: Script::new(SWEEP),
       write_if_later: Script::new(WRITE_IF_LATER),
+      rate_check: Script::new(CHECK_SCRIPT),
+      heartbeat: Script::new(HEARTBEAT_SCRIPT),
     }
   }
 }
@@ -120,7 +125,7 @@ impl Default for Scripts {
 impl Scripts {
   /// `SCRIPT LOAD` of every script (after `NOSCRIPT`: a restarted or flushed server).
   pub fn load_cmds(&self) -> Vec<Cmd> {
-    [INVALIDATE, SWEEP, WRITE_IF_LATER]
+    [INVALIDATE, SWEEP, WRITE_IF_LATER, CHECK_SCRIPT, HEARTBEAT_SCRIPT]
       .into_iter()
       .map(|code| {
         let mut cmd = redis::cmd("SCRIPT");
@@ -143,6 +148,25 @@ impl Scripts {
   pub fn sweep(&self, index: &QueryIndex<'_>) -> Cmd {
     let mut cmd = evalsha(&self.sweep, &[&index.lex, &index.expiry]);
     cmd.arg(&*index.namespace).arg(SWEEP_LIMIT);
+    cmd
+  }
+
+  /// A rate-limit check of `name` (see [`crate::ratelimit::CHECK_SCRIPT`]); `force` counts
+  /// the cost whatever the debt.
+  pub fn rate_check(&self, name: &str, interval_us: f64, tolerance_us: f64, cost: u64, force: bool) -> Cmd {
+    let mut cmd = evalsha(&self.rate_check, &[name]);
+    cmd
+      .arg(format!("{interval_us:.3}"))
+      .arg(format!("{tolerance_us:.3}"))
+      .arg(cost)
+      .arg(if force { "1" } else { "0" });
+    cmd
+  }
+
+  /// This process's heartbeat in `set` (see [`crate::ratelimit::HEARTBEAT_SCRIPT`]).
+  pub fn heartbeat(&self, set: &str, instance: &str, live_ms: u64) -> Cmd {
+    let mut cmd = evalsha(&self.heartbeat, &[set]);
+    cmd.arg(instance).arg(live_ms);
     cmd
   }
 

@@ -1,5 +1,5 @@
 //! Redis client tracking for a near cache: connections that subscribe to the invalidation of
-//! every key under a prefix (`CLIENT TRACKING ON BCAST PREFIX <prefix>`, RESP3 pushes), and
+//! every key under some prefixes (`CLIENT TRACKING ON BCAST PREFIX <p>...`, RESP3 pushes), and
 //! the report of what they see to a [`TrackingSink`].
 //!
 //! ## Behavior
@@ -39,11 +39,12 @@ pub trait TrackingSink: Send + Sync {
   fn flushed(&self);
 }
 
-/// Tracking of one store: the prefix to subscribe to and where to report.
+/// Tracking of one store: the prefixes to subscribe to and where to report.
 #[derive(Clone)]
 pub struct Tracker {
-  /// The key prefix (the cache's `keyPrefix`): every key the cache writes starts with it.
-  pub prefix: String,
+  /// Where the entries the near cache may hold live (`<keyPrefix>s:`, `q:`, `t:`): changes
+  /// elsewhere (rate limiters, index sets of the manager scope) are not broadcast.
+  pub prefixes: Vec<String>,
   /// Where pushes are reported.
   pub sink: Arc<dyn TrackingSink>,
 }
@@ -52,12 +53,10 @@ impl Tracker {
   /// The subscription command; `noloop`: not told of this connection's own changes.
   pub fn command(&self, noloop: bool) -> redis::Cmd {
     let mut cmd = redis::cmd("CLIENT");
-    cmd
-      .arg("TRACKING")
-      .arg("ON")
-      .arg("BCAST")
-      .arg("PREFIX")
-      .arg(&self.prefix);
+    cmd.arg("TRACKING").arg("ON").arg("BCAST");
+    for prefix in &self.prefixes {
+      cmd.arg("PREFIX").arg(prefix);
+    }
     if noloop {
       cmd.arg("NOLOOP");
     }
@@ -357,14 +356,14 @@ mod tests {
   }
 
   #[test]
-  fn the_subscription_covers_the_prefix() {
+  fn the_subscription_covers_the_prefixes() {
     let tracker = Tracker {
-      prefix: "fc:".into(),
+      prefixes: vec!["fc:s:".into(), "fc:q:".into()],
       sink: Arc::new(Seen::default()),
     };
     let packed = String::from_utf8_lossy(&tracker.command(true).get_packed_command()).to_string();
-    assert!(
-      packed.contains("BCAST") && packed.contains("PREFIX") && packed.contains("fc:") && packed.contains("NOLOOP")
-    );
+    assert!(packed.contains("BCAST") && packed.contains("NOLOOP"), "{packed}");
+    assert_eq!(packed.matches("PREFIX").count(), 2, "{packed}");
+    assert!(packed.contains("fc:s:") && packed.contains("fc:q:"), "{packed}");
   }
 }
