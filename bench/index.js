@@ -7,7 +7,7 @@
 //   BENCH_WARMUP_MS    unmeasured warm-up per contender run (default max(250, duration/5))
 //   BENCH_ROUNDS       split each measurement into this many rounds, contender order reversed on odd rounds (default 3);
 //                      ops/s and CPU per op are the median of the rounds (bench/workloads.js, combine)
-//   BENCH_ONLY         comma list of workloads to run, e.g. "W1,W3" (default all: W1-W6, NC and RL);
+//   BENCH_ONLY         comma list of workloads to run, e.g. "W1,W3" (default all: W1-W6, NC, RL and GM);
 //                      NC = the near cache's staleness and Redis CPU (bench/staleness.js, its STALENESS_* env apply)
 //   BENCH_CONTENDERS   comma list of contender names to keep in W1/W2/W4/W5/W6, e.g. "ferrocache,ioredis" (default all)
 //   BENCH_RESULTS      where to write the markdown (default bench/RESULTS.md; "-" = don't write)
@@ -25,6 +25,7 @@ const { CheckError, median } = require('./lib')
 const { w5, W5_WORKERS, W5_SETTLE_MS } = require('./w5')
 const { measureNearCache } = require('./staleness')
 const { measureRateLimits } = require('./ratelimit')
+const { measureGetMany } = require('./getmany')
 
 const durationMs = Number(process.env.BENCH_DURATION_MS || 3000)
 const env = {
@@ -556,6 +557,13 @@ async function main() {
     rl = []
     await measureRateLimits(redis, { out: (s) => rl.push(s), progress: (s) => env.log(`  ${s}`) })
   }
+  let gm = null
+  if (want('GM')) {
+    env.log('GM a page of 100 query results: getOrSetMany vs 100 getOrSet vs cache-manager mget')
+    await env.flush()
+    gm = []
+    await measureGetMany(redis, { out: (s) => gm.push(s), progress: (s) => env.log(`  ${s}`) })
+  }
   const elapsedS = (Date.now() - t0) / 1000
 
   // ---- report
@@ -644,6 +652,9 @@ async function main() {
   }
   if (rl) {
     out.push('## Rate limiting (bench/ratelimit.js)', '', ...rl, '')
+  }
+  if (gm) {
+    out.push('## Batch reads (bench/getmany.js)', '', ...gm, '')
   }
   const failures = checkFailures(groups)
   out.push(

@@ -59,6 +59,7 @@ class Calls {
   #inFlight = 0 // calls sent and not answered yet
   #chunks = new Set() // the promises of the chunks sent and not answered yet (for drain)
   #slot = new Float64Array(5) // where submit writes a rate-limit decision it answers on the spot
+  #together = 0 // the next flush's chunk size at least (see together)
 
   /**
    * `decode(json)` parses a get's text (a throw rejects that call); `error(err)` maps an
@@ -86,6 +87,14 @@ class Calls {
       return Promise.reject(this.#error(err))
     }
     return this.#answer(answer, result)
+  }
+
+  /**
+   * Makes the next flush send every call queued so far in one chunk, so that a batch made in
+   * one go (getOrSetMany, Keyv's getMany) is one pipeline: one round trip.
+   */
+  together() {
+    this.#together = this.#waiting.length / 3
   }
 
   /** A rate-limit check (numbers checked by the caller); resolves with the decision. */
@@ -147,7 +156,8 @@ class Calls {
     const waiting = this.#waiting
     if (waiting.length === 0) return
     this.#waiting = []
-    const size = Math.min(MAX_CHUNK, Math.max(MIN_CHUNK, this.#inFlight >> 2))
+    const size = Math.max(this.#together, Math.min(MAX_CHUNK, Math.max(MIN_CHUNK, this.#inFlight >> 2)))
+    this.#together = 0
     let sent
     try {
       sent = this.#native.flush(size)

@@ -153,6 +153,11 @@ class KeyvFerrocache extends EventEmitter {
     return checkArray('keys', keys).map((key) => this.#key(key))
   }
 
+  // Calls made in one go, sent as one pipeline (a manager of this package; else as they come).
+  #together(calls) {
+    return typeof this.#scope._together === 'function' ? this.#scope._together(calls) : Promise.all(calls)
+  }
+
   async #read(fullKey) {
     const value = await this.#scope.getCachedQuery(fullKey)
     return value === null ? undefined : value
@@ -165,7 +170,7 @@ class KeyvFerrocache extends EventEmitter {
 
   /** The stored values, undefined where missing, in the order of `keys`. */
   async getMany(keys) {
-    return Promise.all(this.#keys(keys).map((k) => this.#read(k)))
+    return this.#together(this.#keys(keys).map((k) => this.#read(k)))
   }
 
   /** True if `key` has a value. */
@@ -175,7 +180,7 @@ class KeyvFerrocache extends EventEmitter {
 
   /** One boolean per key: has it a value? */
   async hasMany(keys) {
-    return Promise.all(this.#keys(keys).map(async (k) => (await this.#read(k)) !== undefined))
+    return this.#together(this.#keys(keys).map(async (k) => (await this.#read(k)) !== undefined))
   }
 
   /**
@@ -200,7 +205,7 @@ class KeyvFerrocache extends EventEmitter {
         throw invalid(`entries[${i}].value must not be undefined (use null, or delete the entry)`)
       return [this.#key(entry.key), entry.value, ttlSeconds(entry.ttl)]
     })
-    await Promise.all(writes.map(([k, value, ttl]) => this.#scope.cacheQueryResult(k, value, ttl)))
+    await this.#together(writes.map(([k, value, ttl]) => this.#scope.cacheQueryResult(k, value, ttl)))
     return writes.map(() => true)
   }
 

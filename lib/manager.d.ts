@@ -182,6 +182,22 @@ export interface CacheScope {
    */
   getOrSet<T>(key: string, loader: () => T | Promise<T>, ttlSeconds?: number): Promise<T>
   /**
+   * The cached query results of `keys`; the missing ones are loaded by ONE call of
+   * `loader(missing)` (exactly the keys not cached, in order, without duplicates) and cached for
+   * `ttlSeconds` (default `ttl.query`). The reads are one pipeline, one Redis round trip (keys in the
+   * near cache need none); the writes another. A key being loaded by a concurrent `getOrSet` or
+   * `getOrSetMany` of this process is awaited, not loaded twice. Resolves with a record of every key:
+   * its value (a fresh copy), or `null` for a key the loader did not return (or returned as
+   * `undefined`). A loader that throws rejects the call and caches nothing; one that returns
+   * something other than a record or a Map, or a key it was not asked for, rejects with
+   * `ERR_INVALID_ARG` and caches nothing.
+   */
+  getOrSetMany<T>(
+    keys: readonly string[],
+    loader: (missing: string[]) => Record<string, T> | Map<string, T> | Promise<Record<string, T> | Map<string, T>>,
+    ttlSeconds?: number,
+  ): Promise<Record<string, T | null>>
+  /**
    * Checks `key` against a rate limit and counts `cost` if allowed (GCRA): across every process
    * sharing Redis, never more than `burst` at once nor `limit` per `windowMs` sustained, one atomic
    * script per check; the checks of one event-loop turn share a pipeline. Checks of one key under

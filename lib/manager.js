@@ -143,13 +143,148 @@ class Scope {
       return Promise.reject(err)
     }
     const flights = this.#owner._flights
-    const id = this.#tenant === undefined ? `m\u0000${key}` : `t${this.#tenant.length}:${this.#tenant}\u0000${key}`
+    const id = this.#flightId(key)
     let flight = flights.get(id)
     if (flight === undefined) {
       flight = this.#load(key, loader, ttlSeconds).finally(() => flights.delete(id))
       flights.set(id, flight)
     }
-    return flight.then(decode)
+    // a getOrSetMany whose loader did not return this key: load it here
+    return flight.then((json) => (json === NOT_LOADED ? this.getOrSet(key, loader, ttlSeconds) : decode(json)))
+  }
+
+  /**
+   * @internal `calls` made in one go (each a promise), sent as one pipeline: one round trip for
+   * Keyv's getMany and setMany.
+   */
+  _together(calls) {
+    try {
+      this.#owner._calls().together()
+    } catch {
+      // closed: every call has rejected with ERR_CLOSED already
+    }
+    return Promise.all(calls)
+  }
+
+  // The key of a load in `_flights`: the scope and the key.
+  #flightId(key) {
+    return this.#tenant === undefined ? `m\u0000${key}` : `t${this.#tenant.length}:${this.#tenant}\u0000${key}`
+  }
+
+  /**
+   * The cached query results of `keys`, the missing ones loaded by one call of
+   * `loader(missing)` and cached for `ttlSeconds` (default `ttl.query`). The reads are one
+   * pipeline (one round trip; near-cache hits need none), so are the writes. A key being loaded
+   * by a concurrent getOrSet or getOrSetMany of this process is awaited, not loaded again.
+   * Resolves with a record of every key: its value (a fresh copy), or null for a key the loader
+   * did not return. A loader that throws, returns something other than a record or a Map, or
+   * returns a key it was not asked for caches nothing and rejects the call.
+   */
+  getOrSetMany(keys, loader, ttlSeconds) {
+    let unique
+    try {
+      if (!Array.isArray(keys)) throw invalid(`keys must be an array of strings, got ${describe(keys)}`)
+      for (let i = 0; i < keys.length; i++) checkString(`keys[${i}]`, keys[i])
+      if (typeof loader !== 'function') throw invalid(`loader must be a function, got ${describe(loader)}`)
+      checkTtl('ttlSeconds', ttlSeconds)
+      this.#owner._calls()
+      unique = [...new Set(keys)]
+    } catch (err) {
+      return Promise.reject(err)
+    }
+    const flights = this.#owner._flights
+    const waits = new Array(unique.length)
+    const mine = { keys: [], ids: [], at: [] }
+    for (let i = 0; i < unique.length; i++) {
+      const id = this.#flightId(unique[i])
+      const flight = flights.get(id)
+      if (flight !== undefined) waits[i] = flight
+      else (mine.keys.push(unique[i]), mine.ids.push(id), mine.at.push(i))
+    }
+    if (mine.keys.length > 0) {
+      const loads = this.#loadMany(mine.keys, mine.ids, loader, ttlSeconds)
+      for (let j = 0; j < loads.length; j++) {
+        flights.set(mine.ids[j], loads[j])
+        waits[mine.at[j]] = loads[j]
+      }
+    }
+    return Promise.all(waits).then((texts) =>
+      Object.fromEntries(unique.map((key, i) => [key, texts[i] === NOT_LOADED ? null : decode(texts[i])])),
+    )
+  }
+
+  // The flights of `keys` (none in flight; `ids` their keys in `_flights`, which each leaves as it
+  // settles): one promise per key of its JSON text, or NOT_LOADED. The reads go out as one
+  // pipeline; once all are answered, the loader is called once with the missing keys.
+  #loadMany(keys, ids, loader, ttlSeconds) {
+    const flights = this.#owner._flights
+    const calls = this.#owner._calls()
+    const texts = new Array(keys.length) // each read's JSON text, null on a miss
+    let unread = keys.length
+    let startLoad
+    const loading = new Promise((resolve) => (startLoad = resolve))
+    const read = () => {
+      if (--unread === 0)
+        startLoad(
+          this.#loadMissing(
+            calls,
+            keys.filter((_, i) => texts[i] === null),
+            loader,
+            ttlSeconds,
+          ),
+        )
+    }
+    const loads = keys.map((key, i) =>
+      this.#call(Call.GetQuery, key, undefined, undefined, Result.TEXT).then(
+        (json) => {
+          texts[i] = json
+          read()
+          if (json !== null) {
+            flights.delete(ids[i])
+            return json
+          }
+          return loading.then(
+            (loaded) => {
+              flights.delete(ids[i])
+              if (loaded.failed.has(key)) throw loaded.failed.get(key)
+              return loaded.texts.get(key) ?? NOT_LOADED
+            },
+            (err) => {
+              flights.delete(ids[i])
+              throw err
+            },
+          )
+        },
+        (err) => {
+          read()
+          flights.delete(ids[i])
+          throw err
+        },
+      ),
+    )
+    calls.together()
+    return loads
+  }
+
+  // One loader call for `asked` (the keys read as missing), its values written as one pipeline:
+  // resolves with { texts: key -> JSON text, failed: key -> the error of its write }.
+  async #loadMissing(calls, asked, loader, ttlSeconds) {
+    if (asked.length === 0) return { texts: new Map(), failed: new Map() }
+    const texts = loaded(await loader(asked), asked)
+    const writes = []
+    for (const [key, json] of texts) writes.push(this.#call(Call.SetQuery, key, json, ttlSeconds, Result.NONE))
+    calls.together()
+    const outcomes = await Promise.allSettled(writes)
+    // a key whose write failed rejects (close() while the loader ran does not: the value is
+    // still the caller's, uncached)
+    const failed = new Map()
+    let i = 0
+    for (const key of texts.keys()) {
+      const outcome = outcomes[i++]
+      if (outcome.status === 'rejected' && !(outcome.reason && outcome.reason.code === codes.CLOSED))
+        failed.set(key, outcome.reason)
+    }
+    return { texts, failed }
   }
 
   // One flight: read, else load + store; resolves with JSON text (each waiter parses its own copy).
@@ -167,6 +302,32 @@ class Scope {
     }
     return json
   }
+}
+
+// A key a getOrSetMany loader did not return (its flight resolves with this, not JSON text).
+const NOT_LOADED = Symbol('not loaded')
+
+/**
+ * What a getOrSetMany loader returned for `asked`, as a Map of key to JSON text: a record or a
+ * Map; a key with an undefined value counts as not returned; a key not asked for is refused.
+ * Every value is encoded before anything is cached.
+ */
+function loaded(result, asked) {
+  let entries
+  if (result instanceof Map) entries = [...result]
+  else if (typeof result === 'object' && result !== null && !Array.isArray(result)) entries = Object.entries(result)
+  else
+    throw invalid(`getOrSetMany: the loader must return a record or a Map of the missing keys, got ${describe(result)}`)
+  const wanted = new Set(asked)
+  const texts = new Map()
+  for (const [key, value] of entries) {
+    if (!wanted.has(key))
+      throw invalid(
+        `getOrSetMany: the loader returned the key ${typeof key === 'string' ? JSON.stringify(key) : describe(key)}, which it was not asked for; nothing was cached`,
+      )
+    if (value !== undefined) texts.set(key, encode(value))
+  }
+  return texts
 }
 
 /** The data methods of a manager, isolated to one tenant's keys. */
