@@ -90,6 +90,21 @@ class Calls {
   }
 
   /**
+   * A read answered as JSON text or null: the answer itself when the addon gives it on the spot
+   * (a near-cache or in-process hit costs no promise), else a promise of it.
+   */
+  readText(call, key, tenant) {
+    let answer
+    try {
+      answer = tenant === undefined ? this.#submit(call, key) : this.#submit(call, key, tenant)
+    } catch (err) {
+      return Promise.reject(this.#error(err))
+    }
+    if (answer === undefined) return this.#answer(answer, Result.TEXT)
+    return isError(answer) ? Promise.reject(this.#error(answer)) : answer
+  }
+
+  /**
    * Makes the next flush send every call queued so far in one chunk, so that a batch made in
    * one go (getOrSetMany, Keyv's getMany) is one pipeline: one round trip.
    */

@@ -181,89 +181,102 @@ class Scope {
    * returns a key it was not asked for caches nothing and rejects the call.
    */
   getOrSetMany(keys, loader, ttlSeconds) {
-    let unique
+    let unique, calls
     try {
       if (!Array.isArray(keys)) throw invalid(`keys must be an array of strings, got ${describe(keys)}`)
       for (let i = 0; i < keys.length; i++) checkString(`keys[${i}]`, keys[i])
       if (typeof loader !== 'function') throw invalid(`loader must be a function, got ${describe(loader)}`)
       checkTtl('ttlSeconds', ttlSeconds)
-      this.#owner._calls()
       unique = [...new Set(keys)]
+      calls = this.#owner._calls()
     } catch (err) {
       return Promise.reject(err)
     }
     const flights = this.#owner._flights
-    const waits = new Array(unique.length)
-    const mine = { keys: [], ids: [], at: [] }
+    const waits = new Array(unique.length) // JSON text answered on the spot, or a flight
+    const reads = { keys: [], ids: [], answers: [], at: [] } // the keys this call loads
+    let now = true // every key answered on the spot (near-cache or in-process hits)
     for (let i = 0; i < unique.length; i++) {
-      const id = this.#flightId(unique[i])
+      const key = unique[i]
+      const id = this.#flightId(key)
       const flight = flights.get(id)
+      const answer = flight === undefined ? calls.readText(Call.GetQuery, key, this.#tenant) : flight
+      if (typeof answer === 'string') {
+        waits[i] = answer
+        continue
+      }
+      now = false
       if (flight !== undefined) waits[i] = flight
-      else (mine.keys.push(unique[i]), mine.ids.push(id), mine.at.push(i))
-    }
-    if (mine.keys.length > 0) {
-      const loads = this.#loadMany(mine.keys, mine.ids, loader, ttlSeconds)
-      for (let j = 0; j < loads.length; j++) {
-        flights.set(mine.ids[j], loads[j])
-        waits[mine.at[j]] = loads[j]
+      else {
+        reads.keys.push(key)
+        reads.ids.push(id)
+        reads.answers.push(answer)
+        reads.at.push(i)
       }
     }
-    return Promise.all(waits).then((texts) =>
-      Object.fromEntries(unique.map((key, i) => [key, texts[i] === NOT_LOADED ? null : decode(texts[i])])),
-    )
+    calls.together()
+    if (reads.keys.length > 0) {
+      const loads = this.#loadMany(calls, reads, loader, ttlSeconds)
+      for (let j = 0; j < loads.length; j++) {
+        flights.set(reads.ids[j], loads[j])
+        waits[reads.at[j]] = loads[j]
+      }
+    }
+    const record = (texts) =>
+      Object.fromEntries(unique.map((key, i) => [key, texts[i] === NOT_LOADED ? null : decode(texts[i])]))
+    if (!now) return Promise.all(waits).then(record)
+    try {
+      return Promise.resolve(record(waits))
+    } catch (err) {
+      return Promise.reject(err)
+    }
   }
 
-  // The flights of `keys` (none in flight; `ids` their keys in `_flights`, which each leaves as it
-  // settles): one promise per key of its JSON text, or NOT_LOADED. The reads go out as one
-  // pipeline; once all are answered, the loader is called once with the missing keys.
-  #loadMany(keys, ids, loader, ttlSeconds) {
+  // The flights of `reads.keys` (none in flight; `reads.ids` their keys in `_flights`, which each
+  // leaves as it settles; `reads.answers` each read's answer: null for a miss answered on the
+  // spot, else a promise): one promise per key of its JSON text, or NOT_LOADED. Once every read
+  // is answered, the loader is called once with the missing keys.
+  #loadMany(calls, { keys, ids, answers }, loader, ttlSeconds) {
     const flights = this.#owner._flights
-    const calls = this.#owner._calls()
     const texts = new Array(keys.length) // each read's JSON text, null on a miss
     let unread = keys.length
     let startLoad
     const loading = new Promise((resolve) => (startLoad = resolve))
     const read = () => {
-      if (--unread === 0)
-        startLoad(
-          this.#loadMissing(
-            calls,
-            keys.filter((_, i) => texts[i] === null),
-            loader,
-            ttlSeconds,
-          ),
-        )
+      if (--unread > 0) return
+      const asked = keys.filter((_, i) => texts[i] === null)
+      startLoad(this.#loadMissing(calls, asked, loader, ttlSeconds))
     }
-    const loads = keys.map((key, i) =>
-      this.#call(Call.GetQuery, key, undefined, undefined, Result.TEXT).then(
+    const leave = (i) => flights.delete(ids[i])
+    // each callback runs once the flights are registered (a promise's callback is never synchronous)
+    return keys.map((key, i) =>
+      Promise.resolve(answers[i]).then(
         (json) => {
           texts[i] = json
           read()
           if (json !== null) {
-            flights.delete(ids[i])
+            leave(i)
             return json
           }
           return loading.then(
             (loaded) => {
-              flights.delete(ids[i])
+              leave(i)
               if (loaded.failed.has(key)) throw loaded.failed.get(key)
               return loaded.texts.get(key) ?? NOT_LOADED
             },
             (err) => {
-              flights.delete(ids[i])
+              leave(i)
               throw err
             },
           )
         },
         (err) => {
           read()
-          flights.delete(ids[i])
+          leave(i)
           throw err
         },
       ),
     )
-    calls.together()
-    return loads
   }
 
   // One loader call for `asked` (the keys read as missing), its values written as one pipeline:
