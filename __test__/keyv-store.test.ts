@@ -400,6 +400,8 @@ describe('ferrocache/keyv over Redis', () => {
 
     expect(await cache.wrap('report', load, 60_000)).toEqual({ loaded: 1 })
     await proc.kill()
+    // until the connection's loss is seen, the near cache serves as usual; then the fail-safe does
+    await waitFor('tracking lost', () => m.metrics().nearCache.tracking !== 'active', 5000)
     // the pre-outage entry this process wrote is served by the near cache (fail-safe): no reload
     expect(await cache.wrap('report', load, 60_000)).toEqual({ loaded: 1 })
     expect(await cache.wrap('report', load, 60_000)).toEqual({ loaded: 1 })
