@@ -124,7 +124,9 @@ impl KeyLayout {
 }
 
 impl KeyLayout {
-  /// The prefixes under which entries live (the near cache subscribes to their changes).
+  /// The prefixes under which entries live, rate limiters excluded: the near cache subscribes
+  /// to their changes, and the journal's last-resort wipe covers them (a query entry through
+  /// its scope's index, so the indexes stay in step).
   pub fn entry_prefixes(&self) -> Vec<String> {
     ["s:", "q:", "t:"]
       .iter()

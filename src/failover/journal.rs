@@ -184,21 +184,21 @@ pub struct Journal {
   depth: AtomicUsize,
   max_entries: usize,
   max_bytes: u64,
-  root: String,
+  roots: Vec<String>,
   wiped_namespaces: AtomicU64,
 }
 
 impl Journal {
   /// An empty journal holding at most `max_entries` operations and `max_bytes`
-  /// of keys and values; `root` (the `keyPrefix`) is what the last-resort
-  /// overflow rule wipes.
-  pub fn new(max_entries: usize, max_bytes: u64, root: &str) -> Self {
+  /// of keys and values; `roots` (the cache's prefixes under `keyPrefix`, rate
+  /// limiters excluded) are what the last-resort overflow rule wipes.
+  pub fn new(max_entries: usize, max_bytes: u64, roots: Vec<String>) -> Self {
     Journal {
       inner: Mutex::new(Inner::default()),
       depth: AtomicUsize::new(0),
       max_entries: max_entries.max(4),
       max_bytes,
-      root: root.to_string(),
+      roots,
       wiped_namespaces: AtomicU64::new(0),
     }
   }
@@ -206,7 +206,7 @@ impl Journal {
   /// Overflow rule, before recording an operation that adds `new_entries` entries
   /// and `incoming` bytes: wipe the namespace with the most entries (or bytes, when
   /// over the byte bound); when wipes themselves pile up (many small namespaces),
-  /// or one namespace holds a single huge entry, wipe everything under `root`.
+  /// or one namespace holds a single huge entry, wipe everything under `roots`.
   fn make_room(&self, inner: &mut Inner, new_entries: usize, incoming: u64) {
     loop {
       let over_count = inner.depth() + new_entries > self.max_entries;
@@ -223,7 +223,9 @@ impl Journal {
           inner.bytes = 0;
           inner.prefixes.clear();
           inner.wipes.clear();
-          inner.wipes.insert(self.root.clone(), seq);
+          for root in &self.roots {
+            inner.wipes.insert(root.clone(), seq);
+          }
           return;
         }
       }
@@ -429,7 +431,7 @@ mod tests {
 
   #[test]
   fn keeps_only_the_latest_operation_per_key() {
-    let j = Journal::new(100, u64::MAX, "ns:");
+    let j = Journal::new(100, u64::MAX, vec!["ns:".to_string()]);
     set(&j, "ns:a", "1");
     set(&j, "ns:a", "2");
     assert_eq!(j.depth(), 1);
@@ -442,7 +444,7 @@ mod tests {
 
   #[test]
   fn an_invalidation_supersedes_earlier_writes_under_it_only() {
-    let j = Journal::new(100, u64::MAX, "ns:");
+    let j = Journal::new(100, u64::MAX, vec!["ns:".to_string()]);
     set(&j, "ns:orders_1", "old");
     set(&j, "ns:ordersX", "keep");
     j.record_invalidate("ns:orders_");
@@ -461,7 +463,7 @@ mod tests {
 
   #[test]
   fn invalidated_keys_read_as_gone_until_replayed() {
-    let j = Journal::new(100, u64::MAX, "ns:");
+    let j = Journal::new(100, u64::MAX, vec!["ns:".to_string()]);
     j.record_invalidate("ns:orders_");
     assert_eq!(j.lookup("ns:orders_1", Instant::now()), Lookup::Gone);
     assert_eq!(j.lookup("ns:ordersX", Instant::now()), Lookup::Unknown);
@@ -469,7 +471,7 @@ mod tests {
 
   #[test]
   fn nested_prefixes_are_kept_once() {
-    let j = Journal::new(100, u64::MAX, "ns:");
+    let j = Journal::new(100, u64::MAX, vec!["ns:".to_string()]);
     j.record_invalidate("ns:a:b");
     j.record_invalidate("ns:a");
     j.record_invalidate("ns:a:c");
@@ -478,7 +480,7 @@ mod tests {
 
   #[test]
   fn expired_writes_replay_as_deletes() {
-    let j = Journal::new(100, u64::MAX, "ns:");
+    let j = Journal::new(100, u64::MAX, vec!["ns:".to_string()]);
     j.record_set("ns:s", "1".into(), Instant::now(), "ns:", false);
     std::thread::sleep(Duration::from_millis(2));
     assert_eq!(j.lookup("ns:s", Instant::now()), Lookup::Gone);
@@ -487,7 +489,7 @@ mod tests {
 
   #[test]
   fn overflow_wipes_the_largest_namespace_and_stays_bounded() {
-    let j = Journal::new(10, u64::MAX, "fc:");
+    let j = Journal::new(10, u64::MAX, vec!["fc:".to_string()]);
     for i in 0..9 {
       j.record_set(&format!("fc:q:{i}"), "1".into(), later(), "fc:q:", false);
     }
@@ -512,7 +514,7 @@ mod tests {
 
   #[test]
   fn many_small_namespaces_collapse_into_one_root_wipe() {
-    let j = Journal::new(8, u64::MAX, "fc:");
+    let j = Journal::new(8, u64::MAX, vec!["fc:".to_string()]);
     for t in 0..50 {
       let ns = format!("fc:t:{t}:s:");
       j.record_delete(&format!("{ns}x"), &ns, false);
@@ -524,8 +526,23 @@ mod tests {
   }
 
   #[test]
+  fn the_last_resort_wipe_spares_the_rate_limiters() {
+    let roots = crate::keys::KeyLayout::new("fc:").entry_prefixes();
+    let j = Journal::new(8, u64::MAX, roots.clone());
+    for t in 0..50 {
+      let ns = format!("fc:t:{t}:s:");
+      j.record_delete(&format!("{ns}x"), &ns, false);
+    }
+    let b = j.take(Instant::now());
+    for root in &roots {
+      assert!(b.wipes.contains(root), "{b:?}");
+    }
+    assert!(b.wipes.iter().all(|w| !"fc:r:g:10:1000:10:ip".starts_with(w.as_str())));
+  }
+
+  #[test]
   fn commit_keeps_operations_recorded_during_replay() {
-    let j = Journal::new(100, u64::MAX, "ns:");
+    let j = Journal::new(100, u64::MAX, vec!["ns:".to_string()]);
     set(&j, "ns:a", "old");
     set(&j, "ns:b", "b");
     j.record_invalidate("ns:p");
@@ -541,7 +558,7 @@ mod tests {
 
   #[test]
   fn a_replay_commits_chunk_by_chunk() {
-    let j = Journal::new(100, u64::MAX, "ns:");
+    let j = Journal::new(100, u64::MAX, vec!["ns:".to_string()]);
     j.record_invalidate("ns:p");
     for k in ["ns:a", "ns:b", "ns:c"] {
       set(&j, k, "v");
@@ -572,7 +589,7 @@ mod tests {
 
   #[test]
   fn an_uncertain_write_forces_the_replay_of_its_key() {
-    let j = Journal::new(100, u64::MAX, "ns:");
+    let j = Journal::new(100, u64::MAX, vec!["ns:".to_string()]);
     j.record_set("ns:a", "v1".into(), later(), "ns:", true);
     j.record_delete("ns:a", "ns:", false);
     j.record_set("ns:a", "v2".into(), later(), "ns:", false);
@@ -588,7 +605,7 @@ mod tests {
 
   #[test]
   fn an_entry_rewritten_during_replay_overwrites_what_replay_wrote() {
-    let j = Journal::new(100, u64::MAX, "ns:");
+    let j = Journal::new(100, u64::MAX, vec!["ns:".to_string()]);
     set(&j, "ns:a", "v1");
     let batch = j.snapshot(Instant::now());
     set(&j, "ns:a", "v2");
@@ -605,7 +622,7 @@ mod tests {
   fn past_the_byte_bound_the_namespace_with_the_most_bytes_is_wiped() {
     let value = |n: usize| -> Arc<str> { "v".repeat(n).into() };
     let later = Instant::now() + Duration::from_secs(60);
-    let j = Journal::new(1000, 20_000, "fc:");
+    let j = Journal::new(1000, 20_000, vec!["fc:".to_string()]);
     for i in 0..5 {
       j.record_set(
         &format!("fc:t:5:quiet:s:{i}"),
@@ -651,7 +668,7 @@ mod tests {
 
   #[test]
   fn lists_live_outage_writes_under_a_prefix() {
-    let j = Journal::new(100, u64::MAX, "ns:");
+    let j = Journal::new(100, u64::MAX, vec!["ns:".to_string()]);
     let now = Instant::now();
     assert!(j.live_keys_under("ns:s:", now).is_empty());
     let later = now + Duration::from_secs(60);

@@ -34,6 +34,7 @@ use self::journal::{Journal, Lookup, DEFAULT_MAX_ENTRIES};
 use crate::config::{Config, RetryConfig};
 use crate::error::{Error, RedisFailure, Result};
 use crate::events::{Event, Events};
+use crate::keys::KeyLayout;
 use crate::metrics::{Metrics, PingWindow};
 use crate::near::NearCache;
 use crate::ratelimit::Limits;
@@ -124,7 +125,11 @@ impl Failover {
       metrics,
       events,
       breaker: Breaker::new(DEFAULT_FAILURE_THRESHOLD, DEFAULT_PROBE_SUCCESSES),
-      journal: Journal::new(DEFAULT_MAX_ENTRIES, fallback.max_bytes, config.key_prefix()),
+      journal: Journal::new(
+        DEFAULT_MAX_ENTRIES,
+        fallback.max_bytes,
+        KeyLayout::new(config.key_prefix()).entry_prefixes(),
+      ),
       simulation: AtomicU8::new(Simulation::None as u8),
       recovering: AtomicBool::new(false),
       closed: AtomicBool::new(false),
