@@ -7,13 +7,23 @@
 //   POST /logout                  -> deletes the session, clears the cookie
 //   GET  /api/orders              -> the tenant's orders, from the cache or the "database"
 //   POST /api/orders {item}       -> writes an order, invalidates the tenant's cached queries
+//   GET  /api/orders/export       -> the tenant's orders as CSV; 3 a minute per user
+//                                    (rateLimitMiddleware, 429 + Retry-After past that)
 //   GET  /api/system/cache-health -> manager.health() (200 healthy/degraded, 503 unhealthy)
 //   GET  /api/system/cache-metrics -> manager.metrics() as JSON, or Prometheus text
 //                                    (`Accept: text/plain`)
+//   GET  /status                  -> a live status page over the two system endpoints
+//                                    (example/public/: HTML, CSS and a script, no build step)
 //
 // `createApp(manager)` takes any ferrocache CacheManager (Redis, memory://, or a
 // Redis that is down: the manager then serves from its in-process store by itself,
 // and this code does not change).
+//
+// `createApp(manager, { testRoutes: true })` adds two routes for tests (off by default;
+// never turn them on in production, they take the cache off Redis for everyone):
+//
+//   POST /__test/outage {mode}    -> manager.simulateOutage({ mode }) ('refuse' by default, or 'hang')
+//   POST /__test/recover          -> manager.endSimulatedOutage()
 //
 // With Redis, `GET /me` and `GET /api/orders` are mostly answered by the manager's near
 // cache (a per-process copy of what it read or wrote) without a Redis round trip. Another
@@ -23,10 +33,11 @@
 // `nearCache.failSafeMs` (60 s by default) instead of reading `null`.
 
 const crypto = require('node:crypto')
+const path = require('node:path')
 const { setTimeout: sleep } = require('node:timers/promises')
 const express = require('express')
 // In an app: require('ferrocache')
-const { cacheHealthHandler, cacheMetricsHandler } = require('..')
+const { cacheHealthHandler, cacheMetricsHandler, rateLimitMiddleware } = require('..')
 
 const SESSION_COOKIE = 'sid'
 const SESSION_TTL_SECONDS = 3600
@@ -40,6 +51,21 @@ const TENANT_ID = /^[a-z0-9][a-z0-9-]{0,62}$/
 const SESSION_ID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/
 const MAX_USER_LENGTH = 100
 const MAX_ITEM_LENGTH = 200
+// Exports are the expensive request: each user of a tenant gets 3 a minute.
+const EXPORT_LIMIT = { limit: 3, windowMs: 60_000 }
+
+const PUBLIC_DIR = path.join(__dirname, 'public')
+// The status page loads only its own script and stylesheet and talks only to this origin.
+const STATUS_PAGE_CSP = [
+  "default-src 'none'",
+  "script-src 'self'",
+  "style-src 'self'",
+  "connect-src 'self'",
+  'img-src data:',
+  "base-uri 'none'",
+  "form-action 'none'",
+  "frame-ancestors 'none'",
+].join('; ')
 
 const DEFAULT_SEED = {
   acme: [
@@ -135,12 +161,20 @@ function nonEmptyString(value, max) {
   return typeof value === 'string' && value.trim().length > 0 && value.length <= max
 }
 
+/** One CSV field: quoted when needed, and never read as a formula by a spreadsheet. */
+function csvField(value) {
+  let text = String(value)
+  if (/^[=+\-@\t\r]/.test(text)) text = `'${text}`
+  return /[",\r\n]/.test(text) ? `"${text.replace(/"/g, '""')}"` : text
+}
+
 /**
  * The Express 5 app over `manager` (a ferrocache CacheManager).
  *
  * options.db       a FakeDatabase (default: a new one seeded with acme and globex)
  * options.dbDelayMs  artificial latency per database query when `db` is not given (default 5)
  * options.logger   where unexpected errors are reported (default console)
+ * options.testRoutes  true adds POST /__test/outage and /__test/recover (default false)
  */
 function createApp(manager, options = {}) {
   if (!manager || typeof manager.getSession !== 'function' || typeof manager.tenant !== 'function') {
@@ -180,8 +214,10 @@ function createApp(manager, options = {}) {
         'POST /logout',
         'GET /api/orders',
         'POST /api/orders {"item":"anvil"}',
+        'GET /api/orders/export (CSV, 3 a minute per user)',
         'GET /api/system/cache-health',
         'GET /api/system/cache-metrics (Accept: text/plain for Prometheus)',
+        'GET /status (live status page)',
       ],
     })
   })
@@ -216,14 +252,11 @@ function createApp(manager, options = {}) {
     res.json({ loggedOut: deleted })
   })
 
-  app.get('/api/orders', requireSession, async (req, res) => {
-    const tenantId = req.session.tenant
+  // The tenant's orders from the cache, or from the database (then cached).
+  async function readOrders(tenantId) {
     const cache = manager.tenant(tenantId)
     const cached = await cache.getCachedQuery(ORDERS_LIST_KEY)
-    if (cached !== null) {
-      res.json({ source: 'cache', tenant: tenantId, orders: cached })
-      return
-    }
+    if (cached !== null) return { source: 'cache', orders: cached }
     const generation = db.generation(tenantId)
     const orders = await db.listOrders(tenantId)
     await cache.cacheQueryResult(ORDERS_LIST_KEY, orders, ORDERS_TTL_SECONDS)
@@ -234,7 +267,40 @@ function createApp(manager, options = {}) {
     if (db.generation(tenantId) !== generation) {
       await cache.invalidateCache(ORDERS_LIST_KEY)
     }
-    res.json({ source: 'db', tenant: tenantId, orders })
+    return { source: 'db', orders }
+  }
+
+  app.get('/api/orders', requireSession, async (req, res) => {
+    const tenantId = req.session.tenant
+    const { source, orders } = await readOrders(tenantId)
+    res.json({ source, tenant: tenantId, orders })
+  })
+
+  // One limiter per user inside the tenant, shared by every process over the same Redis.
+  const exportLimit = rateLimitMiddleware({
+    manager,
+    ...EXPORT_LIMIT,
+    name: 'orders-export',
+    key: (req) => `export:${req.session.user}`,
+    tenant: (req) => req.session.tenant,
+    handler: (req, res, _next, result) => {
+      res.status(429).json({
+        error: `at most ${EXPORT_LIMIT.limit} exports a minute`,
+        code: 'ERR_RATE_LIMITED',
+        retryAfterMs: result.retryAfterMs,
+      })
+    },
+  })
+
+  app.get('/api/orders/export', requireSession, exportLimit, async (req, res) => {
+    const tenantId = req.session.tenant
+    const { orders } = await readOrders(tenantId)
+    const lines = [['id', 'item', 'createdBy', 'createdAt'].join(',')]
+    for (const o of orders) lines.push([o.id, o.item, o.createdBy, o.createdAt].map(csvField).join(','))
+    res
+      .type('text/csv')
+      .attachment(`orders-${tenantId}.csv`)
+      .send(`${lines.join('\r\n')}\r\n`)
   })
 
   app.post('/api/orders', requireSession, async (req, res) => {
@@ -256,6 +322,31 @@ function createApp(manager, options = {}) {
   // policy if the numbers are sensitive). Both are ready-made by ferrocache.
   app.get('/api/system/cache-health', cacheHealthHandler(manager))
   app.get('/api/system/cache-metrics', cacheMetricsHandler(manager))
+
+  // The status page polls the two endpoints above from the browser.
+  const sendPublic = (file, headers) => (req, res, next) => {
+    res.sendFile(file, { root: PUBLIC_DIR, headers }, (err) => {
+      if (err) next(err)
+    })
+  }
+  app.get('/status', sendPublic('status.html', { 'Content-Security-Policy': STATUS_PAGE_CSP }))
+  app.get('/status.css', sendPublic('status.css'))
+  app.get('/status.js', sendPublic('status.js'))
+
+  if (options.testRoutes === true) {
+    app.post('/__test/outage', (req, res) => {
+      const mode = req.body?.mode ?? 'refuse'
+      if (mode !== 'refuse' && mode !== 'hang') {
+        throw httpError(400, 'ERR_BAD_REQUEST', `"mode" must be "refuse" or "hang"`)
+      }
+      manager.simulateOutage({ mode })
+      res.json({ outage: mode })
+    })
+    app.post('/__test/recover', (req, res) => {
+      manager.endSimulatedOutage()
+      res.json({ outage: 'none' })
+    })
+  }
 
   app.use((req, res) => {
     res.status(404).json({ error: `no route for ${req.method} ${req.path}`, code: 'ERR_NOT_FOUND' })

@@ -46,7 +46,7 @@ server.on('listening', () => {
   const shown =
     host === undefined || host === '0.0.0.0' || host === '::' ? 'localhost' : host.includes(':') ? `[${host}]` : host
   console.log(
-    `ferrocache example listening on http://${shown}:${addr.port} (cache: ${redact(redisUrl)}, in-process fallback when unreachable)`,
+    `ferrocache example listening on http://${shown}:${addr.port} (status page: /status; cache: ${redact(redisUrl)}, in-process fallback when unreachable)`,
   )
 })
 
