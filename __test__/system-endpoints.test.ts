@@ -425,6 +425,16 @@ describe('cacheHealthHandler', () => {
     expect(body.failover).toMatchObject({ breaker: 'closed', journalDepth: 0, fallbackActivations: 0 })
   })
 
+  test('modeSince is the same instant on every call while the mode holds', async () => {
+    for (const m of [redisManager(), memoryManager()]) {
+      await m.setSession('h', 1)
+      const first = (await m.health()).modeSince
+      await new Promise((r) => setTimeout(r, 25))
+      expect((await m.health()).modeSince).toBe(first)
+      expect(Date.parse(first)).toBeLessThanOrEqual(Date.now())
+    }
+  })
+
   test('memory://: 200 healthy', async () => {
     const m = memoryManager()
     await m.setSession('a', 1)

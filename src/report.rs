@@ -216,7 +216,6 @@ pub async fn health(cache: &Cache) -> Health {
     (Some(_), false) if cache.config().fallback().enabled => "degraded",
     _ => "unhealthy",
   };
-  let mode_age = cache.mode_age();
   let last_error = match (closed, &check) {
     (true, _) => Some("closed".to_string()),
     (false, Some(c)) => c.ping.as_ref().err().map(|e| e.to_string()),
@@ -226,7 +225,7 @@ pub async fn health(cache: &Cache) -> Health {
   Health {
     status: verdict,
     mode: mode_name(mode),
-    mode_since: iso8601(SystemTime::now() - mode_age),
+    mode_since: iso8601(cache.mode_since()),
     redis: RedisHealth {
       connected,
       latency_ms: check

@@ -28,7 +28,7 @@ mod queue;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use futures_util::future::join_all;
 
@@ -122,7 +122,7 @@ pub struct Cache {
   events: Arc<Events>,
   queue: Mutex<Queue>,
   closed: AtomicBool,
-  created: Instant,
+  created_wall: SystemTime,
 }
 
 impl Cache {
@@ -188,7 +188,7 @@ impl Cache {
       events,
       queue: Mutex::new(Queue::default()),
       closed: AtomicBool::new(false),
-      created: Instant::now(),
+      created_wall: SystemTime::now(),
     }))
   }
 
@@ -742,11 +742,11 @@ impl Cache {
     Some(self.remote.as_ref()?.failover.status())
   }
 
-  /// How long the current mode has held (since creation for `memory://`).
-  pub fn mode_age(&self) -> Duration {
+  /// When the current mode began (creation for `memory://`), by the wall clock.
+  pub fn mode_since(&self) -> SystemTime {
     match &self.remote {
-      Some(r) => Duration::from_millis(r.failover.status().mode_age_ms),
-      None => self.created.elapsed(),
+      Some(r) => r.failover.status().mode_since,
+      None => self.created_wall,
     }
   }
 

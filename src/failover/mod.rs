@@ -27,7 +27,7 @@ pub mod retry;
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, Weak};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use self::breaker::{Breaker, FailureKind, State, Transition, DEFAULT_FAILURE_THRESHOLD, DEFAULT_PROBE_SUCCESSES};
 use self::journal::{Journal, Lookup, DEFAULT_MAX_ENTRIES};
@@ -66,6 +66,8 @@ pub struct FailoverStatus {
   pub memory_mode_ms: u64,
   /// How long the current mode has held (ms).
   pub mode_age_ms: u64,
+  /// When the current mode began (wall clock; the same value on every call while it holds).
+  pub mode_since: SystemTime,
   /// Journal operations replayed to Redis so far.
   pub replayed: u64,
   /// The last Redis failure, password-free.
@@ -94,6 +96,8 @@ pub struct Failover {
   replayed: AtomicU64,
   replay_failures: AtomicU32,
   epoch: Instant,
+  /// The wall clock at `epoch`.
+  wall_epoch: SystemTime,
   mode_since_ms: AtomicU64,
   last_error: Mutex<Option<String>>,
   writes_refused: AtomicBool,
@@ -136,6 +140,7 @@ impl Failover {
       replayed: AtomicU64::new(0),
       replay_failures: AtomicU32::new(0),
       epoch: Instant::now(),
+      wall_epoch: SystemTime::now(),
       mode_since_ms: AtomicU64::new(0),
       last_error: Mutex::new(None),
       writes_refused: AtomicBool::new(false),
@@ -388,13 +393,15 @@ impl Failover {
   /// The failover state, for health and metrics.
   pub fn status(&self) -> FailoverStatus {
     let now = self.now_ms();
+    let since = self.mode_since_ms.load(Ordering::Relaxed);
     FailoverStatus {
       redis_serves: self.redis_serves(),
       state: self.breaker.state(),
       journal_depth: self.journal.depth() as u64,
       fallback_activations: self.breaker.times_opened(),
       memory_mode_ms: self.breaker.open_ms_total(now),
-      mode_age_ms: now.saturating_sub(self.mode_since_ms.load(Ordering::Relaxed)),
+      mode_age_ms: now.saturating_sub(since),
+      mode_since: self.wall_epoch + Duration::from_millis(since),
       replayed: self.replayed.load(Ordering::Relaxed),
       last_error: self.last_error(),
       writes_refused: self.writes_refused.load(Ordering::Relaxed),
