@@ -19,7 +19,7 @@
 // concurrent callers; 16 with setImmediate). Node's own setImmediate, taken from
 // node:timers, so that fake timers in tests (jest.useFakeTimers) do not hold calls back.
 const { setImmediate } = require('node:timers')
-const { Call } = require('../binding.js')
+const { Call } = require('./native.js')
 
 // A turn's calls go out in chunks that run concurrently, and the calls made while a chunk's
 // answers are handed over are sent right then (#deliver), not at the next check phase: new

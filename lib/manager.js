@@ -6,7 +6,7 @@
 // data call goes through one protocol (calls.js); options, health, metrics and every cache
 // decision are Rust's (src/).
 
-const { NativeCache, Call } = require('../binding.js')
+const { NativeCache, Call } = require('./native.js')
 const { codes, invalid, closedError, fromNative } = require('./errors.js')
 const { Calls, Result } = require('./calls.js')
 const { describe, checkString, checkTtl, checkRateLimit, encode, decode } = require('./validate.js')

@@ -1,25 +1,107 @@
 #!/usr/bin/env node
-// Packaging smoke test: `npm pack` this package, install the tarball into a
-// scratch TypeScript app, type-check it with `tsc --strict` and run it.
-// Proves that what users `npm install` loads, type-checks and works.
+// Packaging smoke test, as a user without a Rust toolchain installs ferrocache: `npm pack` the main
+// package (no binary) and this platform's package (npm/<platform> with the built .node copied in,
+// as `napi artifacts` does at release), install both into scratch TypeScript apps with cargo and
+// rustc off the PATH, type-check them with `tsc --strict` and run them. The main package alone
+// must fail to load with an error naming the missing platform package.
 'use strict'
 
-const { execFileSync } = require('node:child_process')
+const { execFileSync, spawnSync } = require('node:child_process')
 const fs = require('node:fs')
 const os = require('node:os')
 const path = require('node:path')
 
 const root = path.resolve(__dirname, '..')
+const pkg = JSON.parse(fs.readFileSync(path.join(root, 'package.json'), 'utf8'))
 const scratch = fs.mkdtempSync(path.join(os.tmpdir(), 'ferrocache-pack-'))
+
+// The PATH without the directories holding cargo or rustc: everything below runs with it.
+const noRustPath = (process.env.PATH ?? '')
+  .split(path.delimiter)
+  .filter((dir) => !['cargo', 'rustc'].some((tool) => fs.existsSync(path.join(dir, tool))))
+  .join(path.delimiter)
+const noRustEnv = { ...process.env, PATH: noRustPath }
+for (const tool of ['cargo', 'rustc']) {
+  const probe = spawnSync(tool, ['--version'], { env: noRustEnv })
+  if (probe.error?.code !== 'ENOENT') throw new Error(`${tool} is still found on the PATH without Rust: ${noRustPath}`)
+}
+
 function run(cmd, args, cwd, env) {
   try {
     return execFileSync(cmd, args, {
       cwd,
       stdio: ['ignore', 'pipe', 'pipe'],
-      env: { ...process.env, ...env },
+      env: { ...noRustEnv, ...env },
     }).toString()
   } catch (err) {
     throw new Error(`${cmd} ${args.join(' ')} failed:\n${err.stdout}${err.stderr}`, { cause: err })
+  }
+}
+
+function pack(dir) {
+  const [packed] = JSON.parse(run('npm', ['pack', '--json', '--ignore-scripts', '--pack-destination', scratch], dir))
+  return { ...packed, path: path.join(scratch, packed.filename), files: packed.files.map((f) => f.path).sort() }
+}
+
+function newApp(name, type) {
+  const app = path.join(scratch, name)
+  fs.mkdirSync(app)
+  const manifest = { name, private: true, version: '1.0.0', ...(type && { type }) }
+  fs.writeFileSync(path.join(app, 'package.json'), JSON.stringify(manifest))
+  return app
+}
+
+// This machine's platform package, named as napi-rs names them (`linux-x64-gnu`, `darwin-arm64`...).
+function hostPlatform() {
+  const abi =
+    process.platform === 'linux'
+      ? process.report.getReport().header.glibcVersionRuntime
+        ? 'gnu'
+        : 'musl'
+      : process.platform === 'win32'
+        ? 'msvc'
+        : null
+  return [process.platform, process.arch, abi].filter(Boolean).join('-')
+}
+
+// The main package as published: `napi prepublish` adds the platform packages, at the package's
+// version, to its optionalDependencies.
+function publishedMain(tarball) {
+  const dir = path.join(scratch, 'main')
+  fs.mkdirSync(dir)
+  run('tar', ['-xzf', tarball, '-C', dir], root)
+  const manifestPath = path.join(dir, 'package', 'package.json')
+  const manifest = JSON.parse(fs.readFileSync(manifestPath, 'utf8'))
+  const platforms = fs.readdirSync(path.join(root, 'npm')).sort()
+  manifest.optionalDependencies = Object.fromEntries(platforms.map((p) => [`${pkg.name}-${p}`, pkg.version]))
+  fs.writeFileSync(manifestPath, JSON.stringify(manifest, null, 2))
+  fs.rmSync(tarball)
+  return pack(path.join(dir, 'package'))
+}
+
+// npm/<platform> with the addon built by `npm run build` copied in, as `napi artifacts` does.
+function platformPackage(platform) {
+  const binary = `${pkg.napi.binaryName}.${platform}.node`
+  const dir = path.join(scratch, platform)
+  fs.cpSync(path.join(root, 'npm', platform), dir, { recursive: true })
+  fs.copyFileSync(path.join(root, binary), path.join(dir, binary))
+  const packed = pack(dir)
+  const want = ['README.md', binary, 'package.json'].sort()
+  if (packed.files.join() !== want.join()) throw new Error(`${packed.filename} holds ${packed.files.join(', ')}`)
+  return packed
+}
+
+// Without its platform package (optional dependencies omitted), loading fails and says what is missing.
+function checkMissingPlatform(main, platform) {
+  const app = newApp('no-platform-app')
+  run('npm', ['install', '--no-audit', '--no-fund', '--offline', '--omit=optional', main.path], app)
+  if (fs.existsSync(path.join(app, 'node_modules', `${pkg.name}-${platform}`)))
+    throw new Error('platform package installed')
+  const loaded = spawnSync(process.execPath, ['-e', "require('ferrocache')"], { cwd: app, env: noRustEnv })
+  const stderr = loaded.stderr.toString()
+  const want = `ferrocache: the native addon for ${platform} is missing: install the package ${pkg.name}-${platform}`
+  if (loaded.status === 0 || !stderr.includes(want)) {
+    throw new Error(`the main package alone: exit ${loaded.status}, stderr:\n${stderr}`)
   }
 }
 
@@ -35,24 +117,19 @@ function documentedNames(dts) {
   return [...new Set(names)].sort()
 }
 
-// Installs the tarball into an app with "type": "module" and imports every documented name of
+// Installs the tarballs into an app with "type": "module" and imports every documented name of
 // each entry point by name: from plain ESM, from TypeScript compiled with module NodeNext (ESM
 // output), and with require() from CommonJS. A name Node's CommonJS export detection cannot see
 // fails the ESM import at link time. Returns how many names were checked.
-function checkNamedExports(tarball) {
+function checkNamedExports(tarballs) {
   const entries = {
     ferrocache: 'index.d.ts',
     'ferrocache/express': 'lib/express.d.ts',
     'ferrocache/session': 'lib/session.d.ts',
     'ferrocache/keyv': 'lib/keyv.d.ts',
   }
-  const app = path.join(scratch, 'esm-app')
-  fs.mkdirSync(app)
-  fs.writeFileSync(
-    path.join(app, 'package.json'),
-    JSON.stringify({ name: 'esm-app', private: true, version: '1.0.0', type: 'module' }),
-  )
-  run('npm', ['install', '--no-audit', '--no-fund', '--offline', tarball], app)
+  const app = newApp('esm-app', 'module')
+  run('npm', ['install', '--no-audit', '--no-fund', '--offline', ...tarballs], app)
   let esm = ''
   let cjs = ''
   let count = 0
@@ -107,14 +184,17 @@ console.log('esm app OK')
 }
 
 try {
-  const [packed] = JSON.parse(run('npm', ['pack', '--json', '--ignore-scripts', '--pack-destination', scratch], root))
-  const files = packed.files.map((f) => f.path).sort()
+  const started = Date.now()
+  const platform = hostPlatform()
+  const packed = pack(root)
+  const files = packed.files
   for (const needed of [
     'index.js',
     'index.d.ts',
     'binding.js',
     'binding.d.ts',
     'lib/manager.js',
+    'lib/native.js',
     'lib/keyv.js',
     'lib/keyv.d.ts',
     'lib/session.js',
@@ -122,17 +202,14 @@ try {
   ]) {
     if (!files.includes(needed)) throw new Error(`tarball lacks ${needed}: ${files.join(', ')}`)
   }
-  if (!files.some((f) => f.endsWith('.node'))) throw new Error(`tarball lacks the native addon: ${files.join(', ')}`)
-  if (files.some((f) => f.startsWith('src/') || f.startsWith('target/')))
+  if (files.some((f) => f.endsWith('.node'))) throw new Error(`the main tarball ships a binary: ${files.join(', ')}`)
+  if (files.some((f) => f.startsWith('src/') || f.startsWith('target/') || f.startsWith('npm/')))
     throw new Error('tarball ships sources/build output')
+  const main = publishedMain(packed.path)
+  const native = platformPackage(platform)
 
-  const app = path.join(scratch, 'app')
-  fs.mkdirSync(app)
-  fs.writeFileSync(
-    path.join(app, 'package.json'),
-    JSON.stringify({ name: 'scratch-app', private: true, version: '1.0.0' }),
-  )
-  run('npm', ['install', '--no-audit', '--no-fund', '--offline', path.join(scratch, packed.filename)], app)
+  const app = newApp('app')
+  run('npm', ['install', '--no-audit', '--no-fund', '--offline', main.path, native.path], app)
   fs.writeFileSync(
     path.join(app, 'tsconfig.json'),
     JSON.stringify({
@@ -204,10 +281,14 @@ main().catch((err: unknown) => {
   run(process.execPath, [path.join(root, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', app], app)
   const out = run(process.execPath, ['dist/app.js'], app, { REDIS_URL: 'memory://' })
   if (!out.includes('scratch app OK')) throw new Error(`scratch app printed: ${out}`)
-  const named = checkNamedExports(path.join(scratch, packed.filename))
+  const named = checkNamedExports([main.path, native.path])
+  checkMissingPlatform(main, platform)
   console.log(
-    `pack smoke: ${packed.filename} (${files.length} files, ${(packed.size / 1024).toFixed(0)} KiB) installs, type-checks with tsc --strict and runs; ` +
-      `${named} documented names import by name from ESM (plain and TypeScript NodeNext) and CommonJS`,
+    `pack smoke (${((Date.now() - started) / 1000).toFixed(1)} s, no cargo or rustc on the PATH): ` +
+      `${main.filename} (${main.files.length} files, ${(main.size / 1024).toFixed(0)} KiB, no binary) with ` +
+      `${native.filename} (${(native.size / 1024).toFixed(0)} KiB) installs, type-checks with tsc --strict and runs; ` +
+      `${named} documented names import by name from ESM (plain and TypeScript NodeNext) and CommonJS; ` +
+      `without ${pkg.name}-${platform} it fails naming that package`,
   )
 } finally {
   fs.rmSync(scratch, { recursive: true, force: true })
