@@ -10,6 +10,7 @@ const { NativeCache, Call } = require('../binding.js')
 const { codes, invalid, closedError, fromNative } = require('./errors.js')
 const { Calls, Result } = require('./calls.js')
 const { describe, checkString, checkTtl, checkRateLimit, encode, decode } = require('./validate.js')
+const { tracing, message, trace, flight: traceFlight } = require('./tracing.js')
 
 const DEFAULT_URL = 'redis://127.0.0.1:6379'
 
@@ -25,9 +26,10 @@ class Scope {
   }
 
   // One data call: checked, then handed to the protocol; what this throws becomes a rejection.
-  #call(call, key, json, ttlSeconds, result) {
+  // `parent`: the message of the traced operation it is made for (tracing.js), if any.
+  #call(call, key, json, ttlSeconds, result, parent) {
     try {
-      return this.#owner._calls().run(call, key, this.#tenant, json, ttlSeconds, result)
+      return this.#owner._calls().run(call, key, this.#tenant, json, ttlSeconds, result, parent)
     } catch (err) {
       return Promise.reject(err)
     }
@@ -134,6 +136,14 @@ class Scope {
    * nothing and rejects every waiter with its error.
    */
   getOrSet(key, loader, ttlSeconds) {
+    if (tracing()) {
+      return trace(message('getOrSet', 'query', this.#tenant, key), this.#getOrSet, this, key, loader, ttlSeconds)
+    }
+    return this.#getOrSet(key, loader, ttlSeconds, undefined)
+  }
+
+  // `traced`: the operation's message when it is traced (tracing.js).
+  #getOrSet(key, loader, ttlSeconds, traced) {
     try {
       checkString('key', key)
       if (typeof loader !== 'function') throw invalid(`loader must be a function, got ${describe(loader)}`)
@@ -146,21 +156,22 @@ class Scope {
     const id = this.#tenant === undefined ? `m\u0000${key}` : `t${this.#tenant.length}:${this.#tenant}\u0000${key}`
     let flight = flights.get(id)
     if (flight === undefined) {
-      flight = this.#load(key, loader, ttlSeconds).finally(() => flights.delete(id))
+      flight = this.#load(key, loader, ttlSeconds, traced).finally(() => flights.delete(id))
       flights.set(id, flight)
-    }
+      if (traced !== undefined) traceFlight(flight, traced, false)
+    } else if (traced !== undefined) traceFlight(flight, traced, true)
     return flight.then(decode)
   }
 
   // One flight: read, else load + store; resolves with JSON text (each waiter parses its own copy).
-  async #load(key, loader, ttlSeconds) {
-    const cached = await this.#call(Call.GetQuery, key, undefined, undefined, Result.TEXT)
+  async #load(key, loader, ttlSeconds, traced) {
+    const cached = await this.#call(Call.GetQuery, key, undefined, undefined, Result.TEXT, traced)
     if (cached !== null) return cached
     const value = await loader()
     if (value === undefined) throw invalid(`loader for '${key}' returned undefined; return null or a value`)
     const json = encode(value) // once: stored, and parsed by each waiter
     try {
-      await this.#call(Call.SetQuery, key, json, ttlSeconds, Result.NONE)
+      await this.#call(Call.SetQuery, key, json, ttlSeconds, Result.NONE, traced)
     } catch (err) {
       // close() came while the loader ran: the value is still the caller's, uncached
       if (!(err && err.code === codes.CLOSED)) throw err
