@@ -45,6 +45,7 @@ function checkNamedExports(tarball) {
     'ferrocache/express': 'lib/express.d.ts',
     'ferrocache/session': 'lib/session.d.ts',
     'ferrocache/keyv': 'lib/keyv.d.ts',
+    'ferrocache/otel': 'lib/otel.d.ts',
   }
   const app = path.join(scratch, 'esm-app')
   fs.mkdirSync(app)
