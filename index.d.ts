@@ -11,4 +11,11 @@ export type {
 export { toPrometheusText, registerPrometheus, PROMETHEUS_CONTENT_TYPE } from './lib/prometheus'
 export type { PrometheusLabels, PrometheusOptions, PrometheusRegistry, PrometheusRegistration } from './lib/prometheus'
 export { OPERATION_CHANNEL, operationChannel } from './lib/tracing'
-export type { OperationMessage, OperationName, ServedBy } from './lib/tracing'
+export type {
+  OperationChannel,
+  OperationEventChannel,
+  OperationMessage,
+  OperationName,
+  OperationSubscribers,
+  ServedBy,
+} from './lib/tracing'

@@ -1,9 +1,38 @@
-// Types of ferrocache's tracing channel (node:diagnostics_channel).
-
-import type { TracingChannel } from 'node:diagnostics_channel'
+// Types of ferrocache's tracing channel (node:diagnostics_channel). Nothing here imports node's
+// types: an app type-checks without @types/node.
 
 /** `'ferrocache:operation'`: the name of the tracing channel of every operation. */
 export declare const OPERATION_CHANNEL: 'ferrocache:operation'
+
+/** Handlers of an operation's events, as node's `TracingChannel#subscribe` takes them. */
+export interface OperationSubscribers {
+  start?: (message: OperationMessage, name: string | symbol) => void
+  end?: (message: OperationMessage, name: string | symbol) => void
+  asyncStart?: (message: OperationMessage, name: string | symbol) => void
+  asyncEnd?: (message: OperationMessage, name: string | symbol) => void
+  error?: (message: OperationMessage, name: string | symbol) => void
+}
+
+/** One of the channels of an operation's events (a node `Channel`). */
+export interface OperationEventChannel {
+  readonly name: string | symbol
+  readonly hasSubscribers: boolean
+  subscribe(onMessage: (message: unknown, name: string | symbol) => void): void
+  unsubscribe(onMessage: (message: unknown, name: string | symbol) => void): boolean
+}
+
+/** What ferrocache's tracing channel is: node's `TracingChannel` of `OperationMessage`s. */
+export interface OperationChannel {
+  readonly start: OperationEventChannel
+  readonly end: OperationEventChannel
+  readonly asyncStart: OperationEventChannel
+  readonly asyncEnd: OperationEventChannel
+  readonly error: OperationEventChannel
+  /** Any of the five channels has a subscriber (node >= 20.13 and 22; undefined before). */
+  readonly hasSubscribers: boolean | undefined
+  subscribe(subscribers: OperationSubscribers): void
+  unsubscribe(subscribers: OperationSubscribers): boolean
+}
 
 /**
  * The tracing channel `ferrocache:operation` (null on a node without `tracingChannel`, before
@@ -12,7 +41,7 @@ export declare const OPERATION_CHANNEL: 'ferrocache:operation'
  * `:error`). The events and their order are those of `tracingChannel.tracePromise`. Nothing is
  * published, and nothing is spent, while nothing subscribes.
  */
-export declare const operationChannel: TracingChannel<unknown, OperationMessage> | null
+export declare const operationChannel: OperationChannel | null
 
 /** A traced operation: the data methods of a manager or tenant scope, by name. */
 export type OperationName =

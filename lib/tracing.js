@@ -92,8 +92,8 @@ function trace(msg, fn, thisArg, ...args) {
 
 /**
  * What the addon answered the call of `msg` (not an error), and who answered it (a `SERVED_BY`
- * code): its `servedBy`, and for a read its `hit`, which a read made for a parent operation
- * also gives to that parent.
+ * code): its `servedBy`, and for a read its `hit`. The first read made for a parent operation
+ * gives the parent its `hit` and `servedBy` too (a composite operation may set its own later).
  */
 function answered(msg, answer, served, read) {
   msg.servedBy = SERVED_BY[served]
