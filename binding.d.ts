@@ -16,12 +16,14 @@ export declare class NativeCache {
   /**
    * `submit(call, key, tenant?, json?, ttlSeconds?)` bound to this cache: the answer, or
    * `undefined` when the call is queued for `flush`; a rate-limit decision answered on the spot
-   * is written into `decisionSlot` and answered `true` (see `src/napi/calls.rs`).
+   * is written into `decisionSlot` and answered `true`, and who answered an answer given on the
+   * spot into its element 5 when it has 6 (see `src/napi/calls.rs`).
    */
   submitFunction(decisionSlot: Float64Array): (call: Call, key?: string, tenant?: string, ...args: Array<string | number | undefined>) => unknown
   /**
    * Sends the queued calls in chunks of about `chunkSize`: `[answers promise, positions |
-   * null, ...]`, two elements per chunk (empty when nothing is queued).
+   * null, ...]`, two elements per chunk (empty when nothing is queued); an array of answers
+   * says who answered in `served` when not all were Redis's.
    */
   flush(chunkSize: number): Array<Promise<unknown[]> | Uint32Array | null>
   /** `health()` as JSON: a live check within `commandTimeoutMs`; never fails. */

@@ -10,3 +10,12 @@ export type {
 } from './lib/express'
 export { toPrometheusText, registerPrometheus, PROMETHEUS_CONTENT_TYPE } from './lib/prometheus'
 export type { PrometheusLabels, PrometheusOptions, PrometheusRegistry, PrometheusRegistration } from './lib/prometheus'
+export { OPERATION_CHANNEL, operationChannel } from './lib/tracing'
+export type {
+  OperationChannel,
+  OperationEventChannel,
+  OperationMessage,
+  OperationName,
+  OperationSubscribers,
+  ServedBy,
+} from './lib/tracing'

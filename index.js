@@ -6,6 +6,7 @@
 const { cacheManager, createCacheManager, CacheManager, TenantCache, codes } = require('./lib/manager.js')
 const { cacheHealthHandler, cacheMetricsHandler, rateLimitMiddleware } = require('./lib/express.js')
 const { toPrometheusText, registerPrometheus, PROMETHEUS_CONTENT_TYPE } = require('./lib/prometheus.js')
+const { OPERATION_CHANNEL, operationChannel } = require('./lib/tracing.js')
 
 module.exports = {
   cacheManager,
@@ -19,4 +20,6 @@ module.exports = {
   toPrometheusText,
   registerPrometheus,
   PROMETHEUS_CONTENT_TYPE,
+  OPERATION_CHANNEL,
+  operationChannel,
 }

@@ -12,6 +12,9 @@
 //   (`#settle`).
 // The promise a caller gets is the one the public method returns: no further async layer
 // (measured: an async wrapper per call costs more JS-thread time than the whole crossing).
+// While something subscribes to the tracing channel (tracing.js), a call is made as a traced
+// operation instead, with who answered it: `submit` writes that into the slot's element 5 for
+// an answer it gives, and an array of answers says it in `served` when not all were Redis's.
 
 // The flush waits for the event loop's check phase (setImmediate), not a microtask: a
 // caller's next call comes several promise hops after its previous result, so a microtask
@@ -20,6 +23,7 @@
 // node:timers, so that fake timers in tests (jest.useFakeTimers) do not hold calls back.
 const { setImmediate } = require('node:timers')
 const { Call } = require('./native.js')
+const { tracing, message, trace, answered } = require('./tracing.js')
 
 // A turn's calls go out in chunks that run concurrently, and the calls made while a chunk's
 // answers are handed over are sent right then (#deliver), not at the next check phase: new
@@ -44,6 +48,27 @@ const Result = Object.freeze({
   DECISION: 4,
 })
 
+// What each `Call` is, for tracing: [operation, kind, read].
+const OPERATIONS = {
+  [Call.GetSession]: ['getSession', 'session', true],
+  [Call.GetQuery]: ['getCachedQuery', 'query', true],
+  [Call.SetSession]: ['setSession', 'session', false],
+  [Call.SetQuery]: ['cacheQueryResult', 'query', false],
+  [Call.DeleteSession]: ['deleteSession', 'session', false],
+  [Call.DeleteQuery]: ['deleteCachedQuery', 'query', false],
+  [Call.InvalidateQueries]: ['invalidateCache', 'query', false],
+  [Call.InvalidateAllQueries]: ['invalidateAll', 'query', false],
+  [Call.DeleteAllSessions]: ['deleteAllSessions', 'session', false],
+  [Call.ListSessions]: ['listSessionIds', 'session', false],
+  [Call.RateLimit]: ['rateLimit', 'ratelimit', false],
+}
+
+/** The message of a traced call (tracing.js), its `read` (has a hit or miss) kept apart. */
+function callMessage(call, key, tenant, parent) {
+  const [operation, kind, read] = OPERATIONS[call]
+  return [message(operation, kind, tenant, key, parent), read]
+}
+
 const decision = (a) => ({ allowed: a[0] === 1, limit: a[1], remaining: a[2], resetMs: a[3], retryAfterMs: a[4] })
 
 const isError = (answer) => typeof answer === 'object' && answer !== null && !Array.isArray(answer)
@@ -55,10 +80,12 @@ class Calls {
   #decode
   #error
   #waiting = [] // the queued calls of this turn: resolve, reject, result, three slots each
+  #traced = null // the turn's traced calls: [message, read] by index in #waiting / 3, or null
   #scheduled = false
   #inFlight = 0 // calls sent and not answered yet
   #chunks = new Set() // the promises of the chunks sent and not answered yet (for drain)
-  #slot = new Float64Array(5) // where submit writes a rate-limit decision it answers on the spot
+  // where submit writes a rate-limit decision it answers on the spot, and who answered (at 5)
+  #slot = new Float64Array(6)
   #together = 0 // the next flush's chunk size at least (see together)
 
   /**
@@ -74,9 +101,18 @@ class Calls {
 
   /**
    * Makes one call (`call` from the addon's `Call`) and resolves with its result, as `result`
-   * (`Result`) says; rejects with its error.
+   * (`Result`) says; rejects with its error. `parent`: the message of the traced operation the
+   * call is made for (tracing.js), if any.
    */
-  run(call, key, tenant, json, ttlSeconds, result) {
+  run(call, key, tenant, json, ttlSeconds, result, parent) {
+    if (tracing()) {
+      const traced = callMessage(call, key, tenant, parent)
+      return trace(traced[0], this.#run, this, call, key, tenant, json, ttlSeconds, result, traced)
+    }
+    return this.#run(call, key, tenant, json, ttlSeconds, result, undefined)
+  }
+
+  #run(call, key, tenant, json, ttlSeconds, result, traced) {
     let answer
     try {
       // only the arguments there are: the addon reads each one it is given
@@ -86,7 +122,7 @@ class Calls {
     } catch (err) {
       return Promise.reject(this.#error(err))
     }
-    return this.#answer(answer, result)
+    return this.#answer(answer, result, traced)
   }
 
   /**
@@ -114,23 +150,36 @@ class Calls {
 
   /** A rate-limit check (numbers checked by the caller); resolves with the decision. */
   rateLimit(key, tenant, limit, windowMs, burst, cost) {
+    if (tracing()) {
+      const traced = callMessage(Call.RateLimit, key, tenant, undefined)
+      return trace(traced[0], this.#rateLimit, this, key, tenant, limit, windowMs, burst, cost, traced)
+    }
+    return this.#rateLimit(key, tenant, limit, windowMs, burst, cost, undefined)
+  }
+
+  #rateLimit(key, tenant, limit, windowMs, burst, cost, traced) {
     let answer
     try {
       answer = this.#submit(Call.RateLimit, key, tenant, limit, windowMs, burst, cost)
     } catch (err) {
       return Promise.reject(this.#error(err))
     }
-    return this.#answer(answer, Result.DECISION)
+    return this.#answer(answer, Result.DECISION, traced)
   }
 
-  // What `submit` answered: a result now, or a promise settled by the flush.
-  #answer(answer, result) {
-    if (answer !== undefined) return this.#now(result, answer)
+  // What `submit` answered: a result now, or a promise settled by the flush. `traced`: the
+  // call's [message, read] when it is traced.
+  #answer(answer, result, traced) {
+    if (answer !== undefined) {
+      if (traced !== undefined && !isError(answer)) answered(traced[0], answer, this.#slot[5], traced[1])
+      return this.#now(result, answer)
+    }
     if (!this.#scheduled) {
       this.#scheduled = true
       setImmediate(this.#flush)
     }
     const waiting = this.#waiting
+    if (traced !== undefined) (this.#traced ??= [])[waiting.length / 3] = traced
     return new Promise((resolve, reject) => waiting.push(resolve, reject, result))
   }
 
@@ -171,6 +220,8 @@ class Calls {
     const waiting = this.#waiting
     if (waiting.length === 0) return
     this.#waiting = []
+    const traced = this.#traced
+    this.#traced = null
     const size = Math.max(this.#together, Math.min(MAX_CHUNK, Math.max(MIN_CHUNK, this.#inFlight >> 2)))
     this.#together = 0
     let sent
@@ -185,7 +236,7 @@ class Calls {
       const positions = sent[c + 1]
       if (Array.isArray(chunk)) {
         // answered already
-        this.#deliver(waiting, positions, chunk)
+        this.#deliver(waiting, positions, chunk, traced)
         continue
       }
       const n = positions === null ? waiting.length / 3 : positions.length
@@ -195,7 +246,7 @@ class Calls {
         (answers) => {
           this.#inFlight -= n
           this.#chunks.delete(chunk)
-          this.#deliver(waiting, positions, answers)
+          this.#deliver(waiting, positions, answers, traced)
         },
         (err) => {
           this.#inFlight -= n
@@ -206,12 +257,22 @@ class Calls {
     }
   }
 
-  #deliver(waiting, positions, answers) {
+  #deliver(waiting, positions, answers, traced) {
     // the calls made by the callers of answers delivered before go out now
     if (this.#waiting.length > 0) this.#flush()
+    if (traced !== null) this.#served(positions, answers, traced)
     for (let i = 0; i < answers.length; i++) {
       const at = 3 * (positions === null ? i : positions[i])
       this.#settle(waiting[at], waiting[at + 1], waiting[at + 2], answers[i])
+    }
+  }
+
+  // Who answered the traced calls among `answers` (Redis, unless the array says otherwise).
+  #served(positions, answers, traced) {
+    const served = answers.served
+    for (let i = 0; i < answers.length; i++) {
+      const call = traced[positions === null ? i : positions[i]]
+      if (call !== undefined && !isError(answers[i])) answered(call[0], answers[i], served ? served[i] : 0, call[1])
     }
   }
 

@@ -10,6 +10,7 @@ const { NativeCache, Call } = require('./native.js')
 const { codes, invalid, closedError, fromNative } = require('./errors.js')
 const { Calls, Result } = require('./calls.js')
 const { describe, checkString, checkTtl, checkRateLimit, encode, decode } = require('./validate.js')
+const { tracing, message, trace, flight: traceFlight } = require('./tracing.js')
 
 const DEFAULT_URL = 'redis://127.0.0.1:6379'
 
@@ -25,9 +26,10 @@ class Scope {
   }
 
   // One data call: checked, then handed to the protocol; what this throws becomes a rejection.
-  #call(call, key, json, ttlSeconds, result) {
+  // `parent`: the message of the traced operation it is made for (tracing.js), if any.
+  #call(call, key, json, ttlSeconds, result, parent) {
     try {
-      return this.#owner._calls().run(call, key, this.#tenant, json, ttlSeconds, result)
+      return this.#owner._calls().run(call, key, this.#tenant, json, ttlSeconds, result, parent)
     } catch (err) {
       return Promise.reject(err)
     }
@@ -134,6 +136,14 @@ class Scope {
    * nothing and rejects every waiter with its error.
    */
   getOrSet(key, loader, ttlSeconds) {
+    if (tracing()) {
+      return trace(message('getOrSet', 'query', this.#tenant, key), this.#getOrSet, this, key, loader, ttlSeconds)
+    }
+    return this.#getOrSet(key, loader, ttlSeconds, undefined)
+  }
+
+  // `traced`: the operation's message when it is traced (tracing.js).
+  #getOrSet(key, loader, ttlSeconds, traced) {
     try {
       checkString('key', key)
       if (typeof loader !== 'function') throw invalid(`loader must be a function, got ${describe(loader)}`)
@@ -146,11 +156,12 @@ class Scope {
     const id = this.#flightId(key)
     let flight = flights.get(id)
     if (flight === undefined) {
-      flight = this.#load(key, loader, ttlSeconds).finally(() => flights.delete(id))
+      flight = this.#load(key, loader, ttlSeconds, traced).finally(() => flights.delete(id))
       flights.set(id, flight)
-    }
+      if (traced !== undefined) traceFlight(flight, traced, false)
+    } else if (traced !== undefined) traceFlight(flight, traced, true)
     // a getOrSetMany whose loader did not return this key: load it here
-    return flight.then((json) => (json === NOT_LOADED ? this.getOrSet(key, loader, ttlSeconds) : decode(json)))
+    return flight.then((json) => (json === NOT_LOADED ? this.#getOrSet(key, loader, ttlSeconds, traced) : decode(json)))
   }
 
   /**
@@ -181,6 +192,17 @@ class Scope {
    * returns a key it was not asked for caches nothing and rejects the call.
    */
   getOrSetMany(keys, loader, ttlSeconds) {
+    if (tracing()) {
+      const traced = message('getOrSetMany', 'query', this.#tenant, undefined)
+      traced.keys = keys
+      return trace(traced, this.#getOrSetMany, this, keys, loader, ttlSeconds)
+    }
+    return this.#getOrSetMany(keys, loader, ttlSeconds, undefined)
+  }
+
+  // `traced`: the operation's message when it is traced (its writes are its children; `hit`: no
+  // key had to be loaded).
+  #getOrSetMany(keys, loader, ttlSeconds, traced) {
     let unique, calls
     try {
       if (!Array.isArray(keys)) throw invalid(`keys must be an array of strings, got ${describe(keys)}`)
@@ -216,12 +238,13 @@ class Scope {
     }
     calls.together()
     if (reads.keys.length > 0) {
-      const loads = this.#loadMany(calls, reads, loader, ttlSeconds)
+      const loads = this.#loadMany(calls, reads, loader, ttlSeconds, traced)
       for (let j = 0; j < loads.length; j++) {
         flights.set(reads.ids[j], loads[j])
         waits[reads.at[j]] = loads[j]
       }
     }
+    if (traced !== undefined) traced.hit = reads.keys.length === 0
     const record = (texts) =>
       Object.fromEntries(unique.map((key, i) => [key, texts[i] === NOT_LOADED ? null : decode(texts[i])]))
     if (!now) return Promise.all(waits).then(record)
@@ -236,7 +259,7 @@ class Scope {
   // leaves as it settles; `reads.answers` each read's answer: null for a miss answered on the
   // spot, else a promise): one promise per key of its JSON text, or NOT_LOADED. Once every read
   // is answered, the loader is called once with the missing keys.
-  #loadMany(calls, { keys, ids, answers }, loader, ttlSeconds) {
+  #loadMany(calls, { keys, ids, answers }, loader, ttlSeconds, traced) {
     const flights = this.#owner._flights
     const texts = new Array(keys.length) // each read's JSON text, null on a miss
     let unread = keys.length
@@ -245,7 +268,7 @@ class Scope {
     const read = () => {
       if (--unread > 0) return
       const asked = keys.filter((_, i) => texts[i] === null)
-      startLoad(this.#loadMissing(calls, asked, loader, ttlSeconds))
+      startLoad(this.#loadMissing(calls, asked, loader, ttlSeconds, traced))
     }
     const leave = (i) => flights.delete(ids[i])
     // each callback runs once the flights are registered (a promise's callback is never synchronous)
@@ -281,11 +304,11 @@ class Scope {
 
   // One loader call for `asked` (the keys read as missing), its values written as one pipeline:
   // resolves with { texts: key -> JSON text, failed: key -> the error of its write }.
-  async #loadMissing(calls, asked, loader, ttlSeconds) {
+  async #loadMissing(calls, asked, loader, ttlSeconds, traced) {
     if (asked.length === 0) return { texts: new Map(), failed: new Map() }
     const texts = loaded(await loader(asked), asked)
     const writes = []
-    for (const [key, json] of texts) writes.push(this.#call(Call.SetQuery, key, json, ttlSeconds, Result.NONE))
+    for (const [key, json] of texts) writes.push(this.#call(Call.SetQuery, key, json, ttlSeconds, Result.NONE, traced))
     calls.together()
     const outcomes = await Promise.allSettled(writes)
     // a key whose write failed rejects (close() while the loader ran does not: the value is
@@ -301,14 +324,14 @@ class Scope {
   }
 
   // One flight: read, else load + store; resolves with JSON text (each waiter parses its own copy).
-  async #load(key, loader, ttlSeconds) {
-    const cached = await this.#call(Call.GetQuery, key, undefined, undefined, Result.TEXT)
+  async #load(key, loader, ttlSeconds, traced) {
+    const cached = await this.#call(Call.GetQuery, key, undefined, undefined, Result.TEXT, traced)
     if (cached !== null) return cached
     const value = await loader()
     if (value === undefined) throw invalid(`loader for '${key}' returned undefined; return null or a value`)
     const json = encode(value) // once: stored, and parsed by each waiter
     try {
-      await this.#call(Call.SetQuery, key, json, ttlSeconds, Result.NONE)
+      await this.#call(Call.SetQuery, key, json, ttlSeconds, Result.NONE, traced)
     } catch (err) {
       // close() came while the loader ran: the value is still the caller's, uncached
       if (!(err && err.code === codes.CLOSED)) throw err

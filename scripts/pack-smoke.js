@@ -127,6 +127,7 @@ function checkNamedExports(tarballs) {
     'ferrocache/express': 'lib/express.d.ts',
     'ferrocache/session': 'lib/session.d.ts',
     'ferrocache/keyv': 'lib/keyv.d.ts',
+    'ferrocache/otel': 'lib/otel.d.ts',
   }
   const app = newApp('esm-app', 'module')
   run('npm', ['install', '--no-audit', '--no-fund', '--offline', ...tarballs], app)

@@ -31,7 +31,7 @@ mod runtime;
 mod store;
 
 // What the integration tests (`tests/`) and the fuzz targets (`fuzz/`) use of the core.
-pub use crate::cache::{Action, Answer, Cache, Chunk, Mode, RateArgs, Request, Submitted, Text};
+pub use crate::cache::{Action, Answer, Cache, Chunk, Mode, Ran, RateArgs, Request, Served, Submitted, Text};
 pub use crate::config::{
   redact_url, Backend, ConfigBuilder, SentinelConfig, SentinelOptions, TlsFiles, DEFAULT_MAX_KEY_BYTES,
   DEFAULT_MAX_VALUE_BYTES,

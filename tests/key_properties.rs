@@ -624,7 +624,7 @@ fn expected_rejection(tenant: &Option<String>, call: &Call) -> Option<&'static s
 /// The answer of a call made at once (memory:// answers every call on the spot).
 fn now(cache: &Cache, request: Request<'_>) -> Result<Answer, ferrocache::Error> {
   match cache.submit(request) {
-    Submitted::Answered(answer) => answer,
+    Submitted::Answered(answer, _) => answer,
     Submitted::Queued => panic!("memory:// queued a call"),
   }
 }

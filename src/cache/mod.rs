@@ -33,7 +33,7 @@ use std::time::{Duration, Instant, SystemTime};
 use futures_util::future::join_all;
 
 use self::op::Work;
-pub use self::op::{Action, Answer, Op, RateArgs, Request, Text};
+pub use self::op::{Action, Answer, Op, Ran, RateArgs, Request, Served, Text};
 use self::queue::Queue;
 pub use self::queue::{Chunk, Flushed, Submitted};
 use crate::config::{ttl_ms, Backend, Config};
@@ -222,15 +222,15 @@ impl Cache {
   pub fn submit(&self, request: Request<'_>) -> Submitted {
     let op = match self.prepare(&request) {
       Ok(op) => op,
-      Err(e) => return Submitted::Answered(Err(e)),
+      Err(e) => return Submitted::Answered(Err(e), Served::Local),
     };
     let Some(remote) = &self.remote else {
-      let answer = match self.route(&op) {
-        Ok(Route::Refused(decision)) => Ok(Answer::Limit(decision)),
+      let (answer, served) = match self.route(&op) {
+        Ok(Route::Refused(decision)) => (Ok(Answer::Limit(decision)), Served::Local),
         _ => self.answer_locally(&op, false),
       };
       self.count(&op, &answer);
-      return Submitted::Answered(answer);
+      return Submitted::Answered(answer, served);
     };
     // before it is queued: a read made after it in this turn no longer finds the old value
     remote.forget(&op);
@@ -246,17 +246,20 @@ impl Cache {
         drop(queue);
         let answer = Ok(Answer::Value(Some(Text::Shared(stored))));
         self.count(&op, &answer);
-        return Submitted::Answered(answer);
+        return Submitted::Answered(answer, Served::Near);
       }
       Ok(Route::Refused(decision)) => {
         drop(queue);
         let answer = Ok(Answer::Limit(decision));
         self.count(&op, &answer);
-        return Submitted::Answered(answer);
+        return Submitted::Answered(answer, self.refused_by());
       }
       // answered now, handed over from the flush
-      Ok(Route::Local) => queue.push_ready(self.answer_now(&op)),
-      Err(e) => queue.push_ready(Err(e)),
+      Ok(Route::Local) => {
+        let (answer, served) = self.answer_now(&op);
+        queue.push_ready(answer, served)
+      }
+      Err(e) => queue.push_ready(Err(e), Served::Local),
     }
     Submitted::Queued
   }
@@ -274,24 +277,41 @@ impl Cache {
   /// One call, validated and run at once (not queued): the same route as a batch of one.
   pub async fn call(&self, request: Request<'_>) -> Result<Answer> {
     let op = self.prepare(&request)?;
-    self.run(vec![op]).await.pop().unwrap_or_else(|| Err(unanswered()))
+    self
+      .run(vec![op])
+      .await
+      .answers
+      .pop()
+      .unwrap_or_else(|| Err(unanswered()))
   }
 
-  /// Runs validated calls, in order, with the answers separate calls would give: the calls
-  /// Redis answers share one pipeline (one round trip and one budget; per master on a
-  /// Cluster), and each call Redis failed is settled on its own ([`Cache::settle`]).
-  pub async fn run(&self, ops: Vec<Op>) -> Vec<Result<Answer>> {
+  /// Runs validated calls, in order, with the answers separate calls would give (and who gave
+  /// each): the calls Redis answers share one pipeline (one round trip and one budget; per
+  /// master on a Cluster), and each call Redis failed is settled on its own
+  /// ([`Cache::settle`]).
+  pub async fn run(&self, ops: Vec<Op>) -> Ran {
     if let Some(remote) = &self.remote {
       // again when it runs: replies to reads sent meanwhile are not installed
       ops.iter().for_each(|op| remote.forget(op));
     }
     let mut answers: Vec<Option<Result<Answer>>> = Vec::with_capacity(ops.len());
+    let mut served = vec![Served::Redis; ops.len()];
     let (mut keyed, mut others) = (Vec::new(), Vec::new());
     for (i, op) in ops.iter().enumerate() {
       match self.route(op) {
-        Ok(Route::Near(stored)) => answers.push(Some(Ok(Answer::Value(Some(Text::Shared(stored)))))),
-        Ok(Route::Refused(decision)) => answers.push(Some(Ok(Answer::Limit(decision)))),
-        Ok(Route::Local) => answers.push(Some(self.answer_locally(op, false))),
+        Ok(Route::Near(stored)) => {
+          served[i] = Served::Near;
+          answers.push(Some(Ok(Answer::Value(Some(Text::Shared(stored))))));
+        }
+        Ok(Route::Refused(decision)) => {
+          served[i] = self.refused_by();
+          answers.push(Some(Ok(Answer::Limit(decision))));
+        }
+        Ok(Route::Local) => {
+          let (answer, by) = self.answer_locally(op, false);
+          served[i] = by;
+          answers.push(Some(answer));
+        }
         Ok(Route::Redis) => {
           match op.work {
             Work::Invalidate | Work::ListKeys => others.push(i),
@@ -351,10 +371,12 @@ impl Cache {
         .chain(others)
         .zip(keyed_replies.into_iter().chain(other_replies))
       {
-        answers[i] = Some(self.settle(&ops[i], reply, counted, sent));
+        let (answer, by) = self.settle(&ops[i], reply, counted, sent);
+        served[i] = by;
+        answers[i] = Some(answer);
       }
     }
-    ops
+    let answers = ops
       .iter()
       .zip(answers)
       .map(|(op, answer)| {
@@ -362,7 +384,17 @@ impl Cache {
         self.count(op, &answer);
         answer
       })
-      .collect()
+      .collect();
+    Ran { answers, served }
+  }
+
+  /// Who answered a rate-limit check refused in-process: while Redis serves, the debt it last
+  /// reported; otherwise the local limiter.
+  fn refused_by(&self) -> Served {
+    match self.mode() {
+      Mode::Redis => Served::Near,
+      Mode::Memory => Served::Local,
+    }
   }
 
   /// The one decision every call goes through: answered by the in-process store (`memory://`,
@@ -410,21 +442,28 @@ impl Cache {
 
   /// The answer of a call Redis failed or answered: a success drops what the in-process
   /// store held for the key; a failure is served by the in-process store, or is the
-  /// caller's error, as the failover says. `counted`: the failure is in the metrics already;
-  /// `sent`: when the command went out.
-  fn settle(&self, op: &Op, reply: Result<Reply>, counted: bool, sent: Instant) -> Result<Answer> {
-    let remote = self.remote.as_ref().ok_or_else(unanswered)?;
-    let reply = match reply {
-      Ok(reply) => reply,
-      Err(e) => {
+  /// caller's error, as the failover says; with who answered. `counted`: the failure is in the
+  /// metrics already; `sent`: when the command went out.
+  fn settle(&self, op: &Op, reply: Result<Reply>, counted: bool, sent: Instant) -> (Result<Answer>, Served) {
+    let reply = match (reply, &self.remote) {
+      (Ok(reply), Some(_)) => reply,
+      (Err(e), Some(remote)) => {
         if !counted {
           self.metrics.redis_error(e.is_timeout());
         }
         let uncertain = e.may_have_been_applied();
-        remote.failover.on_failure(e)?;
+        if let Err(e) = remote.failover.on_failure(e) {
+          return (Err(e), Served::Redis);
+        }
         return self.answer_locally(op, uncertain);
       }
+      (_, None) => return (Err(unanswered()), Served::Redis),
     };
+    (self.reply_answer(op, reply, sent), Served::Redis)
+  }
+
+  /// The answer of what Redis replied to `op`, sent at `sent`.
+  fn reply_answer(&self, op: &Op, reply: Reply, sent: Instant) -> Result<Answer> {
     let tenant = op.tenant.as_deref();
     Ok(match reply {
       Reply::Key(KeyReply::Value(v) | KeyReply::Valued(v, _)) => Answer::Value(v.map(Text::Owned)),
@@ -451,21 +490,31 @@ impl Cache {
   }
 
   /// [`Cache::answer_locally`] for a call answered at submission, counted.
-  fn answer_now(&self, op: &Op) -> Result<Answer> {
-    let answer = self.answer_locally(op, false);
+  fn answer_now(&self, op: &Op) -> (Result<Answer>, Served) {
+    let (answer, served) = self.answer_locally(op, false);
     self.count(op, &answer);
-    answer
+    (answer, served)
   }
 
   /// A call answered by the in-process store: `memory://`, or in Redis mode the journal and
-  /// the in-process store, a change journaled for replay. `uncertain`: a Redis write of the key
-  /// just failed with an unknown outcome (replay then overwrites whatever Redis holds).
-  fn answer_locally(&self, op: &Op, uncertain: bool) -> Result<Answer> {
+  /// the in-process store, a change journaled for replay; with who answered (the near cache's
+  /// fail-safe may answer a read). `uncertain`: a Redis write of the key just failed with an
+  /// unknown outcome (replay then overwrites whatever Redis holds).
+  fn answer_locally(&self, op: &Op, uncertain: bool) -> (Result<Answer>, Served) {
+    if let (Work::Get, Some(_)) = (&op.work, &self.remote) {
+      let (value, served) = self.read_outage(&op.full);
+      return (Ok(Answer::Value(value)), served);
+    }
+    (self.answer_from_store(op, uncertain), Served::Local)
+  }
+
+  /// [`Cache::answer_locally`] for every call but a read in Redis mode.
+  fn answer_from_store(&self, op: &Op, uncertain: bool) -> Result<Answer> {
     let tenant = op.tenant.as_deref();
     let failover = self.remote.as_ref().map(|r| &r.failover);
     Ok(match (&op.work, failover) {
       (Work::Get, None) => Answer::Value(self.memory.get_stored(&op.full).map(Text::Shared)),
-      (Work::Get, Some(_)) => Answer::Value(self.read_outage(&op.full)),
+      (Work::Get, Some(_)) => Answer::Value(self.read_outage(&op.full).0),
       (Work::Set { value, ttl_ms }, _) => {
         let expires_at = Instant::now() + Duration::from_millis(*ttl_ms);
         self.memory.set_until(tenant, &op.full, value.clone(), expires_at)?;
@@ -477,7 +526,7 @@ impl Cache {
       }
       (Work::Delete, None) => Answer::Existed(self.memory.delete_now(tenant, &op.full)),
       (Work::Delete, Some(f)) => {
-        let existed = self.read_outage(&op.full).is_some();
+        let existed = self.read_outage(&op.full).0.is_some();
         self.memory.delete_now(tenant, &op.full);
         f.record_delete(&op.full, &self.layout.namespace(op.scope(), op.entry), uncertain);
         Answer::Existed(existed)
@@ -504,18 +553,23 @@ impl Cache {
     })
   }
 
-  /// A read served during an outage: the journal, then the in-process store.
-  fn read_outage(&self, key: &str) -> Option<Text> {
-    let remote = self.remote.as_ref()?;
+  /// A read served during an outage: the journal, then the in-process store, then the near
+  /// cache's fail-safe; with who answered.
+  fn read_outage(&self, key: &str) -> (Option<Text>, Served) {
+    let Some(remote) = self.remote.as_ref() else {
+      return (None, Served::Local);
+    };
     match remote.failover.lookup(key) {
-      Lookup::Value(v) => Some(v.into()),
-      Lookup::Gone => None,
-      Lookup::Unknown => self
-        .memory
-        .get_stored(key)
+      Lookup::Value(v) => (Some(v.into()), Served::Local),
+      Lookup::Gone => (None, Served::Local),
+      Lookup::Unknown => match self.memory.get_stored(key) {
+        Some(stored) => (Some(Text::Shared(stored)), Served::Local),
         // the fail-safe: what the near cache held when the outage began
-        .or_else(|| remote.near.as_ref()?.get_fail_safe(key))
-        .map(Text::Shared),
+        None => match remote.near.as_ref().and_then(|near| near.get_fail_safe(key)) {
+          Some(stored) => (Some(Text::Shared(stored)), Served::Near),
+          None => (None, Served::Local),
+        },
+      },
     }
   }
 
@@ -1002,7 +1056,10 @@ mod tests {
       "types are separate"
     );
     match c.submit(Request::get(Scope::Global, EntryType::Session, "s1")) {
-      Submitted::Answered(Ok(a)) => assert_eq!(a.text(), Some("{\"a\":1}")),
+      Submitted::Answered(Ok(a), served) => {
+        assert_eq!(a.text(), Some("{\"a\":1}"));
+        assert_eq!(served, Served::Local);
+      }
       other => panic!("memory:// answers at once, got {other:?}"),
     }
     assert!(c.delete(Scope::Global, EntryType::Session, "s1").await.unwrap());
@@ -1100,7 +1157,7 @@ mod tests {
     );
     assert!(matches!(
       c.submit(Request::set(Scope::Global, EntryType::Query, "k", "1", None)),
-      Submitted::Answered(Err(Error::Closed))
+      Submitted::Answered(Err(Error::Closed), _)
     ));
   }
 
@@ -1153,11 +1210,14 @@ mod tests {
     ));
     let flushed = c.take_queued(64);
     let (ready, positions) = flushed.ready.unwrap();
-    assert_eq!((ready, positions), (vec![Ok(Answer::Value(None))], vec![2]));
+    assert_eq!((ready.answers, positions), (vec![Ok(Answer::Value(None))], vec![2]));
+    assert_eq!(ready.served, vec![Served::Local]);
     assert_eq!(flushed.chunks.len(), 1);
-    let answers = c.run(flushed.chunks.into_iter().next().unwrap().ops).await;
+    let ran = c.run(flushed.chunks.into_iter().next().unwrap().ops).await;
+    let answers = &ran.answers;
     assert_eq!(answers[0], Ok(Answer::Done));
     assert_eq!(answers[1].as_ref().unwrap().text(), Some("2"), "the read saw the write");
+    assert_eq!(ran.served, vec![Served::Local; 2], "the outage: both served in-process");
     assert!(c.take_queued(64).chunks.is_empty());
   }
 }

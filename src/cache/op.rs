@@ -1,5 +1,6 @@
 //! One call to the cache: what the caller asked ([`Request`]), the same validated and owned
-//! ([`Op`], what waits in the queue and runs), and what it answers ([`Answer`]).
+//! ([`Op`], what waits in the queue and runs), what it answers ([`Answer`]) and who answered
+//! it ([`Served`]).
 
 use std::sync::Arc;
 
@@ -224,5 +225,44 @@ impl Answer {
       Answer::Value(Some(t)) => Some(t),
       _ => None,
     }
+  }
+}
+
+/// Who answered a call (reported to tracing; an error's is meaningless).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Served {
+  /// A Redis round trip.
+  Redis = 0,
+  /// In-process, from what Redis last said: the near cache (its fail-safe copy during an
+  /// outage included), or a rate-limit check refused from the debt Redis last reported.
+  Near = 1,
+  /// The in-process store and the outage journal (`memory://`, an outage, a key with a
+  /// pending journal entry), or the local rate limiter.
+  Local = 2,
+}
+
+/// The answers of some calls, in order, and who answered each.
+#[derive(Debug, Default, PartialEq)]
+pub struct Ran {
+  /// The answers.
+  pub answers: Vec<crate::error::Result<Answer>>,
+  /// Who answered each (same length).
+  pub served: Vec<Served>,
+}
+
+impl Ran {
+  /// Room for `n` answers.
+  pub fn with_capacity(n: usize) -> Self {
+    Ran {
+      answers: Vec::with_capacity(n),
+      served: Vec::with_capacity(n),
+    }
+  }
+
+  /// Adds an answer.
+  pub fn push(&mut self, answer: crate::error::Result<Answer>, served: Served) {
+    self.answers.push(answer);
+    self.served.push(served);
   }
 }

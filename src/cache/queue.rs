@@ -6,15 +6,16 @@
 use std::collections::{HashMap, HashSet};
 use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
 
-use super::op::{Op, Work};
+use super::op::{Op, Ran, Served, Work};
 use super::Answer;
 use crate::error::Result;
 
 /// What [`crate::cache::Cache::submit`] did with a call.
 #[derive(Debug)]
 pub enum Submitted {
-  /// Answered now, to be handed over at once (bad input, `memory://`, the near cache).
-  Answered(Result<Answer>),
+  /// Answered now, to be handed over at once (bad input, `memory://`, the near cache), and
+  /// by whom.
+  Answered(Result<Answer>, Served),
   /// Waiting for the turn's flush ([`crate::cache::Cache::take_queued`]): answered already
   /// and handed over then, or sent to Redis then.
   Queued,
@@ -34,14 +35,14 @@ pub struct Chunk {
 #[derive(Debug, Default)]
 pub struct Flushed {
   /// Answers given on the spot, with their positions among the turn's queued calls.
-  pub ready: Option<(Vec<Result<Answer>>, Vec<u32>)>,
+  pub ready: Option<(Ran, Vec<u32>)>,
   /// The calls for Redis, in chunks.
   pub chunks: Vec<Chunk>,
 }
 
 enum Entry {
   Op(Op),
-  Ready(Result<Answer>),
+  Ready(Result<Answer>, Served),
 }
 
 /// The queued calls of one turn.
@@ -73,9 +74,9 @@ impl Queue {
   }
 
   /// Queues an answer given now, to hand over with the flush.
-  pub(crate) fn push_ready(&mut self, answer: Result<Answer>) {
+  pub(crate) fn push_ready(&mut self, answer: Result<Answer>, served: Served) {
     self.ready += 1;
-    self.entries.push(Entry::Ready(answer));
+    self.entries.push(Entry::Ready(answer, served));
   }
 
   /// Takes every queued call: the answers ready, and the calls for Redis in chunks of about
@@ -89,7 +90,7 @@ impl Queue {
     let ops = entries.len() - ready;
     let mut flushed = Flushed::default();
     if ready > 0 {
-      flushed.ready = Some((Vec::with_capacity(ready), Vec::with_capacity(ready)));
+      flushed.ready = Some((Ran::with_capacity(ready), Vec::with_capacity(ready)));
     }
     // one chunk in the order made, unless answers or several chunks are interleaved
     let in_order = ready == 0 && ops <= size;
@@ -97,9 +98,9 @@ impl Queue {
     let mut open: Option<usize> = None;
     for (position, entry) in entries.into_iter().enumerate() {
       let op = match entry {
-        Entry::Ready(answer) => {
+        Entry::Ready(answer, served) => {
           if let Some((answers, positions)) = &mut flushed.ready {
-            answers.push(answer);
+            answers.push(answer, served);
             positions.push(position as u32);
           }
           continue;
@@ -194,12 +195,13 @@ mod tests {
   #[test]
   fn ready_answers_keep_their_positions() {
     let mut q = Queue::default();
-    q.push_ready(Ok(Answer::Done));
+    q.push_ready(Ok(Answer::Done), Served::Local);
     q.push(op("a", false));
-    q.push_ready(Ok(Answer::Existed(true)));
+    q.push_ready(Ok(Answer::Existed(true)), Served::Near);
     let flushed = q.take(8);
-    let (answers, positions) = flushed.ready.unwrap();
-    assert_eq!(answers, vec![Ok(Answer::Done), Ok(Answer::Existed(true))]);
+    let (ready, positions) = flushed.ready.unwrap();
+    assert_eq!(ready.answers, vec![Ok(Answer::Done), Ok(Answer::Existed(true))]);
+    assert_eq!(ready.served, vec![Served::Local, Served::Near]);
     assert_eq!(positions, vec![0, 2]);
     assert_eq!(flushed.chunks[0].positions, Some(vec![1]));
   }

@@ -51,7 +51,8 @@ impl NativeCache {
 
   /// `submit(call, key, tenant?, json?, ttlSeconds?)` bound to this cache: the answer, or
   /// `undefined` when the call is queued for `flush`; a rate-limit decision answered on the spot
-  /// is written into `decisionSlot` and answered `true` (see `src/napi/calls.rs`).
+  /// is written into `decisionSlot` and answered `true`, and who answered an answer given on the
+  /// spot into its element 5 when it has 6 (see `src/napi/calls.rs`).
   #[napi(
     catch_unwind,
     ts_args_type = "decisionSlot: Float64Array",
@@ -62,7 +63,8 @@ impl NativeCache {
   }
 
   /// Sends the queued calls in chunks of about `chunkSize`: `[answers promise, positions |
-  /// null, ...]`, two elements per chunk (empty when nothing is queued).
+  /// null, ...]`, two elements per chunk (empty when nothing is queued); an array of answers
+  /// says who answered in `served` when not all were Redis's.
   #[napi(catch_unwind, ts_return_type = "Array<Promise<unknown[]> | Uint32Array | null>")]
   pub fn flush(&self, env: Env, chunk_size: u32) -> Result<Raw> {
     calls::flush(&env, &self.inner, chunk_size)

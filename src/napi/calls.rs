@@ -11,6 +11,10 @@
 //!   such an `Error` too. A decision `submit` answers on the spot is written into the caller's
 //!   `Float64Array(5)` instead (bound with the function), and `submit` answers `true`: a flood
 //!   of refusals makes no array per call.
+//! - Who answered ([`Served`]: 0 Redis, 1 the near cache, 2 the in-process store), for
+//!   tracing: `submit` writes it for an answer it gives into element 5 of that array when it
+//!   has 6; an array of answers has a `served` property (a `Uint8Array`, one per answer) when
+//!   any was not answered by Redis, and none otherwise (no cost in the common case).
 
 use std::ffi::c_void;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -23,7 +27,7 @@ use napi_derive::napi;
 
 use super::error::{self, check};
 use super::text::{self, spent, Text};
-use crate::cache::{Action, Answer, Cache, Chunk, Flushed, RateArgs, Request, Submitted, Text as Value};
+use crate::cache::{Action, Answer, Cache, Chunk, Flushed, Ran, RateArgs, Request, Served, Submitted, Text as Value};
 use crate::keys::{EntryType, Scope};
 
 /// What a data call does, and to which type of entry.
@@ -83,18 +87,28 @@ impl ToNapiValue for Raw {
   }
 }
 
-/// The answers of a chunk, on their way to JavaScript (an array, in the chunk's order).
-pub struct Answers(pub Vec<crate::error::Result<Answer>>);
+/// The answers of a chunk, on their way to JavaScript (an array, in the chunk's order, with
+/// `served` when any was not answered by Redis).
+pub struct Answers(pub Ran);
 
 impl ToNapiValue for Answers {
   unsafe fn to_napi_value(env: sys::napi_env, val: Self) -> Result<sys::napi_value> {
+    let Ran { answers, served } = val.0;
     let mut array = ptr::null_mut();
     check(
-      unsafe { sys::napi_create_array_with_length(env, val.0.len(), &mut array) },
+      unsafe { sys::napi_create_array_with_length(env, answers.len(), &mut array) },
       "create the array of answers",
     )?;
+    if served.iter().any(|s| *s != Served::Redis) {
+      let codes = Uint8Array::new(served.into_iter().map(|s| s as u8).collect());
+      let codes = unsafe { Uint8Array::to_napi_value(env, codes) }?;
+      check(
+        unsafe { sys::napi_set_named_property(env, array, c"served".as_ptr(), codes) },
+        "say who answered",
+      )?;
+    }
     let mut read = Vec::new();
-    for (i, answer) in val.0.into_iter().enumerate() {
+    for (i, answer) in answers.into_iter().enumerate() {
       let value = unsafe { answer_value(env, &answer) }?;
       check(
         unsafe { sys::napi_set_element(env, array, i as u32, value) },
@@ -239,10 +253,20 @@ unsafe extern "C" fn submit(env: sys::napi_env, info: sys::napi_callback_info) -
         true => cache.submit(request),
         false => within_runtime_if_available(|| cache.submit(request)),
       };
+      let served = match &submitted {
+        Submitted::Answered(_, served) => *served,
+        Submitted::Queued => return <()>::to_napi_value(env, ()),
+      };
+      if bound.slot_len > 5 {
+        // SAFETY: the slot is a live Float64Array of `slot_len` (held by `slot_ref`), on the JS
+        // thread
+        *bound.slot.add(5) = served as u8 as f64;
+      }
       match submitted {
         Submitted::Queued => <()>::to_napi_value(env, ()),
-        Submitted::Answered(Ok(Answer::Limit(d))) if !bound.slot.is_null() => {
-          // SAFETY: the slot is a live Float64Array of 5 (held by `slot_ref`), on the JS thread
+        Submitted::Answered(Ok(Answer::Limit(d)), _) if !bound.slot.is_null() => {
+          // SAFETY: the slot is a live Float64Array of at least 5 (held by `slot_ref`), on the
+          // JS thread
           let slot = std::slice::from_raw_parts_mut(bound.slot, 5);
           slot.copy_from_slice(&[
             d.allowed as u8 as f64,
@@ -253,7 +277,7 @@ unsafe extern "C" fn submit(env: sys::napi_env, info: sys::napi_callback_info) -
           ]);
           bool::to_napi_value(env, true)
         }
-        Submitted::Answered(answer) => answer_value(env, &answer),
+        Submitted::Answered(answer, _) => answer_value(env, &answer),
       }
     })
   }
@@ -262,8 +286,11 @@ unsafe extern "C" fn submit(env: sys::napi_env, info: sys::napi_callback_info) -
 /// What a `submit` function is bound to.
 struct Bound {
   cache: Arc<Cache>,
-  /// The data of the caller's `Float64Array(5)` for decisions answered on the spot, or null.
+  /// The data of the caller's `Float64Array(5)` (or 6: who answered, at 5) for what `submit`
+  /// answers on the spot, or null.
   slot: *mut f64,
+  /// Its length (0 when null).
+  slot_len: usize,
   /// Keeps that array alive as long as the function.
   slot_ref: sys::napi_ref,
 }
@@ -279,8 +306,8 @@ unsafe extern "C" fn release(env: sys::napi_env, data: *mut c_void, _hint: *mut 
 /// A plain N-API function.
 pub type Callback = unsafe extern "C" fn(sys::napi_env, sys::napi_callback_info) -> sys::napi_value;
 
-/// The data of a `Float64Array` of at least 5 elements, and a reference holding it.
-unsafe fn decision_slot(env: sys::napi_env, array: sys::napi_value) -> Result<(*mut f64, sys::napi_ref)> {
+/// The data and length of a `Float64Array` of at least 5 elements, and a reference holding it.
+unsafe fn decision_slot(env: sys::napi_env, array: sys::napi_value) -> Result<(*mut f64, usize, sys::napi_ref)> {
   let (mut kind, mut length, mut data) = (0, 0usize, ptr::null_mut());
   let (mut buffer, mut offset) = (ptr::null_mut(), 0usize);
   check(
@@ -298,20 +325,21 @@ unsafe fn decision_slot(env: sys::napi_env, array: sys::napi_value) -> Result<(*
     unsafe { sys::napi_create_reference(env, array, 1, &mut reference) },
     "hold the decision slot",
   )?;
-  Ok((data as *mut f64, reference))
+  Ok((data as *mut f64, length, reference))
 }
 
 /// A JS function named `name` running `cb` bound to `cache` (and, when given, the decision
-/// slot `slot`, a `Float64Array(5)`).
+/// slot `slot`, a `Float64Array` of 5 or 6).
 pub fn function(env: &Env, name: &str, cb: Callback, cache: &Arc<Cache>, slot: Option<sys::napi_value>) -> Result<Raw> {
   let env = env.raw();
-  let (slot, slot_ref) = match slot {
+  let (slot, slot_len, slot_ref) = match slot {
     Some(array) => unsafe { decision_slot(env, array) }?,
-    None => (ptr::null_mut(), ptr::null_mut()),
+    None => (ptr::null_mut(), 0, ptr::null_mut()),
   };
   let data = Box::into_raw(Box::new(Bound {
     cache: cache.clone(),
     slot,
+    slot_len,
     slot_ref,
   })) as *mut c_void;
   let mut f = ptr::null_mut();
@@ -331,7 +359,8 @@ pub fn function(env: &Env, name: &str, cb: Callback, cache: &Arc<Cache>, slot: O
   made.map(|()| Raw(f))
 }
 
-/// The `submit` function of `cache`, writing the decisions it answers on the spot into `slot`.
+/// The `submit` function of `cache`, writing the decisions it answers on the spot (and, in a
+/// slot of 6, who answered) into `slot`.
 pub fn submit_function(env: &Env, cache: &Arc<Cache>, slot: sys::napi_value) -> Result<Raw> {
   function(env, "submit", submit, cache, Some(slot))
 }

@@ -134,7 +134,7 @@ pub async fn run_batch(
       Err(e) => answers.push(Some(Err(e))),
     }
   }
-  for (i, result) in at.into_iter().zip(cache.run(ops).await) {
+  for (i, result) in at.into_iter().zip(cache.run(ops).await.answers) {
     answers[i] = Some(result);
   }
   answers.into_iter().map(|a| a.expect("every call answered")).collect()
