@@ -721,6 +721,8 @@ describe('7. fallback disabled', () => {
     expect(await w.m.getSession('s')).toBe(1)
 
     await server.kill()
+    // until the connection's loss is seen, the near cache still answers 's' as a plain hit
+    await waitFor('tracking lost', () => w.m.metrics().nearCache.tracking !== 'active', 5000)
     const first: number[] = []
     for (let i = 0; i < 3; i++) {
       const t = now()

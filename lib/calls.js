@@ -34,6 +34,13 @@ const { tracing, message, trace, answered } = require('./tracing.js')
 const MIN_CHUNK = 32
 const MAX_CHUNK = 256
 
+// Answers given on the spot (near-cache hits, memory://, flood refusals) between two check
+// phases, at most; past it an answer waits for the next check phase. An awaited on-the-spot
+// answer resumes its caller within the same turn, so without this a loop of them (a batch job
+// reading hot keys, a load test) would never let timers and I/O run again: not the recovery
+// probe, not a server's other requests.
+const SPOT_BUDGET = 1024
+
 /** What a caller gets from an answer. */
 const Result = Object.freeze({
   /** A get: the parsed value (a fresh copy), or null. */
@@ -87,6 +94,8 @@ class Calls {
   // where submit writes a rate-limit decision it answers on the spot, and who answered (at 5)
   #slot = new Float64Array(6)
   #together = 0 // the next flush's chunk size at least (see together)
+  #spot = 0 // answers given on the spot since the last check phase
+  #late = [] // answers given on the spot past SPOT_BUDGET: resolve, reject, result, answer each
 
   /**
    * `decode(json)` parses a get's text (a throw rejects that call); `error(err)` maps an
@@ -137,6 +146,7 @@ class Calls {
       return Promise.reject(this.#error(err))
     }
     if (answer === undefined) return this.#answer(answer, Result.TEXT)
+    if (++this.#spot > SPOT_BUDGET) return this.#later(Result.TEXT, answer)
     return isError(answer) ? Promise.reject(this.#error(answer)) : answer
   }
 
@@ -172,6 +182,8 @@ class Calls {
   #answer(answer, result, traced) {
     if (answer !== undefined) {
       if (traced !== undefined && !isError(answer)) answered(traced[0], answer, this.#slot[5], traced[1])
+      if (++this.#spot > SPOT_BUDGET)
+        return this.#later(result, result === Result.DECISION && answer === true ? [...this.#slot] : answer)
       return this.#now(result, answer)
     }
     if (!this.#scheduled) {
@@ -181,6 +193,17 @@ class Calls {
     const waiting = this.#waiting
     if (traced !== undefined) (this.#traced ??= [])[waiting.length / 3] = traced
     return new Promise((resolve, reject) => waiting.push(resolve, reject, result))
+  }
+
+  // An answer given on the spot past SPOT_BUDGET, settled at the next check phase (a decision as
+  // its own array: the slot is written again by the next call).
+  #later(result, answer) {
+    if (!this.#scheduled) {
+      this.#scheduled = true
+      setImmediate(this.#flush)
+    }
+    const late = this.#late
+    return new Promise((resolve, reject) => late.push(resolve, reject, result, answer))
   }
 
   // The result of an answer given on the spot, as a settled promise.
@@ -217,6 +240,12 @@ class Calls {
   // Sends the turn's queued calls, in chunks.
   #flush = () => {
     this.#scheduled = false
+    this.#spot = 0
+    if (this.#late.length > 0) {
+      const late = this.#late
+      this.#late = []
+      for (let i = 0; i < late.length; i += 4) this.#settle(late[i], late[i + 1], late[i + 2], late[i + 3])
+    }
     const waiting = this.#waiting
     if (waiting.length === 0) return
     this.#waiting = []
@@ -285,7 +314,7 @@ class Calls {
   /** Sends what is queued at once and resolves when every call made before has settled. */
   async drain() {
     for (;;) {
-      if (this.#waiting.length > 0) this.#flush()
+      if (this.#waiting.length > 0 || this.#late.length > 0) this.#flush()
       if (this.#chunks.size === 0) return
       await Promise.allSettled([...this.#chunks])
       // the callers' continuations run after the answers; they may have made more calls
