@@ -2,19 +2,11 @@
 // class and code, and changes nothing; tenant ids are validated. Run in both
 // modes, on the manager's own scope and on a tenant scope.
 
-import { CacheManager, codes } from '..'
+import { CacheManager, CacheScope, codes } from '..'
 import { modes, useManagers, expectReject } from './helpers/modes'
 
-type Scope = Pick<
-  CacheManager,
-  | 'setSession'
-  | 'getSession'
-  | 'deleteSession'
-  | 'cacheQueryResult'
-  | 'getCachedQuery'
-  | 'invalidateCache'
-  | 'invalidateAll'
->
+/** A manager or a tenant's view of it. */
+type Scope = CacheScope
 type Cls = TypeErrorConstructor | RangeErrorConstructor
 const A = (v: unknown) => v as any // eslint-disable-line @typescript-eslint/no-explicit-any
 

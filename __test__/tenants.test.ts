@@ -1,19 +1,11 @@
 // Tenant isolation: a TenantCache reads, writes
 // and invalidates only its own keys, whatever the tenant id or key contains.
 
-import { CacheManager } from '..'
+import { CacheScope } from '..'
 import { modes, useManagers } from './helpers/modes'
 
-type Scope = Pick<
-  CacheManager,
-  | 'setSession'
-  | 'getSession'
-  | 'deleteSession'
-  | 'cacheQueryResult'
-  | 'getCachedQuery'
-  | 'invalidateCache'
-  | 'invalidateAll'
->
+/** A manager or a tenant's view of it. */
+type Scope = CacheScope
 
 const HOSTILE_IDS = [
   'a',

@@ -186,10 +186,7 @@ class Calls {
         return this.#later(result, result === Result.DECISION && answer === true ? [...this.#slot] : answer)
       return this.#now(result, answer)
     }
-    if (!this.#scheduled) {
-      this.#scheduled = true
-      setImmediate(this.#flush)
-    }
+    this.#schedule()
     const waiting = this.#waiting
     if (traced !== undefined) (this.#traced ??= [])[waiting.length / 3] = traced
     return new Promise((resolve, reject) => waiting.push(resolve, reject, result))
@@ -198,12 +195,16 @@ class Calls {
   // An answer given on the spot past SPOT_BUDGET, settled at the next check phase (a decision as
   // its own array: the slot is written again by the next call).
   #later(result, answer) {
-    if (!this.#scheduled) {
-      this.#scheduled = true
-      setImmediate(this.#flush)
-    }
+    this.#schedule()
     const late = this.#late
     return new Promise((resolve, reject) => late.push(resolve, reject, result, answer))
+  }
+
+  // A flush at the next check phase, unless one is due.
+  #schedule() {
+    if (this.#scheduled) return
+    this.#scheduled = true
+    setImmediate(this.#flush)
   }
 
   // The result of an answer given on the spot, as a settled promise.

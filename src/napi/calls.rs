@@ -29,6 +29,7 @@ use super::error::{self, check};
 use super::text::{self, spent, Text};
 use crate::cache::{Action, Answer, Cache, Chunk, Flushed, Ran, RateArgs, Request, Served, Submitted, Text as Value};
 use crate::keys::{EntryType, Scope};
+use crate::ratelimit::Decision;
 
 /// What a data call does, and to which type of entry.
 #[napi]
@@ -139,14 +140,7 @@ unsafe fn answer_value(env: sys::napi_env, answer: &crate::error::Result<Answer>
       Ok(Answer::Count(n)) => f64::to_napi_value(env, *n as f64),
       Ok(Answer::Keys(keys)) => Vec::<String>::to_napi_value(env, keys.clone()),
       Ok(Answer::Limit(d)) => {
-        // [allowed (1 or 0), limit, remaining, resetMs, retryAfterMs]
-        let fields = [
-          d.allowed as u8 as f64,
-          d.limit as f64,
-          d.remaining as f64,
-          d.reset_ms as f64,
-          d.retry_after_ms as f64,
-        ];
+        let fields = decision_fields(d);
         let mut array = ptr::null_mut();
         check(
           sys::napi_create_array_with_length(env, fields.len(), &mut array),
@@ -182,6 +176,17 @@ unsafe fn is_missing(env: sys::napi_env, value: sys::napi_value) -> Result<bool>
     "read an argument's type",
   )?;
   Ok(kind == sys::ValueType::napi_undefined || kind == sys::ValueType::napi_null)
+}
+
+/// A decision as JavaScript reads it: `[allowed (1 or 0), limit, remaining, resetMs, retryAfterMs]`.
+fn decision_fields(d: &Decision) -> [f64; 5] {
+  [
+    d.allowed as u8 as f64,
+    d.limit as f64,
+    d.remaining as f64,
+    d.reset_ms as f64,
+    d.retry_after_ms as f64,
+  ]
 }
 
 /// `submit(call, key, tenant?, json?, ttlSeconds?)`, or for a rate-limit check
@@ -268,13 +273,7 @@ unsafe extern "C" fn submit(env: sys::napi_env, info: sys::napi_callback_info) -
           // SAFETY: the slot is a live Float64Array of at least 5 (held by `slot_ref`), on the
           // JS thread
           let slot = std::slice::from_raw_parts_mut(bound.slot, 5);
-          slot.copy_from_slice(&[
-            d.allowed as u8 as f64,
-            d.limit as f64,
-            d.remaining as f64,
-            d.reset_ms as f64,
-            d.retry_after_ms as f64,
-          ]);
+          slot.copy_from_slice(&decision_fields(&d));
           bool::to_napi_value(env, true)
         }
         Submitted::Answered(answer, _) => answer_value(env, &answer),
